@@ -1,0 +1,210 @@
+"""Tensor file formats: one ``read``/``write`` pair over every format dynnmr understands.
+
+Readers return ``ase.Atoms`` objects. Per-atom NMR tensors live on them as arrays of
+shape ``(N, 3, 3)`` under one name per property (NaN rows mark atoms without a label;
+a missing label is never a zero):
+
+* ``atoms.arrays["ms"]``  magnetic shielding tensor, ppm (absolute shielding)
+* ``atoms.arrays["efg"]`` electric field gradient tensor, atomic units
+  (1 au = 9.7173624e21 V/m^2)
+
+Formats:
+
+* CASTEP ``.magres`` (CCP-NC magres-abinitio-v1.0): ``ms`` ppm, ``efg`` au; indented
+  lines, symmetry lines and custom site labels handled; ``isc`` blocks ignored.
+* Extended XYZ with per-atom columns ``ms`` and ``efg``, 9 numbers each in row-major
+  order (xx, xy, xz, yx, ...), the layout of the published amorphous-SiO2 dataset.
+* The silicate JSON of ``shared/data`` (pymatgen structure dicts, ``atom_selector``
+  marking the labelled atoms, ``nmr_tensor`` their 3x3 shielding in ppm).
+* Anything else ase can read (structures without tensors).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from .errors import InputError
+
+TENSOR_PROPERTIES = ("ms", "efg")
+UNITS = {"ms": "ppm", "efg": "au"}
+
+
+def _path(path):
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such file")
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(p, "file is empty")
+    return p
+
+
+# CASTEP magres ------------------------------------------------------------------------
+def read_magres(path) -> Atoms:
+    """Read a CASTEP ``.magres`` file into Atoms with ``ms`` (ppm) and ``efg`` (au) arrays."""
+    path = _path(path)
+    block = None
+    lattice = None
+    species, labels, indices, positions = [], [], [], []
+    tensors = {name: {} for name in TENSOR_PROPERTIES}
+    info = {}
+    with open(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if (line[0] in "[<") and line[-1] in "]>":
+                name = line[1:-1].strip()
+                block = None if name.startswith("/") else name
+                continue
+            words = line.split()
+            try:
+                if block == "calculation":
+                    info["magres_" + words[0]] = " ".join(words[1:])
+                elif block == "atoms":
+                    if words[0] == "units" and words[1] in ("lattice", "atom") and words[2] != "Angstrom":
+                        raise InputError(path, f"unsupported {words[1]} unit {words[2]!r}", line=lineno)
+                    if words[0] == "lattice":
+                        lattice = np.array(words[1:10], dtype=float).reshape(3, 3)
+                    elif words[0] == "atom":
+                        species.append(words[1])
+                        labels.append(words[2])
+                        indices.append(int(words[3]))
+                        positions.append([float(x) for x in words[4:7]])
+                elif block == "magres":
+                    if words[0] == "units" and words[1] in UNITS and words[2] != UNITS[words[1]]:
+                        raise InputError(
+                            path, f"{words[1]} in {words[2]!r}, expected {UNITS[words[1]]!r}", line=lineno
+                        )
+                    if words[0] in TENSOR_PROPERTIES:
+                        key = (words[1], int(words[2]))
+                        values = np.array(words[3:12], dtype=float)
+                        if values.size != 9:
+                            raise InputError(path, f"{words[0]} needs 9 numbers, got {values.size}", line=lineno)
+                        tensors[words[0]][key] = (values.reshape(3, 3), lineno)
+            except (ValueError, IndexError) as exc:
+                if isinstance(exc, InputError):
+                    raise
+                raise InputError(path, f"cannot parse {line[:60]!r}: {exc}", line=lineno) from None
+    if not species:
+        raise InputError(path, "no [atoms] block with atom lines found")
+    atoms = Atoms(
+        symbols=species,
+        positions=positions,
+        cell=lattice if lattice is not None else np.zeros((3, 3)),
+        pbc=lattice is not None,
+    )
+    atoms.info.update(info)
+    atoms.arrays["magres_label"] = np.array(labels)
+    atoms.arrays["magres_index"] = np.array(indices)
+    site_of = {key: i for i, key in enumerate(zip(labels, indices))}
+    for name, found in tensors.items():
+        if not found:
+            continue
+        arr = np.full((len(atoms), 3, 3), np.nan)
+        for key, (value, lineno) in found.items():
+            if key not in site_of:
+                raise InputError(path, f"{name} for unknown site {key[0]} {key[1]}", line=lineno)
+            arr[site_of[key]] = value
+        atoms.arrays[name] = arr
+    return atoms
+
+
+# silicate JSON (shared/data) ------------------------------------------------------------
+def read_silicate_json(path) -> list[Atoms]:
+    """Read the silicate 29Si GIPAW JSON: one periodic Atoms per structure, ``ms`` in ppm.
+
+    Unlabelled atoms get NaN tensors; ``arrays["Qn"]`` holds the Q^n connectivity of
+    labelled Si (-1 elsewhere); ``info["structure_id"]`` the key in the file.
+    """
+    path = _path(path)
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    missing = {"structure", "species", "atom_selector", "nmr_tensor"} - set(data)
+    if missing:
+        raise InputError(path, f"not a silicate tensor JSON: missing fields {sorted(missing)}")
+    out = []
+    for sid, struct in data["structure"].items():
+        numbers = np.asarray(data["species"][sid], dtype=int)
+        xyz = np.array([site["xyz"] for site in struct["sites"]], dtype=float)
+        if len(xyz) != len(numbers):
+            raise InputError(path, f"structure {sid}: {len(xyz)} sites but {len(numbers)} species")
+        atoms = Atoms(numbers=numbers, positions=xyz, cell=struct["lattice"]["matrix"], pbc=True)
+        selector = np.asarray(data["atom_selector"][sid], dtype=bool)
+        labelled = np.asarray(data["nmr_tensor"][sid], dtype=float).reshape(-1, 3, 3)
+        if selector.sum() != len(labelled):
+            raise InputError(path, f"structure {sid}: {selector.sum()} selected atoms but {len(labelled)} tensors")
+        ms = np.full((len(atoms), 3, 3), np.nan)
+        ms[selector] = labelled
+        atoms.arrays["ms"] = ms
+        qn = np.full(len(atoms), -1, dtype=int)
+        if "Qn" in data:
+            qn[selector] = data["Qn"][sid]
+        atoms.arrays["Qn"] = qn
+        atoms.info["structure_id"] = sid
+        out.append(atoms)
+    return out
+
+
+# extended XYZ ----------------------------------------------------------------------------
+def _tensors_from_columns(atoms: Atoms) -> Atoms:
+    for name in TENSOR_PROPERTIES:
+        if name in atoms.arrays and atoms.arrays[name].ndim == 2:
+            value = atoms.arrays.pop(name)
+            if value.shape[1] != 9:
+                raise ValueError(f"per-atom {name} must have 9 columns, got {value.shape[1]}")
+            atoms.arrays[name] = value.reshape(-1, 3, 3).astype(float)
+    return atoms
+
+
+def _tensors_to_columns(atoms: Atoms) -> Atoms:
+    out = atoms.copy()
+    out.calc = None
+    for name in TENSOR_PROPERTIES:
+        if name in out.arrays:
+            out.arrays[name] = np.ascontiguousarray(out.arrays.pop(name).reshape(len(out), 9))
+    return out
+
+
+def write_extxyz(path, images) -> None:
+    """Write Atoms (one or a list) to extended XYZ; ``ms``/``efg`` become 9 row-major columns."""
+    from ase.io import write
+
+    if isinstance(images, Atoms):
+        images = [images]
+    write(os.fspath(path), [_tensors_to_columns(a) for a in images], format="extxyz")
+
+
+# dispatch ---------------------------------------------------------------------------------
+def read(path, index=":") -> list[Atoms]:
+    """Read every structure in ``path`` (any format above) as a list of Atoms.
+
+    The format is chosen by extension: ``.magres``, ``.json`` (silicate tensor JSON),
+    otherwise ase (extended XYZ and everything ase reads). ``index`` selects frames for
+    multi-frame files, in ase's syntax.
+    """
+    path = _path(path)
+    name = path.name.lower()
+    if name.endswith(".magres"):
+        return [read_magres(path)]
+    if name.endswith(".json"):
+        return read_silicate_json(path)
+    from ase.io import read as ase_read
+
+    try:
+        images = ase_read(os.fspath(path), index=index)
+    except Exception as exc:  # ase raises many types; the user needs the file and reason
+        raise InputError(path, f"cannot read structure file: {exc}") from None
+    if isinstance(images, Atoms):
+        images = [images]
+    try:
+        return [_tensors_from_columns(a) for a in images]
+    except ValueError as exc:
+        raise InputError(path, str(exc)) from None

@@ -1,0 +1,127 @@
+"""Per-site NMR parameter tables from structures carrying ``ms``/``efg`` tensors.
+
+One row per atom that has a tensor. Shielding in ppm (Haeberlen zeta/eta,
+Herzfeld-Berger span/skew, ZYZ active Euler angles of the Haeberlen frame), EFG in
+atomic units with eta_Q, C_Q in MHz for the chosen isotope, and Euler angles of the
+|Vzz| >= |Vyy| >= |Vxx| frame. See :mod:`dynnmr.tensors` for every convention.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import math
+
+import numpy as np
+
+from . import tensors as T
+from .isotopes import isotope_for
+
+COLUMNS = [
+    "structure", "index", "species",
+    "sigma_iso_ppm", "zeta_ppm", "eta_sigma", "span_ppm", "skew",
+    "ms_alpha_deg", "ms_beta_deg", "ms_gamma_deg",
+    "isotope", "Vzz_au", "eta_Q", "Cq_MHz",
+    "efg_alpha_deg", "efg_beta_deg", "efg_gamma_deg",
+    # beyond the core set: the antisymmetric shielding is reported, not dropped
+    "ms_antisym_ppm",
+]  # fmt: skip
+SHIFT_COLUMN = "delta_iso_ppm"
+
+
+def _finite_rows(arr):
+    return np.isfinite(arr).all(axis=(-2, -1))
+
+
+def shielding_columns(ms):
+    """Shielding parameter columns (dict of arrays) for tensors ``(M, 3, 3)`` in ppm."""
+    h = T.haeberlen(ms)
+    hb = T.herzfeld_berger(ms)
+    a, b, g = T.shielding_euler(ms)
+    return {
+        "sigma_iso_ppm": h["iso"], "zeta_ppm": h["zeta"], "eta_sigma": h["eta"],
+        "span_ppm": hb["span"], "skew": hb["skew"],
+        "ms_alpha_deg": a, "ms_beta_deg": b, "ms_gamma_deg": g,
+        "ms_antisym_ppm": np.linalg.norm(T.antisymmetric_vector(ms), axis=-1),
+    }  # fmt: skip
+
+
+def efg_columns(efg, quadrupole_moments_mb):
+    """EFG parameter columns for tensors ``(M, 3, 3)`` in au; C_Q NaN where Q is 0 (I = 1/2)."""
+    p = T.efg_parameters(efg)
+    a, b, g = T.efg_euler(efg)
+    q = np.asarray(quadrupole_moments_mb, dtype=float)
+    cq = np.where(q != 0, T.quadrupolar_coupling_hz(p["Vzz"], q) * 1e-6, np.nan)
+    return {
+        "Vzz_au": p["Vzz"], "eta_Q": p["eta_Q"], "Cq_MHz": cq,
+        "efg_alpha_deg": a, "efg_beta_deg": b, "efg_gamma_deg": g,
+    }  # fmt: skip
+
+
+def site_table(images, names=None, isotopes=None, references=None):
+    """Rows (list of dicts, keys from :data:`COLUMNS`) for every atom with a tensor.
+
+    ``isotopes`` maps element -> isotope name (``{"O": "17O"}``), overriding the
+    defaults; ``references`` maps element -> sigma_ref (ppm) and adds ``delta_iso_ppm``
+    (IUPAC delta = sigma_ref - sigma). Absent values are ``None``.
+    """
+    rows = []
+    for k, atoms in enumerate(images):
+        name = names[k] if names else atoms.info.get("structure_id", str(k))
+        symbols = atoms.get_chemical_symbols()
+        n = len(atoms)
+        cols = {}
+        ms = atoms.arrays.get("ms")
+        efg = atoms.arrays.get("efg")
+        has_ms = _finite_rows(ms) if ms is not None else np.zeros(n, bool)
+        has_efg = _finite_rows(efg) if efg is not None else np.zeros(n, bool)
+        if has_ms.any():
+            for key, val in shielding_columns(ms[has_ms]).items():
+                cols[key] = np.full(n, np.nan)
+                cols[key][has_ms] = val
+        isos = [isotope_for(s, isotopes) for s in symbols]
+        if has_efg.any():
+            q = np.array([iso.quadrupole_moment_mb if iso else 0.0 for iso in isos])
+            for key, val in efg_columns(efg[has_efg], q[has_efg]).items():
+                cols[key] = np.full(n, np.nan)
+                cols[key][has_efg] = val
+        for i in np.flatnonzero(has_ms | has_efg):
+            row = dict.fromkeys(COLUMNS)
+            row.update(structure=name, index=int(i), species=symbols[i])
+            row["isotope"] = isos[i].name if isos[i] else None
+            for key, val in cols.items():
+                row[key] = None if math.isnan(val[i]) else float(val[i])
+            if references is not None:
+                ref = references.get(symbols[i])
+                iso_sigma = row["sigma_iso_ppm"]
+                row[SHIFT_COLUMN] = None if ref is None or iso_sigma is None else float(T.shift_iso(iso_sigma, ref))
+            rows.append(row)
+    return rows
+
+
+def table_columns(rows):
+    return COLUMNS + ([SHIFT_COLUMN] if rows and SHIFT_COLUMN in rows[0] else [])
+
+
+def write_csv(rows, fh):
+    """CSV with a header; absent values are empty fields; floats with full precision."""
+    writer = csv.DictWriter(fh, fieldnames=table_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def format_table(rows):
+    """A fixed-width, human-readable table (4 decimals; '-' where absent)."""
+    cols = table_columns(rows)
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[j]) for row in cells]) for j, c in enumerate(cols)]
+    out = _io.StringIO()
+    out.write("  ".join(c.rjust(w) for c, w in zip(cols, widths)) + "\n")
+    for row in cells:
+        out.write("  ".join(v.rjust(w) for v, w in zip(row, widths)) + "\n")
+    return out.getvalue()

@@ -1,0 +1,379 @@
+"""NMR tensor algebra: spherical decomposition, shielding and EFG parameters, orientations.
+
+Pure numpy, vectorised over any leading shape ``(..., 3, 3)``. Every other stage of
+dynnmr (model outputs, parameter tables, averaging, spectra) goes through these
+functions, so each convention is stated once, here.
+
+Conventions
+-----------
+* Spherical decomposition: a general rank-2 tensor ``T`` is split into
+  ``l=0`` (1 component, isotropic), ``l=1`` (3, antisymmetric part, a pseudovector: 1e)
+  and ``l=2`` (5, symmetric traceless part), concatenated as 9 numbers in exactly the
+  orthonormal real basis and order of e3nn's ``io.CartesianTensor("ij")`` (irreps
+  ``1x0e+1x1e+1x2e``), so a network's output maps one-to-one onto a tensor.
+* Shielding (ppm), Haeberlen: ``|s_zz - s_iso| >= |s_xx - s_iso| >= |s_yy - s_iso|``;
+  ``zeta = s_zz - s_iso`` (reduced anisotropy), ``Delta_sigma = 1.5 zeta``,
+  ``eta = (s_yy - s_xx) / zeta`` in [0, 1].
+* Herzfeld-Berger / Maryland (IUPAC): ``s_11 <= s_22 <= s_33``; span
+  ``Omega = s_33 - s_11 >= 0``; skew ``kappa = 3 (s_iso - s_22) / Omega`` in [-1, 1]
+  (identical for the chemical shift, ``kappa = 3 (d_22 - d_iso) / Omega``).
+* Chemical shift (IUPAC): ``delta = sigma_ref - sigma`` (ppm), or exactly
+  ``(sigma_ref - sigma) / (1 - sigma_ref * 1e-6)``.
+* EFG: ``|V_zz| >= |V_yy| >= |V_xx|``; ``eta_Q = (V_xx - V_yy) / V_zz`` in [0, 1];
+  ``C_Q = e Q V_zz / h`` (Hz), signed by Q and V_zz.
+* Orientation: ZYZ Euler angles (degrees) of the *active* rotation
+  ``R = Rz(alpha) Ry(beta) Rz(gamma)`` that carries the principal-axis tensor into the
+  crystal/lab frame, ``T_sym = R diag(t_xx, t_yy, t_zz) R^T``; the columns of R are the
+  principal axes x, y, z in lab coordinates. The passive rotation (lab coordinates into
+  the principal frame) has angles ``(-gamma, -beta, -alpha)``. Eigenvector signs are
+  fixed so that ``beta`` lies in [0, 90] and ``gamma`` in [0, 180); ``alpha`` in [0, 360).
+  For an axial tensor ``gamma = 0``; for an isotropic one all angles are 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Unit conversions -------------------------------------------------------------------
+#: One atomic unit of electric field gradient in V/m^2 (E_h / (e a_0^2)).
+EFG_AU_TO_V_PER_M2 = 9.7173624e21
+#: Elementary charge (C) and Planck constant (J s), exact SI values.
+ELEMENTARY_CHARGE_C = 1.602176634e-19
+PLANCK_J_S = 6.62607015e-34
+#: One millibarn in m^2.
+MILLIBARN_TO_M2 = 1e-31
+
+_S2 = np.sqrt(2.0)
+_S3 = np.sqrt(3.0)
+_S6 = np.sqrt(6.0)
+
+#: Rows: the 9 spherical components (0e; 1e x3; 2e x5); columns: Cartesian components
+#: in row-major order (xx, xy, xz, yx, yy, yz, zx, zy, zz). Orthogonal, so its
+#: transpose is its inverse. Identical to e3nn's ``CartesianTensor("ij")`` basis.
+CART_TO_SPH = np.array(
+    [
+        # xx      xy       xz       yx      yy       yz       zx      zy       zz
+        [1 / _S3, 0, 0, 0, 1 / _S3, 0, 0, 0, 1 / _S3],  # l=0
+        [0, 0, 0, 0, 0, 1 / _S2, 0, -1 / _S2, 0],  # l=1: (yz - zy)/sqrt2
+        [0, 0, -1 / _S2, 0, 0, 0, 1 / _S2, 0, 0],  # l=1: (zx - xz)/sqrt2
+        [0, 1 / _S2, 0, -1 / _S2, 0, 0, 0, 0, 0],  # l=1: (xy - yx)/sqrt2
+        [0, 0, 1 / _S2, 0, 0, 0, 1 / _S2, 0, 0],  # l=2: (xz + zx)/sqrt2
+        [0, 1 / _S2, 0, 1 / _S2, 0, 0, 0, 0, 0],  # l=2: (xy + yx)/sqrt2
+        [-1 / _S6, 0, 0, 0, 2 / _S6, 0, 0, 0, -1 / _S6],  # l=2: (2yy - xx - zz)/sqrt6
+        [0, 0, 0, 0, 0, 1 / _S2, 0, 1 / _S2, 0],  # l=2: (yz + zy)/sqrt2
+        [-1 / _S2, 0, 0, 0, 0, 0, 0, 0, 1 / _S2],  # l=2: (zz - xx)/sqrt2
+    ]
+)
+#: Slices of the 9 spherical components by angular momentum l.
+IRREP_SLICES = {0: slice(0, 1), 1: slice(1, 4), 2: slice(4, 9)}
+
+
+# Spherical decomposition ------------------------------------------------------------
+def to_spherical(tensor):
+    """Cartesian ``(..., 3, 3)`` -> spherical ``(..., 9)`` components (l=0, 1, 2)."""
+    t = np.asarray(tensor, dtype=float)
+    return t.reshape(t.shape[:-2] + (9,)) @ CART_TO_SPH.T
+
+
+def from_spherical(components):
+    """Spherical ``(..., 9)`` components -> Cartesian ``(..., 3, 3)`` tensor."""
+    c = np.asarray(components, dtype=float)
+    return (c @ CART_TO_SPH).reshape(c.shape[:-1] + (3, 3))
+
+
+def irrep(tensor, l):
+    """The ``l`` (0, 1 or 2) spherical components of a Cartesian tensor, shape (..., 2l+1)."""
+    return to_spherical(tensor)[..., IRREP_SLICES[l]]
+
+
+def symmetric_part(tensor):
+    t = np.asarray(tensor, dtype=float)
+    return 0.5 * (t + np.swapaxes(t, -1, -2))
+
+
+def antisymmetric_vector(tensor):
+    """The antisymmetric part ``A = (T - T^T)/2`` as the vector ``(A_yz, A_zx, A_xy)``.
+
+    Same units as the tensor. It does not affect the NMR spectrum to first order, but
+    DFT shielding tensors have one and it is reported rather than dropped.
+    """
+    t = np.asarray(tensor, dtype=float)
+    return 0.5 * np.stack(
+        [t[..., 1, 2] - t[..., 2, 1], t[..., 2, 0] - t[..., 0, 2], t[..., 0, 1] - t[..., 1, 0]],
+        axis=-1,
+    )
+
+
+def isotropic(tensor):
+    """Trace / 3 (for shielding: sigma_iso in ppm)."""
+    return np.trace(np.asarray(tensor, dtype=float), axis1=-2, axis2=-1) / 3.0
+
+
+# Principal frames ------------------------------------------------------------------
+def _ordered_eigensystem(tensor, center):
+    """Eigenvalues/vectors of the symmetric part, ascending in ``|lambda - center|``.
+
+    Eigenvectors are columns; the frame is made right-handed (det = +1).
+    """
+    sym = symmetric_part(tensor)
+    vals, vecs = np.linalg.eigh(sym)
+    # stable sort: ties keep eigh's ascending order, so degenerate cases are reproducible
+    order = np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
+    vals = np.take_along_axis(vals, order, axis=-1)
+    vecs = np.take_along_axis(vecs, order[..., None, :], axis=-1)
+    vecs[..., :, 2] *= np.where(np.linalg.det(vecs) < 0, -1.0, 1.0)[..., None]
+    return vals, vecs
+
+
+def shielding_principal(tensor):
+    """Haeberlen principal values ``(s_xx, s_yy, s_zz)`` and axes (columns x, y, z)."""
+    iso = isotropic(tensor)
+    vals, vecs = _ordered_eigensystem(tensor, iso)
+    # ascending |dev| is (yy, xx, zz): swap the first two, keep right-handedness
+    vals = vals[..., [1, 0, 2]]
+    vecs = vecs[..., [1, 0, 2]]
+    vecs[..., :, 2] *= -1.0
+    return vals, vecs
+
+
+def efg_principal(tensor):
+    """EFG principal values ``(V_xx, V_yy, V_zz)``, ``|V_zz| >= |V_yy| >= |V_xx|``, and axes."""
+    center = np.zeros(np.shape(tensor)[:-2])
+    return _ordered_eigensystem(tensor, center)
+
+
+def _safe_ratio(num, den, tol):
+    den = np.asarray(den, dtype=float)
+    small = np.abs(den) <= tol
+    return np.where(small, 0.0, np.asarray(num) / np.where(small, 1.0, den))
+
+
+def _scale(tensor):
+    return np.abs(np.asarray(tensor, dtype=float)).max(axis=(-2, -1))
+
+
+# Shielding and shift -----------------------------------------------------------------
+def haeberlen(tensor, rtol=1e-10):
+    """Haeberlen parameters of a shielding (or shift) tensor.
+
+    Returns a dict of arrays: ``iso``, ``zeta``, ``delta_aniso`` (= 1.5 zeta, the
+    "anisotropy" CASTEP prints), ``eta`` (0 where zeta vanishes), in the tensor's units.
+    """
+    vals, _ = shielding_principal(tensor)
+    iso = isotropic(tensor)
+    zeta = vals[..., 2] - iso
+    tol = rtol * np.maximum(_scale(tensor), 1e-300)
+    eta = np.clip(_safe_ratio(vals[..., 1] - vals[..., 0], zeta, tol), 0.0, 1.0)
+    return {"iso": iso, "zeta": zeta, "delta_aniso": 1.5 * zeta, "eta": eta}
+
+
+def herzfeld_berger(tensor, rtol=1e-10):
+    """Span Omega (>= 0, tensor units) and skew kappa (in [-1, 1]; 0 if Omega vanishes).
+
+    For a shielding tensor, ``kappa = 3 (s_iso - s_22) / Omega`` with s_11 <= s_22 <= s_33;
+    this equals ``3 (d_22 - d_iso) / Omega`` for the shift, so it is the same number.
+    """
+    vals = np.linalg.eigvalsh(symmetric_part(tensor))
+    iso = isotropic(tensor)
+    span = vals[..., 2] - vals[..., 0]
+    tol = rtol * np.maximum(_scale(tensor), 1e-300)
+    skew = np.clip(_safe_ratio(3.0 * (iso - vals[..., 1]), span, tol), -1.0, 1.0)
+    return {"span": span, "skew": skew}
+
+
+def shift_tensor(tensor, sigma_ref, exact=False):
+    """Chemical shift tensor (ppm) from a shielding tensor (ppm): ``sigma_ref * 1 - sigma``.
+
+    With ``exact=True`` divide by ``1 - sigma_ref * 1e-6`` (IUPAC's exact definition).
+    The shift tensor's Haeberlen zeta is minus the shielding's; eta, span and
+    kappa are unchanged.
+    """
+    t = np.asarray(tensor, dtype=float)
+    d = np.asarray(sigma_ref, dtype=float)[..., None, None] * np.eye(3) - t
+    if exact:
+        d = d / (1.0 - np.asarray(sigma_ref, dtype=float)[..., None, None] * 1e-6)
+    return d
+
+
+def shift_iso(sigma_iso, sigma_ref, exact=False):
+    """Isotropic chemical shift (ppm) from isotropic shielding (ppm)."""
+    d = np.asarray(sigma_ref, dtype=float) - np.asarray(sigma_iso, dtype=float)
+    return d / (1.0 - np.asarray(sigma_ref) * 1e-6) if exact else d
+
+
+def tensor_from_haeberlen(iso, zeta, eta, euler_deg=(0.0, 0.0, 0.0)):
+    """Symmetric tensor from Haeberlen ``iso, zeta, eta`` and ZYZ active Euler angles (deg)."""
+    iso, zeta, eta = (np.asarray(x, dtype=float) for x in (iso, zeta, eta))
+    diag = np.stack(
+        [iso - 0.5 * zeta * (1 + eta), iso - 0.5 * zeta * (1 - eta), iso + zeta], axis=-1
+    )
+    return _rotate_diagonal(diag, euler_deg)
+
+
+# EFG --------------------------------------------------------------------------------
+def efg_parameters(tensor, rtol=1e-10):
+    """``Vzz`` (tensor units) and ``eta_Q`` in [0, 1] (0 where Vzz vanishes)."""
+    vals, _ = efg_principal(tensor)
+    tol = rtol * np.maximum(_scale(tensor), 1e-300)
+    eta = np.clip(_safe_ratio(vals[..., 0] - vals[..., 1], vals[..., 2], tol), 0.0, 1.0)
+    return {"Vzz": vals[..., 2], "eta_Q": eta}
+
+
+def quadrupolar_coupling_hz(vzz_au, quadrupole_moment_mb):
+    """``C_Q = e Q V_zz / h`` in Hz from V_zz (atomic units) and Q (millibarn), signed."""
+    return (
+        ELEMENTARY_CHARGE_C
+        * np.asarray(quadrupole_moment_mb, dtype=float)
+        * MILLIBARN_TO_M2
+        * np.asarray(vzz_au, dtype=float)
+        * EFG_AU_TO_V_PER_M2
+        / PLANCK_J_S
+    )
+
+
+def quadrupolar_product(cq, eta_q):
+    """``P_Q = C_Q sqrt(1 + eta_Q^2 / 3)``, same units as ``cq``."""
+    return np.asarray(cq) * np.sqrt(1.0 + np.asarray(eta_q) ** 2 / 3.0)
+
+
+def quadrupolar_frequency(cq, spin):
+    """``nu_Q = 3 C_Q / (2 I (2 I - 1))``, same units as ``cq``; needs I >= 1."""
+    spin = float(spin)
+    if spin < 1.0:
+        raise ValueError(f"nu_Q needs a quadrupolar spin I >= 1, got I = {spin}")
+    return 3.0 * np.asarray(cq) / (2.0 * spin * (2.0 * spin - 1.0))
+
+
+def efg_au_to_si(efg_au):
+    """EFG from atomic units to V/m^2."""
+    return np.asarray(efg_au, dtype=float) * EFG_AU_TO_V_PER_M2
+
+
+def efg_si_to_au(efg_si):
+    """EFG from V/m^2 to atomic units."""
+    return np.asarray(efg_si, dtype=float) / EFG_AU_TO_V_PER_M2
+
+
+def tensor_from_efg(vzz, eta_q, euler_deg=(0.0, 0.0, 0.0)):
+    """Traceless symmetric EFG tensor from ``Vzz``, ``eta_Q`` and ZYZ active Euler angles (deg)."""
+    vzz, eta = np.asarray(vzz, dtype=float), np.asarray(eta_q, dtype=float)
+    diag = np.stack([-0.5 * vzz * (1 - eta), -0.5 * vzz * (1 + eta), vzz], axis=-1)
+    return _rotate_diagonal(diag, euler_deg)
+
+
+# Euler angles ---------------------------------------------------------------------------
+def _rz(a):
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+
+
+def _ry(b):
+    c, s = np.cos(b), np.sin(b)
+    z, o = np.zeros_like(b), np.ones_like(b)
+    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
+
+
+def rotation_from_euler(alpha_deg, beta_deg, gamma_deg):
+    """Active ZYZ rotation matrix ``Rz(alpha) Ry(beta) Rz(gamma)`` (angles in degrees)."""
+    a, b, g = (np.radians(np.asarray(x, dtype=float)) for x in (alpha_deg, beta_deg, gamma_deg))
+    return _rz(a) @ _ry(b) @ _rz(g)
+
+
+def euler_from_rotation(rot):
+    """ZYZ Euler angles (deg) of a proper rotation; gamma folded into alpha when beta = 0 or 180."""
+    r = np.asarray(rot, dtype=float)
+    beta = np.arccos(np.clip(r[..., 2, 2], -1.0, 1.0))
+    sb = np.sqrt(r[..., 0, 2] ** 2 + r[..., 1, 2] ** 2)
+    gimbal = sb < 1e-9
+    alpha = np.where(gimbal, 0.0, np.arctan2(r[..., 1, 2], r[..., 0, 2]))
+    gamma = np.where(
+        gimbal,
+        # beta ~ 0: R = Rz(alpha + gamma); beta ~ 180: R = Rz(alpha - gamma) Ry(pi)
+        np.arctan2(r[..., 1, 0], r[..., 1, 1]),
+        np.arctan2(r[..., 2, 1], -r[..., 2, 0]),
+    )
+    return np.degrees(alpha), np.degrees(beta), np.degrees(gamma)
+
+
+def _rotate_diagonal(diag, euler_deg):
+    rot = rotation_from_euler(*euler_deg)
+    d = np.asarray(diag)[..., :, None] * np.eye(3)
+    return rot @ d @ np.swapaxes(rot, -1, -2)
+
+
+def _canonical_frame(vecs, axial, isotropic_mask):
+    """Fix eigenvector signs: z up (beta <= 90), gamma in [0, 180); axial -> gamma = 0."""
+    v = np.array(vecs, dtype=float, copy=True)
+    # z axis into the upper half-space (flip z and x together to stay proper)
+    flip_z = v[..., 2, 2] < 0
+    v[..., :, 2] *= np.where(flip_z, -1.0, 1.0)[..., None]
+    v[..., :, 0] *= np.where(flip_z, -1.0, 1.0)[..., None]
+    alpha, beta, gamma = euler_from_rotation(v)
+    # R Rz(pi) flips x and y and shifts gamma by 180 deg
+    gamma = np.mod(gamma, 360.0)
+    gamma = np.where(gamma >= 180.0 - 1e-9, gamma - 180.0, gamma)
+    gamma = np.where(np.abs(gamma) < 1e-9, 0.0, gamma)
+    gamma = np.where(axial | isotropic_mask, 0.0, gamma)
+    alpha = np.where(isotropic_mask, 0.0, np.mod(alpha, 360.0))
+    beta = np.where(isotropic_mask, 0.0, beta)
+    alpha = np.where(np.abs(alpha - 360.0) < 1e-9, 0.0, alpha)
+    return alpha, beta, gamma
+
+
+def shielding_euler(tensor, rtol=1e-8):
+    """ZYZ active Euler angles (deg) of the Haeberlen principal frame of a shielding tensor.
+
+    Returns ``(alpha, beta, gamma)`` arrays; see the module docstring for the convention.
+    """
+    vals, vecs = shielding_principal(tensor)
+    tol = rtol * np.maximum(_scale(tensor), 1e-300)
+    iso_mask = np.abs(vals[..., 2] - isotropic(tensor)) <= tol
+    axial = np.abs(vals[..., 1] - vals[..., 0]) <= tol
+    return _canonical_frame(vecs, axial, iso_mask)
+
+
+def efg_euler(tensor, rtol=1e-8):
+    """ZYZ active Euler angles (deg) of the EFG principal frame (|Vzz| >= |Vyy| >= |Vxx|)."""
+    vals, vecs = efg_principal(tensor)
+    tol = rtol * np.maximum(_scale(tensor), 1e-300)
+    iso_mask = np.abs(vals[..., 2]) <= tol
+    axial = np.abs(vals[..., 1] - vals[..., 0]) <= tol
+    return _canonical_frame(vecs, axial, iso_mask)
+
+
+# Misorientation -------------------------------------------------------------------------
+_PROPER_SIGN_FLIPS = np.array([np.diag(d) for d in ([1, 1, 1], [-1, -1, 1], [-1, 1, -1], [1, -1, -1])])
+
+
+def misorientation_deg(t1, t2, kind="shielding", axial_rtol=1e-3):
+    """Angle (deg) between the principal frames of two tensors, for model evaluation.
+
+    The smallest rotation angle taking one frame onto the other over the four
+    sign-equivalent choices of eigenvectors (0..120 deg). If either tensor is axial
+    (the two minor principal values agree to ``axial_rtol`` of the anisotropy), only
+    the unique axis is defined and the angle between unique axes (0..90 deg) is
+    returned; if either is isotropic, 0.
+    """
+    if kind not in ("shielding", "efg"):
+        raise ValueError(f"kind must be 'shielding' or 'efg', got {kind!r}")
+    principal = shielding_principal if kind == "shielding" else efg_principal
+    v1, r1 = principal(t1)
+    v2, r2 = principal(t2)
+
+    def _aniso(vals, t):
+        ref = isotropic(t) if kind == "shielding" else 0.0
+        return np.abs(vals[..., 2] - ref)
+
+    a1, a2 = _aniso(v1, t1), _aniso(v2, t2)
+    iso_mask = (a1 <= 1e-12 * np.maximum(_scale(t1), 1e-300)) | (a2 <= 1e-12 * np.maximum(_scale(t2), 1e-300))
+    axial = (np.abs(v1[..., 1] - v1[..., 0]) <= axial_rtol * np.maximum(a1, 1e-300)) | (
+        np.abs(v2[..., 1] - v2[..., 0]) <= axial_rtol * np.maximum(a2, 1e-300)
+    )
+    # full frame: min over sign flips of the rotation angle of R1^T R2 D
+    rel = np.swapaxes(r1, -1, -2) @ r2
+    traces = np.stack([np.trace(rel @ d, axis1=-2, axis2=-1) for d in _PROPER_SIGN_FLIPS], -1)
+    full = np.degrees(np.arccos(np.clip((traces.max(-1) - 1.0) / 2.0, -1.0, 1.0)))
+    zdot = np.abs(np.sum(r1[..., :, 2] * r2[..., :, 2], axis=-1))
+    unique = np.degrees(np.arccos(np.clip(zdot, 0.0, 1.0)))
+    return np.where(iso_mask, 0.0, np.where(axial, unique, full))

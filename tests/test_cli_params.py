@@ -1,0 +1,87 @@
+"""`dynnmr params` on every supported format, its options and its failure modes."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dynnmr import io
+from dynnmr.cli import main
+from dynnmr.params import COLUMNS
+
+from conftest import MAGRES
+
+
+def read_csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_params_csv_for_castep_file(tmp_path):
+    out = tmp_path / "eth.csv"
+    assert main(["params", str(MAGRES / "ethanol.magres"), "-o", str(out)]) == 0
+    rows = read_csv(out)
+    assert list(rows[0]) == COLUMNS and len(rows) == 9
+    o = next(r for r in rows if r["species"] == "O")
+    assert o["isotope"] == "17O" and float(o["Cq_MHz"]) / float(o["Vzz_au"]) < 0  # sign of Q V_zz; Q(17O) < 0
+    c = next(r for r in rows if r["species"] == "C")
+    assert c["isotope"] == "13C" and c["Cq_MHz"] == "" and c["Vzz_au"] != ""
+    for r in rows:
+        assert 0 <= float(r["eta_sigma"]) <= 1 and 0 <= float(r["eta_Q"]) <= 1
+        assert -1 <= float(r["skew"]) <= 1 and float(r["span_ppm"]) >= 0
+
+
+def test_isotope_override_and_reference(tmp_path):
+    out = tmp_path / "eth.csv"
+    args = ["params", str(MAGRES / "ethanol.magres"), "-o", str(out)]
+    assert main(args + ["--isotope", "H=1H", "--reference", "H=31.0,C=170"]) == 0
+    rows = read_csv(out)
+    h = next(r for r in rows if r["species"] == "H")
+    assert h["isotope"] == "1H" and h["Cq_MHz"] == ""
+    assert float(h["delta_iso_ppm"]) == pytest.approx(31.0 - float(h["sigma_iso_ppm"]))
+    o = next(r for r in rows if r["species"] == "O")
+    assert o["delta_iso_ppm"] == ""  # no reference given for O
+
+
+def test_params_table_on_stdout(capsys):
+    assert main(["params", str(MAGRES / "nacl.magres")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["structure", "index", "species", "sigma_iso_ppm"]
+    assert len(out) == 1 + 8
+
+
+def test_params_on_extxyz_and_json(tmp_path, shared_data):
+    atoms = io.read_magres(MAGRES / "ethanol.magres")
+    atoms.arrays["ms"][:6] = np.nan
+    del atoms.arrays["efg"]
+    path = tmp_path / "t.extxyz"
+    io.write_extxyz(path, atoms)
+    out = tmp_path / "t.csv"
+    assert main(["params", str(path), "-o", str(out)]) == 0
+    rows = read_csv(out)
+    assert [r["species"] for r in rows] == ["C", "C", "O"] and rows[0]["Vzz_au"] == ""
+    out = tmp_path / "s.csv"
+    assert main(["params", str(shared_data / "silicate_29si_gipaw.json"), "-o", str(out)]) == 0
+    rows = read_csv(out)
+    assert len(rows) == 1228 and {r["species"] for r in rows} == {"Si"}
+    assert {r["isotope"] for r in rows} == {"29Si"}
+
+
+def test_errors_are_one_line_and_nonzero(tmp_path, capsys):
+    assert main(["params", str(tmp_path / "nope.magres")]) == 2
+    assert "nope.magres: no such file" in capsys.readouterr().err
+    assert main(["params", str(MAGRES / "ethanol.magres"), "--isotope", "O=99O"]) == 2
+    assert "99O" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["params", str(MAGRES / "ethanol.magres"), "--isotope", "O17O"])
+
+
+def test_console_entry_point_runs():
+    r = subprocess.run(
+        [sys.executable, "-m", "dynnmr.cli", "params", str(MAGRES / "nacl.magres")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Na" in r.stdout and "Cl" in r.stdout
