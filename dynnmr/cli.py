@@ -43,6 +43,30 @@ def cmd_params(args):
     return 0
 
 
+def cmd_train(args):
+    from .train import train
+
+    train(args.config, args.output, epochs=args.epochs)
+    return 0
+
+
+def cmd_predict(args):
+    from . import io
+    from .modelfile import load_model
+    from .predict import predict_images
+
+    model, info = load_model(args.model)
+    images = io.read(args.input)
+    for atoms in images:  # predictions replace any tensors already in the file
+        for t in info["targets"]:
+            atoms.arrays.pop(t, None)
+    predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input)
+    io.write_extxyz(args.output, images)
+    n = sum(len(a) for a in images)
+    print(f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
@@ -59,6 +83,22 @@ def build_parser():
         help="shielding reference sigma_ref (ppm) per element; adds delta_iso_ppm = sigma_ref - sigma_iso",
     )  # fmt: skip
     q.set_defaults(func=cmd_params)
+
+    q = sub.add_parser("train", help="train a tensor model from a YAML config (resumes from a checkpoint)")
+    q.add_argument("config", help="YAML config (see configs/silicate-29si.yaml)")
+    q.add_argument("-o", "--output", required=True, help="output folder: checkpoint, metrics.json, plots, model")
+    q.add_argument("--epochs", type=int, help="override the config's maximum number of epochs")
+    q.set_defaults(func=cmd_train)
+
+    from .modelfile import DEFAULT_MODEL
+
+    q = sub.add_parser("predict", help="predict ms/efg tensors for structures; writes extended XYZ")
+    q.add_argument("input", help="any structure file ase reads, or a dynnmr tensor format")
+    q.add_argument("-o", "--output", required=True, help="output extended XYZ (ms ppm, efg au; 9 columns each)")
+    q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
+    q.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
+    q.set_defaults(func=cmd_predict)
     return p
 
 
@@ -71,6 +111,9 @@ def main(argv=None):
         return 2
     except KeyError as exc:  # unknown isotope/element names from the tables
         print(f"dynnmr: error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:  # missing model, incompatible model file, bad config
+        print(f"dynnmr: error: {exc}", file=sys.stderr)
         return 2
 
 

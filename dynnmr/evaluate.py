@@ -1,0 +1,127 @@
+"""Accuracy metrics for predicted NMR tensors, the paper's measures and the spectroscopist's.
+
+All functions take predicted and reference tensors ``(M, 3, 3)`` of one target
+(shielding in ppm or EFG in au) and return plain floats, ready for JSON.
+%RMSE is RMSE / standard deviation of the reference values x 100 (the paper's measure).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import tensors as T
+
+
+def _err(pred, ref):
+    d = np.asarray(pred, float) - np.asarray(ref, float)
+    return {"mae": float(np.mean(np.abs(d))), "rmse": float(np.sqrt(np.mean(d**2)))}
+
+
+def _pct(pred, ref):
+    e = _err(pred, ref)
+    std = float(np.std(ref))
+    e["pct_rmse"] = float(100 * e["rmse"] / std) if std > 0 else float("nan")
+    return e
+
+
+def irrep_metrics(pred, ref):
+    """Per-irrep RMSE and %RMSE of the spherical components (l = 0, 1, 2)."""
+    ps, rs = T.to_spherical(pred), T.to_spherical(ref)
+    out = {}
+    for l, sl in T.IRREP_SLICES.items():
+        d = ps[..., sl] - rs[..., sl]
+        rmse = float(np.sqrt(np.mean(np.sum(d**2, axis=-1))))  # per-site norm of the irrep error
+        spread = float(np.sqrt(np.mean(np.sum((rs[..., sl] - rs[..., sl].mean(0)) ** 2, axis=-1))))
+        out[f"l{l}"] = {"rmse": rmse, "pct_rmse": 100 * rmse / spread if spread > 0 else float("nan")}
+    return out
+
+
+def shielding_metrics(pred, ref, min_zeta_ppm=5.0):
+    """Metrics for shielding tensors (ppm). Orientation only where |zeta_ref| >= min_zeta_ppm."""
+    hp, hr = T.haeberlen(pred), T.haeberlen(ref)
+    bp, br = T.herzfeld_berger(pred), T.herzfeld_berger(ref)
+    sym_p, sym_r = T.symmetric_part(pred), T.symmetric_part(ref)
+    oriented = np.abs(hr["zeta"]) >= min_zeta_ppm
+    mis = T.misorientation_deg(pred[oriented], ref[oriented]) if oriented.any() else np.array([])
+    return {
+        "n_sites": int(len(ref)),
+        "irreps": irrep_metrics(pred, ref),
+        "sigma_iso_ppm": _pct(hp["iso"], hr["iso"]),
+        "zeta_ppm": _pct(hp["zeta"], hr["zeta"]),
+        "eta": _err(hp["eta"], hr["eta"]),
+        "span_ppm": _pct(bp["span"], br["span"]),
+        "skew": _err(bp["skew"], br["skew"]),
+        "tensor_component_mae_ppm": _err(pred, ref)["mae"],
+        "symmetric_component_mae_ppm": _err(sym_p, sym_r)["mae"],
+        "orientation_deg": {
+            "n_sites": int(oriented.sum()),
+            "min_abs_zeta_ppm": min_zeta_ppm,
+            "mean": float(np.mean(mis)) if mis.size else float("nan"),
+            "median": float(np.median(mis)) if mis.size else float("nan"),
+        },
+    }
+
+
+def efg_metrics(pred, ref, quadrupole_moment_mb, min_cq_mhz=0.5):
+    """Metrics for EFG tensors (au): C_Q (MHz) for the given Q, eta_Q, orientation."""
+    pp, pr = T.efg_parameters(pred), T.efg_parameters(ref)
+    cq_p = T.quadrupolar_coupling_hz(pp["Vzz"], quadrupole_moment_mb) * 1e-6
+    cq_r = T.quadrupolar_coupling_hz(pr["Vzz"], quadrupole_moment_mb) * 1e-6
+    oriented = np.abs(cq_r) >= min_cq_mhz
+    mis = T.misorientation_deg(pred[oriented], ref[oriented], kind="efg") if oriented.any() else np.array([])
+    return {
+        "n_sites": int(len(ref)),
+        "irreps": {"l2": irrep_metrics(pred, ref)["l2"]},
+        "Cq_MHz": _pct(cq_p, cq_r),
+        "abs_Cq_MHz": _pct(np.abs(cq_p), np.abs(cq_r)),
+        "eta_Q": _err(pp["eta_Q"], pr["eta_Q"]),
+        "component_mae_au": _err(pred, ref)["mae"],
+        "orientation_deg": {
+            "n_sites": int(oriented.sum()),
+            "min_abs_Cq_MHz": min_cq_mhz,
+            "mean": float(np.mean(mis)) if mis.size else float("nan"),
+            "median": float(np.median(mis)) if mis.size else float("nan"),
+        },
+    }
+
+
+def parity_plots(pred, ref, target, path, title=""):
+    """One PNG of parity plots per metric family (irreps, iso, anisotropy, asymmetry)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ps, rs = T.to_spherical(pred), T.to_spherical(ref)
+    if target == "ms":
+        hp, hr = T.haeberlen(pred), T.haeberlen(ref)
+        bp, br = T.herzfeld_berger(pred), T.herzfeld_berger(ref)
+        panels = [
+            ("l=0 component (ppm)", rs[:, 0], ps[:, 0]),
+            ("l=1 components (ppm)", rs[:, 1:4].ravel(), ps[:, 1:4].ravel()),
+            ("l=2 components (ppm)", rs[:, 4:].ravel(), ps[:, 4:].ravel()),
+            ("sigma_iso (ppm)", hr["iso"], hp["iso"]),
+            ("zeta (ppm)", hr["zeta"], hp["zeta"]),
+            ("eta", hr["eta"], hp["eta"]),
+            ("span (ppm)", br["span"], bp["span"]),
+            ("skew", br["skew"], bp["skew"]),
+        ]
+    else:
+        pp, pr = T.efg_parameters(pred), T.efg_parameters(ref)
+        panels = [
+            ("l=2 components (au)", rs[:, 4:].ravel(), ps[:, 4:].ravel()),
+            ("Vzz (au)", pr["Vzz"], pp["Vzz"]),
+            ("eta_Q", pr["eta_Q"], pp["eta_Q"]),
+        ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    for ax, (label, x, y) in zip(np.atleast_1d(axes), panels):
+        ax.scatter(x, y, s=4, alpha=0.5)
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.6)
+        ax.set_xlabel(f"DFT {label}")
+        ax.set_ylabel(f"predicted {label}")
+        ax.set_title(f"MAE {np.mean(np.abs(y - x)):.3g}", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,206 @@
+"""E(3)-equivariant message-passing network predicting per-atom rank-2 NMR tensors.
+
+NequIP-style: species embedding -> ``layers`` interaction blocks (spherical harmonics of
+edge directions, Bessel radial basis with a smooth cutoff, per-edge weighted tensor
+products, gated nonlinearity, residual) -> one linear readout per target. Readouts are
+the irreps of the spherical decomposition (:mod:`dynnmr.tensors`):
+
+* ``ms`` (magnetic shielding): ``0e + 1e + 2e`` (9 numbers = the full 3x3 tensor)
+* ``efg`` (electric field gradient): ``2e`` only, symmetric and traceless by construction
+
+Targets are learned in standardised form, per species and per irrep (the paper's
+scheme): l=0 is shifted and scaled, l=1 and l=2 only scaled (a shift would break
+equivariance). ``forward`` returns physical tensors (ppm, au).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn import nn as e3nn_nn
+from e3nn import o3
+from torch import nn
+
+from . import tensors as T
+from .graphs import Graph
+
+TARGET_IRREPS = {"ms": "1x0e+1x1e+1x2e", "efg": "1x2e"}
+TARGET_UNITS = {"ms": "ppm", "efg": "au"}
+#: Which of the 9 spherical components each target's irreps fill.
+TARGET_COMPONENTS = {"ms": list(range(9)), "efg": list(range(4, 9))}
+
+
+def hidden_irreps(channels: int, lmax: int, vector_channels: int | None = None) -> o3.Irreps:
+    """Hidden features: ``channels`` scalars, ``vector_channels`` of each l>=1, both parities."""
+    v = vector_channels or channels
+    parts = [(channels, (0, 1))]
+    for l in range(1, lmax + 1):
+        parts += [(v, (l, -1)), (v, (l, 1))]
+    return o3.Irreps(parts).sort().irreps.simplify()
+
+
+class RadialBasis(nn.Module):
+    """Bessel functions sin(n pi r / rc) / r times a smooth polynomial cutoff (p = 6)."""
+
+    def __init__(self, cutoff: float, num_basis: int = 8, p: int = 6):
+        super().__init__()
+        self.cutoff, self.p = cutoff, p
+        self.register_buffer("freq", torch.arange(1, num_basis + 1) * math.pi / cutoff)
+
+    def forward(self, r):
+        x = r / self.cutoff
+        p = self.p
+        env = 1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)
+        env = env * (x < 1)
+        return math.sqrt(2 / self.cutoff) * torch.sin(self.freq * r[:, None]) / r[:, None] * env[:, None]
+
+
+class Interaction(nn.Module):
+    """One message-passing block: h_i <- gate(self(h_i) + sum_j TP(h_j, Y(r_ij); R(|r_ij|))).
+
+    Only irreps that the tensor product can produce *and* that ``irreps_wanted`` lists are
+    kept, so no path is computed for channels that would always be zero (the last block
+    keeps only what the readouts use).
+    """
+
+    def __init__(self, irreps_in, irreps_wanted, irreps_sh, num_basis, radial_hidden, avg_neighbours):
+        super().__init__()
+        self.norm = 1.0 / math.sqrt(avg_neighbours)
+        self.linear_up = o3.Linear(irreps_in, irreps_in)
+        wanted = {ir for _, ir in irreps_wanted}
+        out, instr = [], []
+        for i, (mul, ir_in) in enumerate(irreps_in):
+            for j, (_, ir_sh) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in wanted:
+                        instr.append((i, j, len(out), "uvu", True))
+                        out.append((mul, ir_out))
+        irreps_mid = o3.Irreps(out)
+        irreps_sorted, perm, _ = irreps_mid.sort()
+        instr = [(a, b, perm[c], m, t) for a, b, c, m, t in instr]
+        self.tp = o3.TensorProduct(
+            irreps_in, irreps_sh, irreps_sorted, instr, shared_weights=False, internal_weights=False
+        )
+        self.radial = e3nn_nn.FullyConnectedNet(
+            [num_basis, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
+        )
+        produced = {ir for _, ir in irreps_mid}
+        kept = o3.Irreps([(m, ir) for m, ir in irreps_wanted if ir in produced])
+        # gate: scalars pass through silu; each l>0 block gated by its own scalar
+        scalars = o3.Irreps([(m, ir) for m, ir in kept if ir.l == 0])
+        gated = o3.Irreps([(m, ir) for m, ir in kept if ir.l > 0])
+        gates = o3.Irreps(f"{gated.num_irreps}x0e")
+        self.gate = e3nn_nn.Gate(scalars, [torch.nn.functional.silu], gates, [torch.sigmoid], gated)
+        self.linear_down = o3.Linear(irreps_sorted.simplify(), self.gate.irreps_in)
+        self.self_connection = o3.Linear(irreps_in, self.gate.irreps_in)
+        self.irreps_out = self.gate.irreps_out
+
+    def forward(self, h, sh, radial, src, dst):
+        x = self.linear_up(h)
+        messages = self.tp(x[src], sh, self.radial(radial))
+        agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
+        agg.index_add_(0, dst, messages)
+        return self.gate(self.self_connection(h) + self.linear_down(agg * self.norm))
+
+
+class TensorGNN(nn.Module):
+    """Per-atom NMR tensors from a :class:`~dynnmr.graphs.Graph`.
+
+    ``species``: atomic numbers the model knows (embedding rows, in order).
+    ``targets``: names from :data:`TARGET_IRREPS`. Call :meth:`set_normalisation` with
+    per-species statistics before training; ``forward`` returns ``{target: (N, 3, 3)}``.
+    """
+
+    def __init__(self, species, targets=("ms",), channels=32, vector_channels=None, lmax=2, layers=2,
+                 cutoff=5.0, num_basis=8, radial_hidden=32, avg_neighbours=20.0):  # fmt: skip
+        super().__init__()
+        self.species = [int(z) for z in species]
+        self.targets = list(targets)
+        self.cutoff = float(cutoff)
+        self.register_buffer("species_index", torch.full((119,), -1, dtype=torch.long))
+        self.species_index[torch.tensor(self.species)] = torch.arange(len(self.species))
+        self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
+        self.embedding = nn.Embedding(len(self.species), channels)
+        self.radial_basis = RadialBasis(cutoff, num_basis)
+        hidden = hidden_irreps(channels, lmax, vector_channels)
+        needed = {ir for t in self.targets for _, ir in o3.Irreps(TARGET_IRREPS[t])}
+        last = o3.Irreps([(m, ir) for m, ir in hidden if ir in needed])
+        irreps = o3.Irreps(f"{channels}x0e")
+        blocks = []
+        for k in range(layers):
+            wanted = last if k == layers - 1 else hidden
+            block = Interaction(irreps, wanted, self.irreps_sh, num_basis, radial_hidden, avg_neighbours)
+            blocks.append(block)
+            irreps = block.irreps_out
+        self.blocks = nn.ModuleList(blocks)
+        self.readouts = nn.ModuleDict({t: o3.Linear(irreps, o3.Irreps(TARGET_IRREPS[t])) for t in self.targets})
+        n = len(self.species)
+        for t in self.targets:
+            k = len(TARGET_COMPONENTS[t])
+            self.register_buffer(f"{t}_scale", torch.ones(n, k))
+            self.register_buffer(f"{t}_shift", torch.zeros(n, k))
+
+    def species_indices(self, numbers):
+        idx = self.species_index[numbers]
+        if (idx < 0).any():
+            unknown = sorted(set(numbers[idx < 0].tolist()))
+            raise ValueError(f"atomic numbers {unknown} are not among the model's species {self.species}")
+        return idx
+
+    def set_normalisation(self, target, scale, shift):
+        """Per species (rows, in ``self.species`` order) scale and shift of the components.
+
+        Equivariance requires one scale per irrep and no shift for l > 0; anything else
+        is refused.
+        """
+        scale, shift = torch.as_tensor(scale, dtype=torch.float64), torch.as_tensor(shift, dtype=torch.float64)
+        comps = TARGET_COMPONENTS[target]
+        for l, sl in T.IRREP_SLICES.items():
+            cols = [c for c, full in enumerate(comps) if sl.start <= full < sl.stop]
+            if cols and not torch.allclose(scale[:, cols], scale[:, cols[:1]].expand(-1, len(cols))):
+                raise ValueError(f"{target}: l={l} components need one common scale per species")
+            if cols and l > 0 and shift[:, cols].abs().max() > 0:
+                raise ValueError(f"{target}: a shift of l={l} components would break equivariance")
+        getattr(self, f"{target}_scale").copy_(scale)
+        getattr(self, f"{target}_shift").copy_(shift)
+
+    def normalised(self, graph: Graph, species_idx=None, sites=None):
+        """Standardised spherical components per target, ``{t: (M, k)}``.
+
+        ``sites`` (indices) restricts the output to those atoms; the last block then
+        runs only on edges into them (training needs only the labelled atoms).
+        """
+        idx = self.species_indices(graph.numbers) if species_idx is None else species_idx
+        known = idx >= 0  # -1 marks a species the model has never seen (zero embedding)
+        idx = idx.clamp(min=0)
+        vec = graph.edge_vectors()
+        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        radial = self.radial_basis(vec.norm(dim=1))
+        src, dst = graph.edge_src, graph.edge_dst
+        h = self.embedding(idx) * known[:, None]
+        for k, block in enumerate(self.blocks):
+            if sites is not None and k == len(self.blocks) - 1:
+                keep = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
+                keep[sites] = True
+                e = keep[dst]
+                sh, radial, src, dst = sh[e], radial[e], src[e], dst[e]
+            h = block(h, sh, radial, src, dst)
+        if sites is not None:
+            h, idx = h[sites], idx[sites]
+        return {t: self.readouts[t](h) for t in self.targets}, idx
+
+    def forward(self, graph: Graph, species_idx=None, sites=None):
+        """Physical tensors ``{target: (M, 3, 3)}`` (ppm, au) for all atoms or ``sites``."""
+        out, idx = self.normalised(graph, species_idx, sites)
+        return {t: self.to_tensor(t, y, idx) for t, y in out.items()}
+
+    def to_physical(self, target, y, idx):
+        """Standardised components -> physical spherical components (k of the 9)."""
+        return y * getattr(self, f"{target}_scale")[idx] + getattr(self, f"{target}_shift")[idx]
+
+    def to_tensor(self, target, y, idx):
+        comps = torch.zeros(y.shape[0], 9, dtype=y.dtype, device=y.device)
+        comps[:, TARGET_COMPONENTS[target]] = self.to_physical(target, y, idx)
+        basis = torch.as_tensor(T.CART_TO_SPH, dtype=y.dtype, device=y.device)
+        return (comps @ basis).reshape(-1, 3, 3)

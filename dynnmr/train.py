@@ -1,0 +1,282 @@
+"""Training: YAML config -> split by structure -> masked, standardised loss -> model file.
+
+Resumable: a checkpoint is written atomically after every epoch and ``train`` continues
+from it, so a killed job loses at most one epoch. Deterministic on CPU for a given seed
+(the shuffling of epoch ``k`` depends only on ``seed + k``). At the end the best model
+(lowest validation loss) is evaluated on the test split, and the metrics JSON, parity
+plots and the self-describing model file are written to the output folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import evaluate, io
+from . import tensors as T
+from .graphs import collate, structure_arrays
+from .isotopes import isotope_for
+from .model import TARGET_COMPONENTS, TensorGNN
+from .modelfile import save_model, sha256_files
+
+DEFAULTS = {
+    "name": "model",
+    "targets": ["ms"],
+    "split": {"val": 0.1, "test": 0.1, "seed": 0},
+    "model": {"channels": 32, "vector_channels": 16, "lmax": 2, "layers": 2, "cutoff": 5.0,
+              "num_basis": 8, "radial_hidden": 32},
+    "training": {"epochs": 300, "batch_atoms": 2500, "lr": 0.005, "min_lr": 1e-5, "patience": 40,
+                 "lr_patience": 10, "seed": 0, "threads": 2},
+    "references": {},
+}  # fmt: skip
+
+
+def load_config(path) -> dict:
+    """Read a YAML config, fill defaults, and make data paths absolute (relative to the file)."""
+    path = Path(path)
+    with open(path) as fh:
+        user = yaml.safe_load(fh) or {}
+    cfg = copy.deepcopy(DEFAULTS)
+    for key, value in user.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    if not cfg.get("data"):
+        raise ValueError(f"{path}: config needs a 'data' list of tensor files")
+    cfg["data"] = [str((path.parent / p).resolve()) for p in cfg["data"]]
+    for ref in cfg["references"].values():
+        ref["structure"] = str((path.parent / ref["structure"]).resolve())
+    return cfg
+
+
+def load_samples(paths, targets, cutoff):
+    """Per structure: graph arrays and, per target, labelled site indices and components."""
+    samples = []
+    for path in paths:
+        for k, atoms in enumerate(io.read(path)):
+            s = structure_arrays(atoms, cutoff, source=path, frame=k)
+            s["id"] = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"
+            for t in targets:
+                arr = atoms.arrays.get(t)
+                if arr is None:
+                    s[t] = (np.zeros(0, np.int64), np.zeros((0, 3, 3)))
+                    continue
+                sites = np.flatnonzero(np.isfinite(arr).all(axis=(1, 2)))
+                s[t] = (sites, arr[sites])
+            samples.append(s)
+    return samples
+
+
+def split_indices(n, val, test, seed):
+    """Random split of structures (not sites) into train/val/test with a fixed seed."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = int(round(test * n)), int(round(val * n))
+    return {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
+
+
+def normalisation(samples, target, species):
+    """Per species, per component scale/shift of spherical components (see model docs)."""
+    comps = TARGET_COMPONENTS[target]
+    scale, shift = np.ones((len(species), len(comps))), np.zeros((len(species), len(comps)))
+    covered = []
+    for k, z in enumerate(species):
+        ys = [T.to_spherical(s[target][1])[:, comps][s["numbers"][s[target][0]] == z] for s in samples]
+        y = np.concatenate(ys) if ys else np.zeros((0, len(comps)))
+        if len(y) < 2:
+            continue
+        covered.append(int(z))
+        for l, sl in T.IRREP_SLICES.items():
+            cols = [c for c, full in enumerate(comps) if sl.start <= full < sl.stop]
+            if not cols:
+                continue
+            if l == 0:
+                shift[k, cols] = y[:, cols].mean()
+                scale[k, cols] = max(y[:, cols].std(), 1e-6)
+            else:  # RMS per component about zero: a shift would break equivariance
+                scale[k, cols] = max(np.sqrt(np.mean(y[:, cols] ** 2)), 1e-6)
+    return scale, shift, covered
+
+
+def batches(samples, order, batch_atoms):
+    out, cur, n = [], [], 0
+    for i in order:
+        cur.append(samples[i])
+        n += len(samples[i]["numbers"])
+        if n >= batch_atoms:
+            out.append(cur)
+            cur, n = [], 0
+    return out + ([cur] if cur else [])
+
+
+def batch_inputs(batch, targets, dtype=torch.float32):
+    """Graph, the union of labelled sites, and per target (positions in sites, components)."""
+    graph = collate(batch, dtype=dtype)
+    offsets = np.cumsum([0] + [len(s["numbers"]) for s in batch[:-1]])
+    per_target = {}
+    for t in targets:
+        idx = np.concatenate([s[t][0] + o for s, o in zip(batch, offsets)]).astype(np.int64)
+        y = np.concatenate([s[t][1] for s in batch]).reshape(-1, 3, 3)
+        per_target[t] = (idx, T.to_spherical(y)[:, TARGET_COMPONENTS[t]])
+    sites = np.unique(np.concatenate([per_target[t][0] for t in targets]))
+    labels = {}
+    for t, (idx, y) in per_target.items():
+        labels[t] = (torch.from_numpy(np.searchsorted(sites, idx)), torch.tensor(y, dtype=dtype))
+    return graph, torch.from_numpy(sites), labels
+
+
+def batch_loss(model, graph, sites, labels):
+    """Mean squared error of standardised components over labelled sites, averaged over targets."""
+    out, idx = model.normalised(graph, sites=sites)
+    losses = []
+    for t, (pos, y) in labels.items():
+        if len(pos) == 0:
+            continue
+        s = idx[pos]
+        target = (y - getattr(model, f"{t}_shift")[s]) / getattr(model, f"{t}_scale")[s]
+        losses.append(((out[t][pos] - target) ** 2).mean())
+    return torch.stack(losses).mean()
+
+
+def predict_samples(model, samples, targets, batch_atoms=4000):
+    """Predicted and reference tensors (numpy, physical units) on the labelled sites."""
+    pred = {t: [] for t in targets}
+    ref = {t: [] for t in targets}
+    species = {t: [] for t in targets}
+    model.eval()
+    with torch.no_grad():
+        for batch in batches(samples, range(len(samples)), batch_atoms):
+            graph, sites, labels = batch_inputs(batch, targets)
+            out = model(graph, sites=sites)
+            for t, (pos, y) in labels.items():
+                pred[t].append(out[t][pos].numpy().astype(np.float64))
+                comps = np.zeros((len(y), 9))
+                comps[:, TARGET_COMPONENTS[t]] = y.numpy()
+                ref[t].append(T.from_spherical(comps))
+                species[t].append(graph.numbers[sites[pos]].numpy())
+    cat = lambda d: {t: np.concatenate(v) if v else np.zeros((0, 3, 3)) for t, v in d.items()}  # noqa: E731
+    return cat(pred), cat(ref), {t: np.concatenate(v) if v else np.zeros(0, int) for t, v in species.items()}
+
+
+def test_metrics(pred, ref, species, plot_dir=None, name=""):
+    """Metrics per target and species; parity plots as ``plot_dir/parity_{target}_{El}.png``."""
+    from ase.data import chemical_symbols
+
+    out = {}
+    for t in pred:
+        for z in np.unique(species[t]):
+            m = species[t] == z
+            el = chemical_symbols[int(z)]
+            if t == "ms":
+                res = evaluate.shielding_metrics(pred[t][m], ref[t][m])
+            else:
+                res = evaluate.efg_metrics(pred[t][m], ref[t][m], isotope_for(el).quadrupole_moment_mb)
+            out.setdefault(t, {})[el] = res
+            if plot_dir is not None:
+                evaluate.parity_plots(pred[t][m], ref[t][m], t, Path(plot_dir) / f"parity_{t}_{el}.png", f"{name}: {t} {el}")
+    return out
+
+
+def shift_references(model, cfg):
+    """sigma_ref (ppm) per element: model's mean sigma_iso of a reference structure + its shift."""
+    refs = {}
+    for el, ref in cfg["references"].items():
+        atoms = io.read(ref["structure"])[0]
+        graph = collate([structure_arrays(atoms, model.cutoff)])
+        with torch.no_grad():
+            ms = model(graph)["ms"].numpy()
+        sites = np.array(atoms.get_chemical_symbols()) == el
+        sigma = float(np.mean(T.isotropic(ms[sites])))
+        refs[el] = {"sigma_ref_ppm": sigma + float(ref["shift_ppm"]), "structure": Path(ref["structure"]).name,
+                    "shift_ppm": float(ref["shift_ppm"]), "predicted_sigma_iso_ppm": sigma}  # fmt: skip
+    return refs
+
+
+def _log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(config_path, out_dir, epochs=None, log=_log):
+    """Train (or resume) per the config; returns the path of the written model file."""
+    cfg = load_config(config_path)
+    tr = cfg["training"]
+    if epochs is not None:
+        tr["epochs"] = int(epochs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(tr["threads"]))
+    torch.manual_seed(tr["seed"])
+    targets = cfg["targets"]
+    samples = load_samples(cfg["data"], targets, cfg["model"]["cutoff"])
+    parts = split_indices(len(samples), cfg["split"]["val"], cfg["split"]["test"], cfg["split"]["seed"])
+    train_s = [samples[i] for i in parts["train"]]
+    species = sorted({int(z) for s in samples for z in s["numbers"]})
+    avg_nb = float(np.mean([len(s["dst"]) / len(s["numbers"]) for s in train_s]))
+    hp = dict(cfg["model"], avg_neighbours=avg_nb)
+    model = TensorGNN(species=species, targets=targets, **hp)
+    covered = {}
+    for t in targets:
+        scale, shift, covered[t] = normalisation(train_s, t, species)
+        model.set_normalisation(t, scale, shift)
+    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"])
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tr["lr_patience"], min_lr=tr["min_lr"])
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "history": []}
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        state = saved["state"]
+        log(f"resuming from {ckpt} at epoch {state['epoch']}")
+    val_batches = [batch_inputs(b, targets) for b in batches([samples[i] for i in parts["val"]], range(len(parts["val"])), 4000)]
+    t_start, e_start = time.time(), state["epoch"]
+    while state["epoch"] < tr["epochs"] and state["epoch"] - state["best_epoch"] < tr["patience"]:
+        epoch = state["epoch"]
+        model.train()
+        order = np.random.default_rng(tr["seed"] + epoch).permutation(len(train_s))
+        total, n = 0.0, 0
+        for batch in batches(train_s, order, tr["batch_atoms"]):
+            graph, sites, labels = batch_inputs(batch, targets)
+            loss = batch_loss(model, graph, sites, labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total, n = total + loss.item(), n + 1
+        model.eval()
+        with torch.no_grad():
+            val = float(np.mean([batch_loss(model, *b).item() for b in val_batches]))
+        sched.step(val)
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]})
+        if val < state["best_val"]:
+            state.update(best_val=val, best_epoch=epoch + 1, best_state=copy.deepcopy(model.state_dict()))
+        rate = (time.time() - t_start) / (state["epoch"] - e_start)
+        eta = rate * (tr["epochs"] - state["epoch"])
+        log(f"epoch {state['epoch']}/{tr['epochs']}  train {total / n:.4f}  val {val:.4f}  best {state['best_val']:.4f}"
+            f" (epoch {state['best_epoch']})  lr {opt.param_groups[0]['lr']:.2g}  {rate:.1f} s/epoch  ETA {eta / 60:.1f} min")  # fmt: skip
+        tmp = out / "checkpoint.pt.tmp"
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": state}, tmp)
+        tmp.replace(ckpt)
+    model.load_state_dict(state["best_state"])
+    model.eval()
+    pred, ref, sp = predict_samples(model, [samples[i] for i in parts["test"]], targets)
+    metrics = test_metrics(pred, ref, sp, plot_dir=out, name=cfg["name"])
+    refs = shift_references(model, cfg)
+    summary = {"name": cfg["name"], "test_metrics": metrics, "best_epoch": state["best_epoch"],
+               "epochs_run": state["epoch"], "n_structures": {k: int(len(v)) for k, v in parts.items()},
+               "shift_reference": refs, "config": cfg, "history": state["history"]}  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    path = out / f"{cfg['name']}.pt"
+    save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
+               training_data_sha256=sha256_files(cfg["data"]), training_config=cfg,
+               test_structures=[samples[i]["id"] for i in parts["test"]])  # fmt: skip
+    log(f"wrote {path} and {out / 'metrics.json'}")
+    return path

@@ -1,0 +1,138 @@
+"""Equivariance and invariances of the tensor GNN, in float64."""
+
+import numpy as np
+import pytest
+import torch
+from ase.build import molecule
+
+from dynnmr import io
+from dynnmr import tensors as T
+from dynnmr.graphs import build_graph
+from dynnmr.model import TensorGNN
+
+from test_tensors import random_rotations
+
+QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
+
+
+def make_model(targets=("ms", "efg"), layers=2):
+    """A small random model built in float64 (e3nn bakes constants in the dtype at build time)."""
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = TensorGNN(species=[1, 6, 8, 14], targets=targets, channels=8, vector_channels=4, layers=layers, cutoff=4.0)
+    finally:
+        torch.set_default_dtype(old)
+    # non-trivial normalisation (one scale per species and irrep) so the physical mapping is exercised
+    per_irrep = torch.rand(4, 3) + 0.5
+    scale = torch.cat([per_irrep[:, :1], per_irrep[:, 1:2].expand(-1, 3), per_irrep[:, 2:].expand(-1, 5)], 1)
+    model.set_normalisation("ms", scale, torch.cat([torch.rand(4, 1) * 100, torch.zeros(4, 8)], 1))
+    if "efg" in targets:
+        model.set_normalisation("efg", scale[:, 4:], torch.zeros(4, 5))
+    return model.double().eval()
+
+
+def predict(model, images):
+    with torch.no_grad():
+        return {k: v.numpy() for k, v in model(build_graph(images, model.cutoff, dtype=torch.float64)).items()}
+
+
+def rattled_quartz(seed=0, repeat=(1, 1, 1)):
+    a = QUARTZ.copy()
+    a.rattle(0.08, seed=seed)
+    return a.repeat(repeat)
+
+
+def assert_rel_close(a, b, rtol=1e-10):
+    scale = np.abs(b).max()
+    assert np.abs(a - b).max() <= rtol * scale, np.abs(a - b).max() / scale
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_rotation_equivariance_periodic(layers):
+    model = make_model(layers=layers)
+    atoms = rattled_quartz()
+    out = predict(model, [atoms])
+    assert np.abs(T.antisymmetric_vector(out["ms"])).max() > 1e-6  # the 1e channel is live
+    for rot in random_rotations(3):
+        r = atoms.copy()
+        r.positions = atoms.positions @ rot.T
+        r.cell = atoms.cell.array @ rot.T
+        out_r = predict(model, [r])
+        for t in out:
+            assert_rel_close(out_r[t], rot @ out[t] @ rot.T)
+
+
+def test_rotation_and_reflection_molecule_without_cell():
+    model = make_model()
+    mol = molecule("CH3CH2OH")
+    mol.rattle(0.05, seed=1)
+    out = predict(model, [mol])
+    for rot in list(random_rotations(2)) + [-np.eye(3)]:  # inversion: both targets are even (e) irreps
+        m = mol.copy()
+        m.positions = mol.positions @ rot.T
+        out_r = predict(model, [m])
+        for t in out:
+            assert_rel_close(out_r[t], rot @ out[t] @ rot.T)
+
+
+def test_translation_and_permutation():
+    model = make_model()
+    atoms = rattled_quartz(seed=2)
+    out = predict(model, [atoms])
+    moved = atoms.copy()
+    moved.positions += [1.3, -0.7, 2.2]
+    for t, v in predict(model, [moved]).items():
+        assert_rel_close(v, out[t])
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    for t, v in predict(model, [atoms[perm]]).items():
+        assert_rel_close(v, out[t][perm])
+
+
+def test_supercell_gives_primitive_cell_tensors():
+    model = make_model()
+    prim = rattled_quartz(seed=3)
+    sup = prim.repeat((2, 1, 3))
+    out_p, out_s = predict(model, [prim]), predict(model, [sup])
+    n = len(prim)
+    for t in out_p:
+        for k in range(6):
+            assert_rel_close(out_s[t][k * n : (k + 1) * n], out_p[t])
+
+
+def test_batching_is_independent_and_efg_traceless_symmetric():
+    model = make_model()
+    a, b = rattled_quartz(seed=4), molecule("H2O")
+    together = predict(model, [a, b])
+    alone = predict(model, [a])
+    assert_rel_close(together["ms"][: len(a)], alone["ms"])
+    efg = together["efg"]
+    assert np.abs(np.trace(efg, axis1=1, axis2=2)).max() < 1e-12 * np.abs(efg).max()
+    assert np.abs(efg - np.swapaxes(efg, 1, 2)).max() < 1e-12 * np.abs(efg).max()
+
+
+def test_sites_subset_matches_full_prediction():
+    model = make_model()
+    atoms = rattled_quartz(seed=5)
+    graph = build_graph([atoms], model.cutoff, dtype=torch.float64)
+    sites = torch.tensor([0, 4, 7])
+    with torch.no_grad():
+        full, sub = model(graph), model(graph, sites=sites)
+    for t in full:
+        assert_rel_close(sub[t].numpy(), full[t][sites].numpy())
+
+
+def test_normalisation_that_breaks_equivariance_is_refused():
+    model = make_model()
+    with pytest.raises(ValueError, match="common scale"):
+        model.set_normalisation("ms", torch.rand(4, 9) + 0.5, torch.zeros(4, 9))
+    with pytest.raises(ValueError, match="shift"):
+        model.set_normalisation("efg", torch.ones(4, 5), torch.ones(4, 5))
+
+
+def test_unknown_species_is_a_clear_error():
+    model = make_model()
+    atoms = molecule("NH3")
+    with pytest.raises(ValueError, match=r"atomic numbers \[7\]"):
+        predict(model, [atoms])

@@ -1,0 +1,96 @@
+"""Training (determinism, resume, masked labels), model files, and `dynnmr predict`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dynnmr import io, modelfile
+from dynnmr.cli import main
+from dynnmr.train import train
+
+from conftest import MAGRES
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory, shared_data):
+    """12 real silicates, a 4-channel model, 2 epochs."""
+    d = tmp_path_factory.mktemp("tiny")
+    images = io.read(shared_data / "silicate_29si_gipaw.json")
+    small = [a for a in images if len(a) <= 20][:12]
+    io.write_extxyz(d / "data.extxyz", small)
+    quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
+    cfg = {
+        "name": "tiny",
+        "data": ["data.extxyz"],
+        "split": {"val": 0.25, "test": 0.25, "seed": 1},
+        "model": {"channels": 4, "vector_channels": 2, "layers": 2, "cutoff": 4.0, "num_basis": 4, "radial_hidden": 8},
+        "training": {"epochs": 2, "batch_atoms": 40, "lr": 0.01, "threads": 1},
+        "references": {"Si": {"structure": str(quartz), "shift_ppm": -107.4}},
+    }
+    path = d / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_training_is_deterministic_and_resumable(tiny_config, tmp_path):
+    a = train(tiny_config, tmp_path / "a", log=lambda m: None)
+    b = train(tiny_config, tmp_path / "b", log=lambda m: None)
+    for k, v in weights(a).items():
+        assert torch.equal(v, weights(b)[k]), k
+    # an interrupted run (1 epoch) resumed to 2 epochs equals the straight run
+    train(tiny_config, tmp_path / "c", epochs=1, log=lambda m: None)
+    c = train(tiny_config, tmp_path / "c", epochs=2, log=lambda m: None)
+    hist = json.loads((tmp_path / "c" / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in hist] == [1, 2]
+    for k, v in weights(a).items():
+        assert torch.equal(v, weights(c)[k]), k
+
+
+def test_model_file_is_self_describing(tiny_config, tmp_path):
+    path = train(tiny_config, tmp_path / "m", log=lambda m: None)
+    model, info = modelfile.load_model(path)
+    assert info["targets"] == ["ms"] and info["units"] == {"ms": "ppm"}
+    assert info["covered_species"]["ms"] == [14]  # only Si is labelled in the data
+    assert len(info["training_data_sha256"]) == 64 and info["dynnmr_version"]
+    si = info["metrics"]["ms"]["Si"]
+    for key in ("irreps", "sigma_iso_ppm", "zeta_ppm", "eta", "span_ppm", "skew", "orientation_deg",
+                "tensor_component_mae_ppm", "symmetric_component_mae_ppm"):  # fmt: skip
+        assert key in si
+    assert set(si["irreps"]) == {"l0", "l1", "l2"}
+    ref = info["shift_reference"]["Si"]
+    assert ref["sigma_ref_ppm"] == pytest.approx(ref["predicted_sigma_iso_ppm"] - 107.4)
+    assert (tmp_path / "m" / "parity_ms_Si.png").stat().st_size > 1000
+    # a file from another format version is refused with a clear message
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 999
+    torch.save(payload, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="format version 999"):
+        modelfile.load_model(tmp_path / "future.pt")
+
+
+def test_predict_cli_writes_dataset_layout(tiny_config, tmp_path, capsys):
+    model_path = train(tiny_config, tmp_path / "p", log=lambda m: None)
+    quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
+    out = tmp_path / "q.extxyz"
+    assert main(["predict", str(quartz), "-o", str(out), "--model", str(model_path)]) == 0
+    back = io.read(out)[0]
+    ms = back.arrays["ms"]
+    si = back.numbers == 14
+    assert np.isfinite(ms[si]).all() and np.isnan(ms[~si]).all()  # O is not covered by this model
+    # the three Si of quartz are symmetry-equivalent: same sigma_iso
+    iso = np.trace(ms[si], axis1=1, axis2=2) / 3
+    assert np.ptp(iso) < 1e-3
+    # unknown elements: clear error, or NaN with --allow-unknown
+    assert main(["predict", str(MAGRES / "ethanol.magres"), "-o", str(tmp_path / "e.extxyz"), "--model", str(model_path)]) == 2
+    assert "unknown to the model" in capsys.readouterr().err
+    assert main(["predict", str(MAGRES / "ethanol.magres"), "-o", str(tmp_path / "e.extxyz"),
+                 "--model", str(model_path), "--allow-unknown"]) == 0  # fmt: skip
+    assert np.isnan(io.read(tmp_path / "e.extxyz")[0].arrays["ms"]).all()
+    assert main(["predict", str(quartz), "-o", str(out), "--model", "no-such-model"]) == 2
