@@ -1,0 +1,337 @@
+"""Streaming trajectory reading: frames in chunks, constant memory, exact numbers.
+
+Extended XYZ (plain or ``.gz``) is parsed by a numba kernel straight from a byte
+buffer: Python reads each frame's two header lines, the kernel reads the atom lines.
+Decimal fields are converted exactly (an integer mantissa times an exactly
+representable power of ten is one correctly rounded operation, the same result as
+Python's ``float``); the rare field outside that fast path (more than 18 significant
+digits, huge exponents) is re-parsed by Python, so coordinates equal ase's bit for bit.
+
+Times: ``time_ps=`` in the comment line, else ``time=`` (taken as ps), else none.
+Errors name the file, the frame and the line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+from ase.data import atomic_numbers
+
+from .errors import InputError
+
+_BLOCK = 1 << 24  # bytes read at a time; the buffer holds about one block plus one frame
+
+
+@dataclass
+class Frame:
+    """One trajectory frame: numbers, positions (A), cell (A, rows) or None, time (ps) or None."""
+
+    index: int
+    numbers: np.ndarray
+    positions: np.ndarray
+    cell: np.ndarray | None
+    pbc: np.ndarray
+    time_ps: float | None
+    line: int  # 1-based line number of the frame's atom-count line
+    info: dict = field(default_factory=dict)
+
+
+# numba kernels ------------------------------------------------------------------------
+_POW10 = np.array([10.0**k for k in range(23)])
+OK, BAD_NUMBER, TOO_FEW_COLUMNS, NOT_FINITE = 0, 1, 2, 3
+
+
+@numba.njit(cache=True, nogil=True)
+def _nth_newline(buf, start, n):
+    """Offset just past the n-th newline at or after ``start``; -1 if the buffer ends first."""
+    count = 0
+    for k in range(start, buf.size):
+        if buf[k] == 10:
+            count += 1
+            if count == n:
+                return k + 1
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _parse_float(buf, k, end, pow10):
+    """Parse one decimal at buf[k:end]; returns (value, status) with status 0 ok, 1 bad, 2 slow path."""
+    neg = False
+    if k < end and (buf[k] == 45 or buf[k] == 43):  # - +
+        neg = buf[k] == 45
+        k += 1
+    mant = 0
+    ndig = 0
+    exp10 = 0
+    seen = False
+    while k < end and 48 <= buf[k] <= 57:
+        if ndig < 18:
+            mant = mant * 10 + (buf[k] - 48)
+            if mant > 0:
+                ndig += 1
+        else:
+            exp10 += 1
+            if buf[k] != 48:
+                return 0.0, 2
+        seen = True
+        k += 1
+    if k < end and buf[k] == 46:  # .
+        k += 1
+        while k < end and 48 <= buf[k] <= 57:
+            if ndig < 18:
+                mant = mant * 10 + (buf[k] - 48)
+                exp10 -= 1
+                if mant > 0:
+                    ndig += 1
+            elif buf[k] != 48:
+                return 0.0, 2
+            seen = True
+            k += 1
+    if not seen:
+        return 0.0, 1
+    if k < end and (buf[k] == 101 or buf[k] == 69 or buf[k] == 100 or buf[k] == 68):  # e E d D
+        k += 1
+        eneg = False
+        if k < end and (buf[k] == 45 or buf[k] == 43):
+            eneg = buf[k] == 45
+            k += 1
+        e = 0
+        edig = 0
+        while k < end and 48 <= buf[k] <= 57:
+            e = e * 10 + (buf[k] - 48)
+            edig += 1
+            k += 1
+            if e > 10000:
+                return 0.0, 2
+        if edig == 0:
+            return 0.0, 1
+        exp10 += -e if eneg else e
+    if k != end:
+        return 0.0, 1
+    if mant == 0:
+        return -0.0 if neg else 0.0, 0
+    if mant > 9007199254740992 or exp10 > 22 or exp10 < -22:
+        return 0.0, 2
+    v = mant * pow10[exp10] if exp10 >= 0 else mant / pow10[-exp10]
+    return -v if neg else v, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _parse_atoms(buf, start, natoms, ncols, species_col, pos_col, pow10, positions, species_code, slow):
+    """Parse ``natoms`` lines from ``start``. Returns (offset after block, status, bad line, bad column).
+
+    ``species_code`` packs the first 4 bytes of the element token into an int;
+    ``slow`` collects (atom, column, token start, token end) of fields for Python.
+    """
+    k = start
+    nslow = 0
+    for a in range(natoms):
+        col = 0
+        while True:
+            while k < buf.size and (buf[k] == 32 or buf[k] == 9 or buf[k] == 13):
+                k += 1
+            if k >= buf.size or buf[k] == 10:
+                break
+            t0 = k
+            while k < buf.size and buf[k] != 32 and buf[k] != 9 and buf[k] != 10 and buf[k] != 13:
+                k += 1
+            if col == species_col:
+                code = 0
+                for b in range(min(4, k - t0)):
+                    code |= np.int64(buf[t0 + b]) << (8 * b)
+                species_code[a] = code
+            elif pos_col <= col < pos_col + 3:
+                v, st = _parse_float(buf, t0, k, pow10)
+                if st == 1:
+                    # nan/inf spelled out are not numbers we accept as coordinates
+                    if (buf[t0] | 32) in (110, 105) or (k - t0 > 1 and (buf[t0 + 1] | 32) in (110, 105)):
+                        return k, NOT_FINITE, a, col
+                    return k, BAD_NUMBER, a, col
+                if st == 2:
+                    slow[nslow, 0] = a
+                    slow[nslow, 1] = col - pos_col
+                    slow[nslow, 2] = t0
+                    slow[nslow, 3] = k
+                    nslow += 1
+                positions[a, col - pos_col] = v
+            col += 1
+        if col < ncols:
+            return k, TOO_FEW_COLUMNS, a, col
+        k += 1  # past the newline
+    return k, OK, nslow, 0
+
+
+# header ------------------------------------------------------------------------------
+_KV = re.compile(r'(\w+)=("[^"]*"|\'[^\']*\'|\S+)')
+
+
+def parse_comment(line: str) -> dict:
+    """key=value pairs of an extended XYZ comment line (quotes removed)."""
+    return {k: v.strip("\"'") for k, v in _KV.findall(line)}
+
+
+def _columns(props: str):
+    """(total columns, species column, first position column) from a Properties string."""
+    parts = props.split(":")
+    col, species, pos = 0, None, None
+    for name, _, n in zip(parts[0::3], parts[1::3], parts[2::3]):
+        if name == "species":
+            species = col
+        elif name == "pos":
+            pos = col
+        col += int(n)
+    if species is None or pos is None:
+        raise ValueError(f"Properties={props!r} lacks species or pos")
+    return col, species, pos
+
+
+def _open(path: Path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _symbol_codes():
+    table = {}
+    for sym, z in atomic_numbers.items():
+        if sym == "X":
+            continue
+        code = 0
+        for b, ch in enumerate(sym.encode()[:4]):
+            code |= ch << (8 * b)
+        table[code] = z
+    return table
+
+
+_CODES = _symbol_codes()
+
+
+def _selected(k, frames: slice):
+    start, stop, step = frames.start or 0, frames.stop, frames.step or 1
+    return k >= start and (stop is None or k < stop) and (k - start) % step == 0
+
+
+def iread_extxyz(path, frames: slice = slice(None)):
+    """Yield :class:`Frame` objects from an extended XYZ file (plain or gzip), streaming."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    fh = _open(path)
+    try:
+        yield from _frames(fh, path, frames)
+    finally:
+        fh.close()
+
+
+def _frames(fh, path, frames):
+    buf = np.frombuffer(fh.read(_BLOCK), dtype=np.uint8)
+    eof = buf.size < _BLOCK
+    pos, line, k = 0, 1, 0
+    layout_cache = {}
+
+    def more(buf, pos):
+        nonlocal eof
+        chunk = fh.read(max(_BLOCK, buf.size - pos))
+        eof = len(chunk) == 0 or eof
+        return np.concatenate([buf[pos:], np.frombuffer(chunk, dtype=np.uint8)]), 0
+
+    while True:
+        end = _nth_newline(buf, pos, 2)
+        while end < 0 and not eof:
+            buf, pos = more(buf, pos)
+            end = _nth_newline(buf, pos, 2)
+        if end < 0:  # fewer than two lines left: only whitespace may remain
+            rest = bytes(buf[pos:]).strip()
+            if rest:
+                raise InputError(path, "truncated frame: header without atoms", frame=k, line=line)
+            if k == 0:
+                raise InputError(path, "no frames found")
+            return
+        head = bytes(buf[pos:end]).decode("utf-8", "replace").split("\n")
+        count = head[0].strip()
+        if not count and not bytes(buf[pos:]).strip():
+            if k == 0:
+                raise InputError(path, "no frames found")
+            return
+        try:
+            natoms = int(count)
+            if natoms < 0:
+                raise ValueError
+        except ValueError:
+            raise InputError(path, f"expected an atom count, got {count[:40]!r}", frame=k, line=line) from None
+        body = end
+        stop = _nth_newline(buf, body, natoms) if natoms else body
+        while stop < 0 and not eof:
+            buf, shift = more(buf, pos)
+            body, end, pos = body - pos, end - pos, 0
+            stop = _nth_newline(buf, body, natoms)
+        if stop < 0:  # last line may lack its newline
+            n_lines = int(np.count_nonzero(buf[body:] == 10))
+            tail = bytes(buf[body:]).rsplit(b"\n", 1)[-1].strip()
+            if n_lines + (1 if tail else 0) < natoms:
+                raise InputError(path, f"truncated frame: {natoms} atoms announced, "
+                                 f"{n_lines + (1 if tail else 0)} lines present", frame=k, line=line)  # fmt: skip
+            buf = np.concatenate([buf, np.frombuffer(b"\n", dtype=np.uint8)])
+            stop = _nth_newline(buf, body, natoms)
+        if _selected(k, frames):
+            yield _frame(buf, body, natoms, head[1], path, k, line, layout_cache)
+        elif frames.stop is not None and k >= frames.stop - 1:
+            return
+        line += natoms + 2
+        pos = stop
+        k += 1
+        if pos > _BLOCK and not eof:
+            buf, pos = buf[pos:].copy(), 0
+
+
+def _frame(buf, body, natoms, comment, path, k, line, cache):
+    info = parse_comment(comment)
+    props = info.get("Properties", "species:S:1:pos:R:3")
+    if props not in cache:
+        try:
+            cache[props] = _columns(props)
+        except ValueError as exc:
+            raise InputError(path, str(exc), frame=k, line=line + 1) from None
+    ncols, species_col, pos_col = cache[props]
+    positions = np.empty((natoms, 3))
+    codes = np.zeros(natoms, dtype=np.int64)
+    slow = np.empty((natoms * 3, 4), dtype=np.int64)
+    _, status, a, col = _parse_atoms(buf, body, natoms, ncols, species_col, pos_col, _POW10, positions, codes, slow)
+    if status != OK:
+        what = {BAD_NUMBER: "non-numeric coordinate", TOO_FEW_COLUMNS: f"expected {ncols} columns, found {col}",
+                NOT_FINITE: "non-finite coordinate (nan/inf)"}[status]  # fmt: skip
+        raise InputError(path, f"atom {a + 1}: {what}", frame=k, line=line + 2 + a)
+    for atom, c, t0, t1 in slow[:a]:  # ``a`` holds the number of slow-path fields here
+        positions[atom, c] = float(bytes(buf[t0:t1]).replace(b"d", b"e").replace(b"D", b"e"))
+    if not np.isfinite(positions).all():
+        bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+        raise InputError(path, f"atom {bad + 1}: non-finite coordinate (nan/inf)", frame=k, line=line + 2 + bad)
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    try:
+        numbers = np.array([_CODES[int(c)] for c in uniq], dtype=np.int64)[inverse]
+    except KeyError as exc:
+        bad = int(np.flatnonzero(codes == exc.args[0])[0])
+        token = bytes(int(exc.args[0]).to_bytes(4, "little")).rstrip(b"\0").decode("ascii", "replace")
+        raise InputError(path, f"atom {bad + 1}: unknown element {token!r}", frame=k, line=line + 2 + bad) from None
+    cell, pbc = None, np.zeros(3, bool)
+    if "Lattice" in info:
+        try:
+            cell = np.array(info["Lattice"].split(), dtype=float).reshape(3, 3)
+        except ValueError:
+            raise InputError(path, f"bad Lattice {info['Lattice'][:60]!r}", frame=k, line=line + 1) from None
+        pbc = np.ones(3, bool)
+    if "pbc" in info:
+        pbc = np.array([p in ("T", "True", "1") for p in info["pbc"].split()])
+    time_ps = info.get("time_ps", info.get("time"))
+    try:
+        time_ps = None if time_ps is None else float(time_ps)
+    except ValueError:
+        raise InputError(path, f"bad time {time_ps!r}", frame=k, line=line + 1) from None
+    return Frame(k, numbers, positions, cell, pbc, time_ps, line, info)
