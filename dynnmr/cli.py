@@ -67,6 +67,23 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_analyze(args):
+    from .engine import Profile, analyze, format_summary, summarize
+
+    prof = Profile()
+    out = analyze(
+        args.trajectory, args.output, model=args.model, frames=args.frames, species=args.species,
+        dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=args.device,
+        resume=args.resume, overwrite=args.overwrite, save_positions=args.save_positions,
+        allow_unknown=args.allow_unknown, progress=not args.quiet, fmt=args.format, profile=prof,
+    )  # fmt: skip
+    print(f"wrote {out}: {prof.frames} frames this run", file=sys.stderr)
+    print(format_summary(summarize(out)))
+    if args.profile:
+        print(prof.report(), file=sys.stderr)
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
@@ -99,6 +116,25 @@ def build_parser():
     q.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
     q.set_defaults(func=cmd_predict)
+
+    q = sub.add_parser("analyze", help="stream a trajectory through a model into a zarr store of tensor time series")
+    q.add_argument("trajectory", help="extended XYZ (.gz too), ASE .traj, LAMMPS dump, ...")
+    q.add_argument("-o", "--output", help="store path (default TRAJ.nmr.zarr)")
+    q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
+    q.add_argument("--frames", help="start:stop:step of the file's frames (default all)")
+    q.add_argument("--dt", type=float, help="ps between the file's frames, when the file has no times")
+    q.add_argument("--species", help="elements to store, e.g. Si,O (default: all the model covers)")
+    q.add_argument("--chunk-frames", type=int, default=64, help="frames per store chunk (default 64)")
+    q.add_argument("--batch-atoms", type=int, default=20000, help="atoms per inference batch (default 20000)")
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    q.add_argument("--format", help="force an input format (ase name, or extxyz)")
+    q.add_argument("--resume", action="store_true", help="continue an interrupted run into the same store")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    q.add_argument("--save-positions", action="store_true", help="also store the selected sites' positions")
+    q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
+    q.add_argument("--profile", action="store_true", help="print time per stage at the end")
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    q.set_defaults(func=cmd_analyze)
     return p
 
 
@@ -112,7 +148,7 @@ def main(argv=None):
     except KeyError as exc:  # unknown isotope/element names from the tables
         print(f"dynnmr: error: {exc.args[0]}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as exc:  # missing model, incompatible model file, bad config
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:  # model, store or option problems
         print(f"dynnmr: error: {exc}", file=sys.stderr)
         return 2
 

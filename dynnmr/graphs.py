@@ -64,17 +64,26 @@ def neighbour_pairs(positions, cell, pbc, cutoff):
     return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
 
 
-def structure_arrays(atoms, cutoff, source="<structure>", frame=None):
-    """One structure's graph arrays (numpy), with a clear error for bad geometry."""
-    pos = atoms.get_positions()
-    if not np.isfinite(pos).all():
-        raise InputError(source, "non-finite coordinates", frame=frame)
+def frame_arrays(numbers, positions, cell, pbc, cutoff, source="<structure>", frame=None, line=None):
+    """One structure's graph arrays (numpy), with a clear error for bad geometry.
+
+    ``cell`` may be None for a non-periodic structure (molecule, cluster).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64)
+    if not np.isfinite(positions).all():
+        raise InputError(source, "non-finite coordinates", frame=frame, line=line)
     try:
-        i, j, s = neighbour_pairs(pos, atoms.cell.array, atoms.pbc, cutoff)
+        i, j, s = neighbour_pairs(positions, cell, pbc, cutoff)
     except ValueError as exc:
-        raise InputError(source, str(exc), frame=frame) from None
-    return {"numbers": atoms.numbers.astype(np.int64), "positions": pos, "cell": atoms.cell.array.copy(),
+        raise InputError(source, str(exc), frame=frame, line=line) from None
+    return {"numbers": np.asarray(numbers, dtype=np.int64), "positions": positions, "cell": cell,
             "dst": i, "src": j, "shifts": s}  # fmt: skip
+
+
+def structure_arrays(atoms, cutoff, source="<structure>", frame=None):
+    """:func:`frame_arrays` for an ``ase.Atoms``."""
+    return frame_arrays(atoms.numbers, atoms.get_positions(), atoms.cell.array.copy(), atoms.pbc, cutoff, source, frame)
 
 
 def collate(parts, dtype=torch.float32) -> Graph:

@@ -37,8 +37,9 @@ class Frame:
     cell: np.ndarray | None
     pbc: np.ndarray
     time_ps: float | None
-    line: int  # 1-based line number of the frame's atom-count line
+    line: int | None  # 1-based line number of the frame's atom-count line (text formats)
     info: dict = field(default_factory=dict)
+    fraction: float = float("nan")  # share of the file read so far, for progress and ETA
 
 
 # numba kernels ------------------------------------------------------------------------
@@ -231,15 +232,20 @@ def iread_extxyz(path, frames: slice = slice(None)):
 
 
 def _frames(fh, path, frames):
+    size = path.stat().st_size
+    raw = getattr(fh, "fileobj", None)  # gzip: progress from the compressed position
+
     buf = np.frombuffer(fh.read(_BLOCK), dtype=np.uint8)
     eof = buf.size < _BLOCK
+    base = 0  # file offset (uncompressed) of buf[0]
     pos, line, k = 0, 1, 0
     layout_cache = {}
 
     def more(buf, pos):
-        nonlocal eof
+        nonlocal eof, base
         chunk = fh.read(max(_BLOCK, buf.size - pos))
         eof = len(chunk) == 0 or eof
+        base += pos
         return np.concatenate([buf[pos:], np.frombuffer(chunk, dtype=np.uint8)]), 0
 
     while True:
@@ -281,14 +287,16 @@ def _frames(fh, path, frames):
             buf = np.concatenate([buf, np.frombuffer(b"\n", dtype=np.uint8)])
             stop = _nth_newline(buf, body, natoms)
         if _selected(k, frames):
-            yield _frame(buf, body, natoms, head[1], path, k, line, layout_cache)
+            frame = _frame(buf, body, natoms, head[1], path, k, line, layout_cache)
+            frame.fraction = (raw.tell() if raw is not None else base + stop) / size
+            yield frame
         elif frames.stop is not None and k >= frames.stop - 1:
             return
         line += natoms + 2
         pos = stop
         k += 1
         if pos > _BLOCK and not eof:
-            buf, pos = buf[pos:].copy(), 0
+            buf, base, pos = buf[pos:].copy(), base + pos, 0
 
 
 def _frame(buf, body, natoms, comment, path, k, line, cache):
@@ -335,3 +343,37 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
     except ValueError:
         raise InputError(path, f"bad time {time_ps!r}", frame=k, line=line + 1) from None
     return Frame(k, numbers, positions, cell, pbc, time_ps, line, info)
+
+
+# any format -----------------------------------------------------------------------------
+EXTXYZ_SUFFIXES = (".xyz", ".extxyz", ".xyz.gz", ".extxyz.gz")
+
+
+def iread(path, frames: slice = slice(None), format: str | None = None):
+    """Yield :class:`Frame` objects from any trajectory: extended XYZ with the fast reader,
+    everything else (ASE ``.traj``, LAMMPS dump, ...) through ``ase.io.iread``."""
+    path = Path(path)
+    name = path.name.lower()
+    if format in ("extxyz", "xyz") or (format is None and name.endswith(EXTXYZ_SUFFIXES)):
+        yield from iread_extxyz(path, frames)
+        return
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    from ase.io import iread as ase_iread
+
+    start, step = frames.start or 0, frames.step or 1
+    index = slice(start, frames.stop, step)
+    k = start
+    try:
+        for atoms in ase_iread(str(path), index=index, format=format):
+            cell = atoms.cell.array.copy() if atoms.pbc.any() else None
+            t = atoms.info.get("time_ps", atoms.info.get("time"))
+            yield Frame(k, atoms.numbers.astype(np.int64), atoms.positions.copy(), cell, atoms.pbc.copy(),
+                        None if t is None else float(t), None, dict(atoms.info))  # fmt: skip
+            k += step
+    except InputError:
+        raise
+    except Exception as exc:  # ase raises many types; name the file and the frame
+        raise InputError(path, f"cannot read: {exc}", frame=k) from None

@@ -1,0 +1,338 @@
+"""The streaming analysis engine: trajectory -> per-site tensor time series in a zarr store.
+
+One pass, constant memory. A reader thread parses frames and builds neighbour graphs for
+the next chunk while the model runs on the current one, so the slower stage sets the
+pace. Each chunk of ``chunk_frames`` frames is written to the store as soon as it is
+done (see :mod:`dynnmr.store` for the layout and the crash-safety argument).
+
+Bad input stops the run with an :class:`~dynnmr.errors.InputError` naming file, frame
+and line; every complete frame before it is written and the store records the error.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import tensors as T
+from .errors import InputError
+from .graphs import collate, frame_arrays
+from .modelfile import DEFAULT_MODEL, load_model
+from .predict import covered_mask, resolve_device, species_indices
+from .reader import iread
+from .store import TensorStore, open_store, source_attrs
+
+
+@dataclass
+class Profile:
+    """Seconds spent per stage (reading and graphs run in their own thread)."""
+
+    read_graph: float = 0.0
+    model: float = 0.0
+    write: float = 0.0
+    frames: int = 0
+    atoms: int = 0
+    wall: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def report(self) -> str:
+        rate = self.atoms / self.wall if self.wall else 0.0
+        return (f"profile: {self.frames} frames, {self.atoms} atoms in {self.wall:.2f} s ({rate:,.0f} atoms/s); "
+                f"read+graph {self.read_graph:.2f} s (reader thread), model {self.model:.2f} s, "
+                f"store {self.write:.2f} s")  # fmt: skip
+
+
+def parse_frames(text: str | None) -> slice:
+    """``start:stop:step`` (any part optional) -> slice; None -> all frames."""
+    if not text:
+        return slice(None)
+    parts = text.split(":")
+    if len(parts) > 3:
+        raise ValueError(f"--frames expects start:stop:step, got {text!r}")
+    vals = [int(p) if p.strip() else None for p in parts] + [None] * (3 - len(parts))
+    if any(v is not None and v < 0 for v in vals) or vals[2] == 0:
+        raise ValueError(f"--frames takes non-negative start/stop and a positive step, got {text!r}")
+    return slice(*vals)
+
+
+class _Progress:
+    """One status line on stderr, refreshed about once a second: frames/s, atoms/s, ETA."""
+
+    def __init__(self, enabled, stream=sys.stderr):
+        self.enabled, self.stream = enabled, stream
+        self.t0 = self.last = time.perf_counter()
+        self.f0 = None
+
+    def update(self, frames, atoms, fraction, force=False):
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 1.0 and not force):
+            return
+        if self.f0 is None:
+            self.f0 = fraction
+        self.last = now
+        dt = max(now - self.t0, 1e-9)
+        eta = ""
+        if np.isfinite(fraction) and fraction > (self.f0 or 0):
+            left = dt * (1 - fraction) / (fraction - (self.f0 or 0))
+            eta = f" | ETA {int(left // 60)}m{int(left % 60):02d}s"
+        pct = f" ({100 * fraction:.0f}%)" if np.isfinite(fraction) else ""
+        self.stream.write(f"\r{frames} frames{pct} | {frames / dt:.1f} frames/s | {atoms / dt:,.0f} atoms/s{eta}   ")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _producer(reader, out: queue.Queue, chunk_frames, cutoff, check, prof: Profile, stop: threading.Event):
+    """Read frames, validate them and build graph arrays, one chunk per queue item."""
+    chunk = []
+    try:
+        for frame in reader:
+            t0 = time.perf_counter()
+            check(frame)
+            parts = frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, cutoff,
+                                 source=check.source, frame=frame.index, line=frame.line)  # fmt: skip
+            chunk.append((frame, parts))
+            prof.read_graph += time.perf_counter() - t0
+            if len(chunk) == chunk_frames:
+                out.put(("chunk", chunk))
+                chunk = []
+            if stop.is_set():
+                return
+        out.put(("chunk", chunk))
+        out.put(("end", None))
+    except BaseException as exc:  # hand every failure to the main thread, with the frames before it
+        out.put(("chunk", chunk))
+        out.put(("error", exc))
+
+
+class _FrameCheck:
+    """Frames must keep the first frame's atoms, species and periodicity."""
+
+    def __init__(self, source, numbers, periodic):
+        self.source, self.numbers, self.periodic = source, numbers, periodic
+
+    def __call__(self, frame):
+        if len(frame.numbers) != len(self.numbers):
+            raise InputError(self.source, f"atom count changed from {len(self.numbers)} to {len(frame.numbers)}",
+                             frame=frame.index, line=frame.line)  # fmt: skip
+        if not np.array_equal(frame.numbers, self.numbers):
+            raise InputError(self.source, "species order changed from the first frame", frame=frame.index, line=frame.line)
+        if self.periodic and frame.cell is None:
+            raise InputError(self.source, "missing cell (Lattice) in a periodic run", frame=frame.index, line=frame.line)
+
+
+def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None, chunk_frames=64,
+            batch_atoms=20000, device="cpu", resume=False, overwrite=False, save_positions=False,
+            allow_unknown=False, progress=True, fmt=None, profile=None):  # fmt: skip
+    """Predict tensors for every selected frame of ``trajectory`` into a zarr store; returns its path.
+
+    ``species``: element symbols whose sites are stored (default: all the model covers);
+    ``frames``: a slice or ``"start:stop:step"``; ``dt_ps``: time between stored frames of
+    the file when it has no times (ps); ``profile``: a :class:`Profile` to fill.
+    """
+    from ase.data import atomic_numbers, chemical_symbols
+
+    trajectory = Path(trajectory)
+    output = Path(output) if output else trajectory.with_name(trajectory.name + ".nmr.zarr")
+    sel = frames if isinstance(frames, slice) else parse_frames(frames)
+    prof = profile if profile is not None else Profile()
+    t_wall = time.perf_counter()
+    dev = resolve_device(device)
+    net, info = load_model(model, device=dev)
+    if not trajectory.exists():
+        raise InputError(trajectory, "no such file")
+    source = source_attrs(trajectory)
+    expected = {"model_sha256": info["sha256"], "source": source,
+                "frame_selection": [sel.start, sel.stop, sel.step]}  # fmt: skip
+
+    if resume:
+        store = TensorStore.reopen(output, expected)
+        done = store.frames_done // store.chunk_frames * store.chunk_frames  # restart on a chunk boundary
+    else:
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output} exists: use --overwrite to replace it or --resume to continue it")
+        store, done = None, 0
+    start, step = sel.start or 0, sel.step or 1
+    reader = iread(trajectory, slice(start + done * step, sel.stop, step), format=fmt)
+    try:
+        first = next(reader)
+    except StopIteration:
+        if store is not None:  # resuming a run that had already read every frame
+            store.finish()
+            return output
+        raise InputError(trajectory, "no frames in the selection") from None
+    numbers = first.numbers
+    idx = species_indices(net, torch.as_tensor(numbers), allow_unknown, source=trajectory, frame=first.index)
+    if species:
+        wanted = {atomic_numbers[s.strip()] for s in species.split(",")} if isinstance(species, str) else set(species)
+    else:
+        wanted = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
+    sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
+    if sites.size == 0:
+        raise InputError(trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}")
+    if store is None:
+        attrs = {"model_name": info["name"], "model_sha256": info["sha256"], "targets": list(net.targets),
+                 "units": {**info["units"], "time_ps": "ps", "cell": "Angstrom", "positions": "Angstrom"},
+                 "shift_reference": info.get("shift_reference", {}), "source": source,
+                 "frame_selection": [sel.start, sel.stop, sel.step],
+                 "species": sorted(chemical_symbols[z] for z in wanted), "dt_ps": dt_ps}  # fmt: skip
+        store = TensorStore.create(output, targets=net.targets, numbers=numbers[sites], atom_index=sites,
+                                   chunk_frames=chunk_frames, attrs=attrs, save_positions=save_positions,
+                                   overwrite=overwrite)  # fmt: skip
+    elif not np.array_equal(np.asarray(store.group["atom_index"][:]), sites):
+        raise ValueError(f"--resume: {output} stores other sites than this run selects")
+    chunk_frames = store.chunk_frames
+    periodic = first.cell is not None
+    check = _FrameCheck(trajectory, numbers, periodic)
+    covered = {t: covered_mask(info, t, numbers[sites]) for t in net.targets}
+    unknown = (idx < 0).numpy()[sites]
+
+    def frames_with_first():
+        yield first
+        yield from reader
+
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    worker = threading.Thread(target=_producer, args=(frames_with_first(), q, chunk_frames, net.cutoff, check, prof, stop),
+                              daemon=True)  # fmt: skip
+    worker.start()
+    bar = _Progress(progress)
+    n_atoms = len(numbers)
+    site_t = torch.as_tensor(sites)
+    error = None
+    position = done
+    try:
+        while True:
+            kind, payload = q.get()
+            if kind == "end":
+                break
+            if kind == "error":
+                error = payload
+                break
+            if not payload:
+                continue
+            t0 = time.perf_counter()
+            data = _infer_chunk(net, payload, site_t, idx, dev, batch_atoms, dt_ps, covered, unknown, save_positions)
+            prof.model += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            store.write_chunk(position, data)
+            prof.write += time.perf_counter() - t0
+            position += len(payload)
+            prof.frames += len(payload)
+            prof.atoms += len(payload) * n_atoms
+            bar.update(position, prof.atoms, payload[-1][0].fraction)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        stop.set()
+        if prof.frames:
+            bar.update(position, prof.atoms, float("nan"), force=True)
+        bar.close()
+        prof.wall = time.perf_counter() - t_wall
+        store.finish(None if error is None else str(error))
+    if error is not None:  # bad input met by the reader thread, raised after the good frames are stored
+        raise error
+    return output
+
+
+def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, dt_ps, covered, unknown, save_positions):
+    """Model outputs for one chunk of (frame, graph arrays); returns the store's arrays."""
+    n_frames = len(chunk)
+    n_atoms = len(chunk[0][1]["numbers"])
+    per_batch = max(1, batch_atoms // max(n_atoms, 1))
+    out = {t: np.empty((n_frames, len(sites), 9), np.float32) for t in net.targets}
+    with torch.inference_mode():
+        for b in range(0, n_frames, per_batch):
+            parts = [p for _, p in chunk[b : b + per_batch]]
+            graph = collate(parts).to(device)
+            nb = len(parts)
+            offs = (torch.arange(nb) * n_atoms)[:, None]
+            batch_sites = (offs + sites[None, :]).reshape(-1).to(device)
+            res = net(graph, species_idx=idx.repeat(nb).to(device), sites=batch_sites)
+            for t, tensors in res.items():
+                arr = tensors.reshape(nb, len(sites), 9).float().cpu().numpy()
+                arr[:, ~covered[t] | unknown] = np.nan
+                out[t][b : b + nb] = arr
+    frames = [f for f, _ in chunk]
+    times = [f.time_ps if f.time_ps is not None else (f.index * dt_ps if dt_ps else np.nan) for f in frames]
+    data = {**out, "time_ps": np.array(times, float), "frame_index": np.array([f.index for f in frames]),
+            "cell": np.stack([f.cell if f.cell is not None else np.full((3, 3), np.nan) for f in frames])}  # fmt: skip
+    if save_positions:
+        data["positions"] = np.stack([f.positions[sites.numpy()] for f in frames]).astype(np.float32)
+    return data
+
+
+def summarize(path, chunk=None):
+    """Per-species statistics over time and sites, and of the time-averaged tensors.
+
+    Reads the store chunk by chunk (constant memory). Returns ``{El: {name: (mean, std)}}``
+    with shielding (sigma_iso, shift if a reference is stored, zeta, eta; ppm) and EFG
+    (C_Q in MHz with the default isotope, eta_Q) parameters; time-averaged ones are
+    derived from the averaged Cartesian tensors, never by averaging parameters.
+    """
+    from ase.data import chemical_symbols
+
+    from .isotopes import isotope_for
+    from .params import efg_columns
+
+    g = open_store(path)
+    numbers = np.asarray(g["numbers"][:])
+    refs = g.attrs.get("shift_reference", {})
+    n = int(g.attrs["frames_done"])
+    step = chunk or int(g.attrs["chunk_frames"])
+    stats: dict = {}
+    for t in g.attrs["targets"]:
+        total = np.zeros((len(numbers), 9))
+        for a in range(0, n, step):
+            block = np.asarray(g[t][a : a + step], dtype=np.float64)
+            total += block.sum(axis=0)
+            _accumulate(stats, t, block.reshape(block.shape[:2] + (3, 3)), numbers, refs, "", chemical_symbols,
+                        isotope_for, efg_columns)  # fmt: skip
+        if n:
+            mean = (total / n).reshape(-1, 3, 3)[None]
+            _accumulate(stats, t, mean, numbers, refs, "avg ", chemical_symbols, isotope_for, efg_columns)
+    return {el: {k: (s / c, np.sqrt(max(s2 / c - (s / c) ** 2, 0.0))) for k, (s, s2, c) in d.items()}
+            for el, d in stats.items()}  # fmt: skip
+
+
+def _accumulate(stats, target, tensors, numbers, refs, prefix, symbols, isotope_for, efg_columns):
+    for z in np.unique(numbers):
+        el = symbols[int(z)]
+        x = tensors[:, numbers == z].reshape(-1, 3, 3)
+        x = x[np.isfinite(x).all(axis=(1, 2))]
+        if not len(x):
+            continue
+        if target == "ms":
+            h = T.haeberlen(x)
+            cols = {"sigma_iso_ppm": h["iso"], "zeta_ppm": h["zeta"], "eta_sigma": h["eta"]}
+            if el in refs:
+                cols["delta_iso_ppm"] = T.shift_iso(h["iso"], refs[el]["sigma_ref_ppm"])
+        else:
+            iso = isotope_for(el)
+            q = iso.quadrupole_moment_mb if iso else 0.0
+            c = efg_columns(x, np.full(len(x), q))
+            cols = {"Cq_MHz": c["Cq_MHz"], "eta_Q": c["eta_Q"]}
+        d = stats.setdefault(el, {})
+        for k, v in cols.items():
+            if not np.isfinite(v).all():
+                continue
+            s, s2, c = d.get(prefix + k, (0.0, 0.0, 0))
+            d[prefix + k] = (s + float(v.sum()), s2 + float((v**2).sum()), c + len(v))
+
+
+def format_summary(stats) -> str:
+    lines = []
+    for el, d in stats.items():
+        for k, (mean, std) in d.items():
+            lines.append(f"{el:>3}  {k:<18} {mean:12.4f} +- {std:.4f}")
+    return "\n".join(lines)

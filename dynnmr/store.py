@@ -1,0 +1,140 @@
+"""The zarr (v3) store of per-site tensor time series, written chunk by chunk.
+
+Layout (dimension names in brackets; readable with plain ``zarr`` and
+``xarray.open_zarr(path, consolidated=False)``):
+
+* ``ms`` [frame, site, component] float32, ppm: shielding tensors, 9 row-major components
+* ``efg`` [frame, site, component] float32, atomic units: EFG tensors, 9 components
+* ``time_ps`` [frame] float64, ps (NaN where the trajectory has no time and no --dt)
+* ``frame_index`` [frame] int64: frame number in the source file
+* ``cell`` [frame, vector, xyz] float64, Angstrom (NaN for non-periodic frames)
+* ``numbers`` [site] int64, ``atom_index`` [site] int64: element and index in the structure
+* ``positions`` [frame, site, xyz] float32, Angstrom (only with ``--save-positions``)
+
+Root attributes record the model (name, SHA-256, targets, units, shift references),
+conventions, dynnmr version, the source (name, size, fingerprint), the frame and
+species selection, ``frames_done`` and ``complete``/``error``.
+
+Crash safety: zarr's local store writes every file atomically. Per chunk the engine
+grows the arrays, writes the chunk, and only then records ``frames_done``; a killed run
+leaves at worst one chunk that ``--resume`` rewrites identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from . import __version__
+from .errors import InputError
+
+COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+CONVENTIONS = (
+    "ms: absolute shielding tensor sigma (ppm), row-major 3x3; shift delta = sigma_ref - sigma (IUPAC). "
+    "efg: electric field gradient (atomic units, 1 au = 9.7173624e21 V/m^2), row-major 3x3. "
+    "Parameters follow dynnmr.tensors (Haeberlen; |Vzz| >= |Vyy| >= |Vxx|)."
+)
+
+
+def fingerprint(path, block=1 << 24) -> str:
+    """SHA-256 over the file size and its first and last 16 MiB (cheap for huge trajectories)."""
+    path = Path(path)
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(block))
+        if size > block:
+            fh.seek(max(block, size - block))
+            h.update(fh.read(block))
+    return h.hexdigest()
+
+
+def source_attrs(path) -> dict:
+    path = Path(path)
+    return {"name": path.name, "size_bytes": path.stat().st_size, "fingerprint_sha256": fingerprint(path)}
+
+
+class TensorStore:
+    """Writer for one analysis store (create, or reopen to resume)."""
+
+    def __init__(self, group, chunk_frames):
+        self.group = group
+        self.chunk_frames = int(chunk_frames)
+
+    @classmethod
+    def create(cls, path, *, targets, numbers, atom_index, chunk_frames, attrs, save_positions=False, overwrite=False):
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists: use --overwrite to replace it or --resume to continue it")
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        n = len(numbers)
+        c = int(chunk_frames)
+
+        def arr(name, shape, chunks, dtype, dims, fill):
+            group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims,
+                               compressors=COMPRESSOR, fill_value=fill)  # fmt: skip
+
+        for t in targets:
+            arr(t, (0, n, 9), (c, n, 9), "float32", ("frame", "site", "component"), np.nan)
+        if save_positions:
+            arr("positions", (0, n, 3), (c, n, 3), "float32", ("frame", "site", "xyz"), np.nan)
+        arr("time_ps", (0,), (c,), "float64", ("frame",), np.nan)
+        arr("frame_index", (0,), (c,), "int64", ("frame",), -1)
+        arr("cell", (0, 3, 3), (c, 3, 3), "float64", ("frame", "vector", "xyz"), np.nan)
+        group.create_array("numbers", data=np.asarray(numbers, np.int64), dimension_names=("site",))
+        group.create_array("atom_index", data=np.asarray(atom_index, np.int64), dimension_names=("site",))
+        group.attrs.update({**attrs, "chunk_frames": c, "frames_done": 0, "complete": False,
+                            "dynnmr_version": __version__, "conventions": CONVENTIONS})  # fmt: skip
+        return cls(group, c)
+
+    @classmethod
+    def reopen(cls, path, expected: dict):
+        """Open an interrupted store; refuse if model or input differ from ``expected``."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"--resume: {path} does not exist")
+        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        attrs = dict(group.attrs)
+        for key, value in expected.items():
+            if attrs.get(key) != value:
+                raise ValueError(f"--resume: {path} was made with a different {key} "
+                                 f"({attrs.get(key)!r} vs {value!r}); use --overwrite to start again")  # fmt: skip
+        return cls(group, attrs["chunk_frames"])
+
+    @property
+    def frames_done(self) -> int:
+        return int(self.group.attrs["frames_done"])
+
+    def write_chunk(self, start, data: dict):
+        """Write frames ``start..start+len`` (a whole chunk, or the last partial one), then record them."""
+        if start % self.chunk_frames:
+            raise ValueError("chunks must start on a chunk boundary")
+        n = len(data["time_ps"])
+        stop = start + n
+        for name, values in data.items():
+            a = self.group[name]
+            if a.shape[0] < stop:
+                a.resize((stop,) + a.shape[1:])
+            a[start:stop] = values
+        self.group.attrs["frames_done"] = stop
+
+    def finish(self, error=None):
+        done = self.frames_done
+        for name in self.group.array_keys():
+            a = self.group[name]
+            if "frame" in (a.metadata.dimension_names or ()) and a.shape[0] != done:
+                a.resize((done,) + a.shape[1:])
+        self.group.attrs.update({"complete": error is None, "error": error})
+
+
+def open_store(path):
+    """Open a finished or partial store read-only (a zarr Group)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such store")
+    return zarr.open_group(os.fspath(path), mode="r", zarr_format=3)

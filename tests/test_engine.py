@@ -1,0 +1,176 @@
+"""`dynnmr analyze`: the store's layout and values, selections, resume after kill -9, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from ase.io import write
+
+from dynnmr import io
+from dynnmr.cli import main
+from dynnmr.engine import analyze, summarize
+from dynnmr.errors import InputError
+from dynnmr.model import TensorGNN
+from dynnmr.modelfile import load_model, save_model
+from dynnmr.predict import predict_images
+
+QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A random 2-species model: shielding for O and Si, EFG for O only."""
+    torch.manual_seed(0)
+    net = TensorGNN(species=[8, 14], targets=["ms", "efg"], channels=4, vector_channels=2, cutoff=3.5)
+    scale = torch.ones(2, 9) * 20
+    net.set_normalisation("ms", scale, torch.cat([torch.tensor([[250.0], [400.0]]), torch.zeros(2, 8)], 1))
+    net.set_normalisation("efg", torch.ones(2, 5), torch.zeros(2, 5))
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    hp = {"channels": 4, "vector_channels": 2, "cutoff": 3.5}
+    save_model(path, net, hp, covered_species={"ms": [8, 14], "efg": [8]},
+               shift_reference={"Si": {"sigma_ref_ppm": 300.0}})  # fmt: skip
+    return path
+
+
+def make_traj(path, n_frames=24, repeat=(2, 2, 2), seed=0):
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n_frames):
+        a = QUARTZ.repeat(repeat)
+        a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+        a.info["time"] = 0.002 * k
+        frames.append(a)
+    write(path, frames, format="extxyz")
+    return frames
+
+
+def run(traj, out, model, **kw):
+    return analyze(traj, out, model=str(model), chunk_frames=5, progress=False, device="cpu", **kw)
+
+
+def test_store_layout_and_values_match_predict(tmp_path, tiny_model):
+    frames = make_traj(tmp_path / "t.extxyz")
+    out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
+    g = zarr.open_group(str(out), mode="r")
+    n = len(frames[0])
+    assert g["ms"].shape == (24, n, 9) and g["efg"].shape == (24, n, 9)
+    assert g["ms"].dtype == np.float32 and g["ms"].chunks[0] == 5
+    assert tuple(g["ms"].metadata.dimension_names) == ("frame", "site", "component")
+    assert g.attrs["complete"] is True and g.attrs["frames_done"] == 24
+    assert g.attrs["units"]["ms"] == "ppm" and g.attrs["units"]["efg"] == "au"
+    assert g.attrs["source"]["name"] == "t.extxyz" and len(g.attrs["model_sha256"]) == 64
+    np.testing.assert_allclose(g["time_ps"][:], 0.002 * np.arange(24))
+    np.testing.assert_allclose(g["cell"][3], frames[3].cell.array)
+    net, info = load_model(tiny_model)
+    ref = predict_images(net, info, [f.copy() for f in frames[:7]])
+    for k in range(7):
+        np.testing.assert_allclose(g["ms"][k].reshape(-1, 3, 3), ref[k].arrays["ms"], rtol=2e-5, atol=1e-3)
+        efg = g["efg"][k].reshape(-1, 3, 3)
+        si = frames[k].numbers == 14
+        assert np.isnan(efg[si]).all()  # EFG not covered for Si by this model
+        np.testing.assert_allclose(efg[~si], ref[k].arrays["efg"][~si], rtol=2e-5, atol=1e-6)
+    xr = pytest.importorskip("xarray", reason="xarray is a test dependency")
+    ds = xr.open_zarr(str(out), consolidated=False)
+    assert ds["ms"].dims == ("frame", "site", "component")
+
+
+def test_species_and_frame_selection(tmp_path, tiny_model):
+    make_traj(tmp_path / "t.extxyz")
+    with open(tmp_path / "t.extxyz") as fh:  # strip the times: --dt gives them
+        text = fh.read().replace(" time=", " t_other=")
+    (tmp_path / "u.extxyz").write_text(text)
+    out = run(tmp_path / "u.extxyz", tmp_path / "s.zarr", tiny_model, species="Si", frames="3:20:4", dt_ps=0.5)
+    g = zarr.open_group(str(out), mode="r")
+    assert set(g["numbers"][:]) == {14} and g["ms"].shape[:2] == (5, 24)
+    np.testing.assert_array_equal(g["frame_index"][:], [3, 7, 11, 15, 19])
+    np.testing.assert_allclose(g["time_ps"][:], 0.5 * np.array([3, 7, 11, 15, 19]))
+    stats = summarize(out)
+    assert set(stats) == {"Si"}
+    assert stats["Si"]["delta_iso_ppm"][0] == pytest.approx(300.0 - stats["Si"]["sigma_iso_ppm"][0])
+    # the time-averaged tensor's parameters come from the averaged tensor: narrower spread
+    assert stats["Si"]["avg sigma_iso_ppm"][1] <= stats["Si"]["sigma_iso_ppm"][1]
+
+
+def test_refuses_overwrite_and_mismatched_resume(tmp_path, tiny_model):
+    make_traj(tmp_path / "t.extxyz", n_frames=6)
+    out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run(tmp_path / "t.extxyz", out, tiny_model)
+    run(tmp_path / "t.extxyz", out, tiny_model, overwrite=True)
+    make_traj(tmp_path / "t.extxyz", n_frames=6, seed=1)  # a different input
+    with pytest.raises(ValueError, match="different source"):
+        run(tmp_path / "t.extxyz", out, tiny_model, resume=True)
+
+
+def test_resume_after_kill_gives_identical_store(tmp_path, tiny_model):
+    traj = tmp_path / "t.extxyz"
+    make_traj(traj, n_frames=250, repeat=(2, 2, 2))
+    ref = run(traj, tmp_path / "ref.zarr", tiny_model)
+    out = tmp_path / "killed.zarr"
+    cmd = [sys.executable, "-m", "dynnmr.cli", "analyze", str(traj), "-o", str(out), "--model", str(tiny_model),
+           "--chunk-frames", "5", "--device", "cpu", "-q"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        meta = out / "zarr.json"
+        if meta.exists() and json.loads(meta.read_text())["attributes"].get("frames_done", 0) >= 50:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = zarr.open_group(str(out), mode="r").attrs["frames_done"]
+    assert 0 < done < 250, "the run must be killed mid-way for this test to mean anything"
+    assert main(["analyze", str(traj), "-o", str(out), "--model", str(tiny_model), "--chunk-frames", "5",
+                 "--device", "cpu", "--resume", "-q"]) == 0  # fmt: skip
+    a, b = zarr.open_group(str(ref), mode="r"), zarr.open_group(str(out), mode="r")
+    assert b.attrs["complete"] is True
+    for name in ("ms", "efg", "time_ps", "cell", "frame_index", "numbers", "atom_index"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
+
+
+GOOD = '3\nLattice="8 0 0 0 8 0 0 0 8" Properties=species:S:1:pos:R:3 time=0.0\nSi 0 0 0\nO 1.6 0 0\nO 0 1.6 0\n'
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (GOOD * 7 + "3\nh\nSi 0 0 0\n", ":36: frame 7: truncated frame"),
+        (GOOD * 7 + GOOD.replace("3\n", "2\n", 1).replace("O 0 1.6 0\n", ""), ":36: frame 7: atom count changed"),
+        (GOOD * 7 + GOOD.replace("1.6 0 0", "1.6 zz 0"), ":39: frame 7: atom 2: non-numeric"),
+        (GOOD * 7 + GOOD.replace("1.6 0 0", "nan 0 0"), ":39: frame 7: atom 2: non-finite"),
+        (GOOD * 7 + GOOD.replace('Lattice="8 0 0 0 8 0 0 0 8" ', ""), ":36: frame 7: missing cell"),
+    ],
+)
+def test_bad_input_keeps_good_frames_and_fails(tmp_path, tiny_model, capsys, text, message):
+    traj = tmp_path / "bad.extxyz"
+    traj.write_text(text)
+    out = tmp_path / "bad.zarr"
+    rc = main(["analyze", str(traj), "-o", str(out), "--model", str(tiny_model), "--chunk-frames", "5", "-q"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert message in err and str(traj) in err
+    g = zarr.open_group(str(out), mode="r")
+    assert g.attrs["frames_done"] == 7 and g["ms"].shape[0] == 7 and np.isfinite(g["ms"][:]).all()
+    assert g.attrs["complete"] is False and message.split(": ", 1)[1] in g.attrs["error"]
+
+
+def test_unknown_element_empty_and_missing_files(tmp_path, tiny_model, capsys):
+    traj = tmp_path / "na.extxyz"
+    traj.write_text(GOOD.replace("Si 0 0 0", "Na 0 0 0"))
+    assert main(["analyze", str(traj), "--model", str(tiny_model), "-q"]) == 2
+    assert "frame 0: element(s) Na unknown to the model" in capsys.readouterr().err
+    (tmp_path / "empty.extxyz").write_text("")
+    assert main(["analyze", str(tmp_path / "empty.extxyz"), "--model", str(tiny_model), "-q"]) == 2
+    assert "empty.extxyz: file is empty" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "missing.extxyz"), "--model", str(tiny_model), "-q"]) == 2
+    assert "missing.extxyz: no such file" in capsys.readouterr().err
+    with pytest.raises(InputError):
+        analyze(tmp_path / "missing.extxyz", model=str(tiny_model), progress=False)
