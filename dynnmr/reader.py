@@ -235,7 +235,8 @@ def _frames(fh, path, frames):
     size = path.stat().st_size
     raw = getattr(fh, "fileobj", None)  # gzip: progress from the compressed position
 
-    buf = np.frombuffer(fh.read(_BLOCK), dtype=np.uint8)
+    # always a writable array, so the numba kernels see one type (and compile once)
+    buf = np.frombuffer(bytearray(fh.read(_BLOCK)), dtype=np.uint8)
     eof = buf.size < _BLOCK
     base = 0  # file offset (uncompressed) of buf[0]
     pos, line, k = 0, 1, 0

@@ -165,7 +165,7 @@ def predict_samples(model, samples, targets, batch_atoms=4000):
     return cat(pred), cat(ref), {t: np.concatenate(v) if v else np.zeros(0, int) for t, v in species.items()}
 
 
-def test_metrics(pred, ref, species, plot_dir=None, name=""):
+def split_metrics(pred, ref, species, plot_dir=None, name=""):
     """Metrics per target and species; parity plots as ``plot_dir/parity_{target}_{El}.png``."""
     from ase.data import chemical_symbols
 
@@ -268,7 +268,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
     model.load_state_dict(state["best_state"])
     model.eval()
     pred, ref, sp = predict_samples(model, [samples[i] for i in parts["test"]], targets)
-    metrics = test_metrics(pred, ref, sp, plot_dir=out, name=cfg["name"])
+    metrics = split_metrics(pred, ref, sp, plot_dir=out, name=cfg["name"])
     refs = shift_references(model, cfg)
     summary = {"name": cfg["name"], "test_metrics": metrics, "best_epoch": state["best_epoch"],
                "epochs_run": state["epoch"], "n_structures": {k: int(len(v)) for k, v in parts.items()},

@@ -1,0 +1,98 @@
+"""Structural order parameters along the cristobalite ramp: volume, c/a, Si-O-Si angle.
+
+The beta phase is dynamically disordered: instantaneous Si-O-Si angles stay bent
+while the time-averaged O positions lie on the Si-Si lines. So the angle is reported
+both for instantaneous frames and for positions averaged over a sliding window of
+frames (fractional coordinates unwrapped against the window's first frame).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def si_o_si_angles(numbers, frac, cell, cutoff=2.0):
+    """Mean Si-O-Si angle (deg) for each O with exactly two Si neighbours within ``cutoff`` A."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    atoms = Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True)
+    i, j, d = neighbor_list("ijD", atoms, cutoff)
+    o = numbers[i] == 8
+    i, j, d = i[o], j[o], d[o]
+    si = numbers[j] == 14
+    i, d = i[si], d[si]
+    order = np.argsort(i, kind="stable")
+    i, d = i[order], d[order]
+    ids, counts = np.unique(i, return_counts=True)
+    two = np.repeat(counts == 2, counts)
+    v = d[two].reshape(-1, 2, 3)
+    cosang = np.sum(v[:, 0] * v[:, 1], axis=1) / np.linalg.norm(v[:, 0], axis=1) / np.linalg.norm(v[:, 1], axis=1)
+    return np.degrees(np.arccos(np.clip(cosang, -1, 1)))
+
+
+def order_parameters(frames, repeat=(4, 4, 3), window=10):
+    """Per frame: T (K), volume per SiO2 (A^3), c/a, instantaneous and window-averaged mean angle."""
+    out = {k: [] for k in ("T", "volume_per_SiO2", "c_over_a", "angle_inst", "angle_avg")}
+    n_si = None
+    fracs = [f.get_scaled_positions(wrap=False) for f in frames]
+    for k, f in enumerate(frames):
+        n_si = int(np.sum(f.numbers == 14))
+        lengths = f.cell.lengths()
+        a = 0.5 * (lengths[0] / repeat[0] + lengths[1] / repeat[1])
+        out["T"].append(f.info.get("temperature_K", np.nan))
+        out["volume_per_SiO2"].append(f.get_volume() / n_si)
+        out["c_over_a"].append(lengths[2] / repeat[2] / a)
+        out["angle_inst"].append(np.mean(si_o_si_angles(f.numbers, fracs[k], f.cell.array)))
+        lo, hi = max(0, k - window // 2), min(len(frames), k + window // 2 + 1)
+        ref = fracs[lo]
+        unwrapped = [ref + (x - ref) - np.round(x - ref) for x in fracs[lo:hi]]
+        mean_frac = np.mean(unwrapped, axis=0)
+        mean_cell = np.mean([g.cell.array for g in frames[lo:hi]], axis=0)
+        out["angle_avg"].append(np.mean(si_o_si_angles(f.numbers, mean_frac, mean_cell)))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def transition_temperature(T, c_over_a, width=15):
+    """Temperature of the steepest rise of c/a (smoothed over ``width`` frames)."""
+    kernel = np.ones(width) / width
+    smooth = np.convolve(c_over_a, kernel, mode="same")
+    grad = np.gradient(smooth)
+    edge = width  # ignore the smoothing's edges
+    k = edge + int(np.argmax(grad[edge:-edge]))
+    return float(T[k])
+
+
+def plot_ramp(path, png, repeat=(4, 4, 3)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ase.io import read
+
+    frames = read(str(path), index=":")
+    p = order_parameters(frames, repeat)
+    ramp = slice(None)
+    tc = transition_temperature(p["T"][ramp], p["c_over_a"][ramp])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    axes[0].plot(p["T"], p["volume_per_SiO2"], ".", ms=3)
+    axes[0].set_ylabel("volume per SiO$_2$ (Å$^3$)")
+    axes[1].plot(p["T"], p["c_over_a"], ".", ms=3)
+    axes[1].axhline(np.sqrt(2), color="k", lw=0.8, ls="--", label="cubic (β): √2")
+    axes[1].axhline(1.392, color="C3", lw=0.8, ls=":", label="α expt. (298 K): 1.392")
+    axes[1].set_ylabel("c/a (tetragonal setting)")
+    axes[1].legend(fontsize=8)
+    axes[2].plot(p["T"], p["angle_inst"], ".", ms=3, label="instantaneous")
+    axes[2].plot(p["T"], p["angle_avg"], ".", ms=3, label="window-averaged positions")
+    axes[2].set_ylabel("mean Si-O-Si angle (deg)")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("temperature (K)")
+        ax.axvline(tc, color="k", lw=0.6)
+        ax.axvspan(490, 540, color="C2", alpha=0.15)
+    fig.suptitle(f"α→β cristobalite, Munetoh Tersoff: transition {tc:.0f} K here (black line); "
+                 f"experiment 490-540 K (green band)")  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return tc, p

