@@ -75,7 +75,8 @@ def cmd_analyze(args):
         args.trajectory, args.output, model=args.model, frames=args.frames, species=args.species,
         dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=args.device,
         resume=args.resume, overwrite=args.overwrite, save_positions=args.save_positions,
-        allow_unknown=args.allow_unknown, progress=not args.quiet, fmt=args.format, profile=prof,
+        allow_unknown=args.allow_unknown, progress=not args.quiet, fmt=args.format, topology=args.topology,
+        graphs=args.graphs, profile=prof,
     )  # fmt: skip
     print(f"wrote {out}: {prof.frames} frames this run", file=sys.stderr)
     print(format_summary(summarize(out)))
@@ -118,7 +119,7 @@ def build_parser():
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("analyze", help="stream a trajectory through a model into a zarr store of tensor time series")
-    q.add_argument("trajectory", help="extended XYZ (.gz too), ASE .traj, LAMMPS dump, ...")
+    q.add_argument("trajectory", help="extended XYZ (.gz too), DCD/XTC/TRR (+ --topology), ASE .traj, LAMMPS dump")
     q.add_argument("-o", "--output", help="store path (default TRAJ.nmr.zarr)")
     q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
     q.add_argument("--frames", help="start:stop:step of the file's frames (default all)")
@@ -127,7 +128,10 @@ def build_parser():
     q.add_argument("--chunk-frames", type=int, default=64, help="frames per store chunk (default 64)")
     q.add_argument("--batch-atoms", type=int, default=20000, help="atoms per inference batch (default 20000)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    q.add_argument("--graphs", default="auto", choices=["auto", "cpu", "device"],
+                   help="neighbour lists in the reader thread (cpu) or on the model's device (default: device if GPU)")
     q.add_argument("--format", help="force an input format (ase name, or extxyz)")
+    q.add_argument("--topology", help="topology naming the elements, for DCD/XTC/TRR (read with MDAnalysis)")
     q.add_argument("--resume", action="store_true", help="continue an interrupted run into the same store")
     q.add_argument("--overwrite", action="store_true", help="replace an existing store")
     q.add_argument("--save-positions", action="store_true", help="also store the selected sites' positions")

@@ -23,7 +23,7 @@ import torch
 
 from . import tensors as T
 from .errors import InputError
-from .graphs import collate, frame_arrays
+from .graphs import collate, collate_on_device, frame_arrays
 from .modelfile import DEFAULT_MODEL, load_model
 from .predict import covered_mask, resolve_device, species_indices
 from .reader import iread
@@ -91,15 +91,19 @@ class _Progress:
             self.stream.write("\n")
 
 
-def _producer(reader, out: queue.Queue, chunk_frames, cutoff, check, prof: Profile, stop: threading.Event):
-    """Read frames, validate them and build graph arrays, one chunk per queue item."""
+def _producer(reader, out: queue.Queue, chunk_frames, cutoff, check, prof: Profile, stop: threading.Event, cpu_graphs):
+    """Read frames, validate them and (for CPU graphs) build graph arrays, one chunk per queue item."""
     chunk = []
     try:
         for frame in reader:
             t0 = time.perf_counter()
             check(frame)
-            parts = frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, cutoff,
-                                 source=check.source, frame=frame.index, line=frame.line)  # fmt: skip
+            parts = None
+            if cpu_graphs:
+                parts = frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, cutoff,
+                                     source=check.source, frame=frame.index, line=frame.line)  # fmt: skip
+            elif not np.isfinite(frame.positions).all():
+                raise InputError(check.source, "non-finite coordinates", frame=frame.index, line=frame.line)
             chunk.append((frame, parts))
             prof.read_graph += time.perf_counter() - t0
             if len(chunk) == chunk_frames:
@@ -132,12 +136,15 @@ class _FrameCheck:
 
 def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None, chunk_frames=64,
             batch_atoms=20000, device="cpu", resume=False, overwrite=False, save_positions=False,
-            allow_unknown=False, progress=True, fmt=None, profile=None):  # fmt: skip
+            allow_unknown=False, progress=True, fmt=None, topology=None, graphs="auto", profile=None):  # fmt: skip
     """Predict tensors for every selected frame of ``trajectory`` into a zarr store; returns its path.
 
     ``species``: element symbols whose sites are stored (default: all the model covers);
+    ``topology``: element-naming file for binary trajectories (DCD, XTC, TRR; MDAnalysis);
     ``frames``: a slice or ``"start:stop:step"``; ``dt_ps``: time between stored frames of
-    the file when it has no times (ps); ``profile``: a :class:`Profile` to fill.
+    the file when it has no times (ps); ``graphs``: where neighbour lists are built, ``cpu``
+    (reader thread, overlapping inference), ``device`` (vesin on the model's device) or
+    ``auto`` (device when that is a GPU); ``profile``: a :class:`Profile` to fill.
     """
     from ase.data import atomic_numbers, chemical_symbols
 
@@ -162,7 +169,7 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
             raise FileExistsError(f"{output} exists: use --overwrite to replace it or --resume to continue it")
         store, done = None, 0
     start, step = sel.start or 0, sel.step or 1
-    reader = iread(trajectory, slice(start + done * step, sel.stop, step), format=fmt)
+    reader = iread(trajectory, slice(start + done * step, sel.stop, step), format=fmt, topology=topology)
     try:
         first = next(reader)
     except StopIteration:
@@ -202,8 +209,11 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
 
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    worker = threading.Thread(target=_producer, args=(frames_with_first(), q, chunk_frames, net.cutoff, check, prof, stop),
-                              daemon=True)  # fmt: skip
+    if graphs not in ("auto", "cpu", "device"):
+        raise ValueError(f"graphs must be auto, cpu or device, not {graphs!r}")
+    cpu_graphs = graphs == "cpu" or (graphs == "auto" and dev.type == "cpu")
+    worker = threading.Thread(target=_producer, daemon=True,
+                              args=(frames_with_first(), q, chunk_frames, net.cutoff, check, prof, stop, cpu_graphs))  # fmt: skip
     worker.start()
     bar = _Progress(progress)
     n_atoms = len(numbers)
@@ -246,16 +256,19 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
 
 
 def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, dt_ps, covered, unknown, save_positions):
-    """Model outputs for one chunk of (frame, graph arrays); returns the store's arrays."""
+    """Model outputs for one chunk of (frame, graph arrays or None); returns the store's arrays."""
     n_frames = len(chunk)
-    n_atoms = len(chunk[0][1]["numbers"])
+    n_atoms = len(chunk[0][0].numbers)
     per_batch = max(1, batch_atoms // max(n_atoms, 1))
     out = {t: np.empty((n_frames, len(sites), 9), np.float32) for t in net.targets}
     with torch.inference_mode():
         for b in range(0, n_frames, per_batch):
-            parts = [p for _, p in chunk[b : b + per_batch]]
-            graph = collate(parts).to(device)
-            nb = len(parts)
+            part = chunk[b : b + per_batch]
+            if part[0][1] is None:  # graphs built where the model runs
+                graph = collate_on_device([f for f, _ in part], net.cutoff, device)
+            else:
+                graph = collate([p for _, p in part]).to(device)
+            nb = len(part)
             offs = (torch.arange(nb) * n_atoms)[:, None]
             batch_sites = (offs + sites[None, :]).reshape(-1).to(device)
             res = net(graph, species_idx=idx.repeat(nb).to(device), sites=batch_sites)

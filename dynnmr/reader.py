@@ -350,18 +350,28 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
 EXTXYZ_SUFFIXES = (".xyz", ".extxyz", ".xyz.gz", ".extxyz.gz")
 
 
-def iread(path, frames: slice = slice(None), format: str | None = None):
-    """Yield :class:`Frame` objects from any trajectory: extended XYZ with the fast reader,
-    everything else (ASE ``.traj``, LAMMPS dump, ...) through ``ase.io.iread``."""
+MDANALYSIS_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".h5md")
+
+
+def iread(path, frames: slice = slice(None), format: str | None = None, topology=None):
+    """Yield :class:`Frame` objects from any trajectory, one reader per format.
+
+    Extended XYZ (plain or gzip): the fast reader above. Binary MD formats (DCD, XTC,
+    TRR, NetCDF, H5MD) with a ``topology`` file that names the elements: MDAnalysis.
+    Everything else (ASE ``.traj``, LAMMPS dump, ...): ``ase.io.iread``.
+    """
     path = Path(path)
     name = path.name.lower()
-    if format in ("extxyz", "xyz") or (format is None and name.endswith(EXTXYZ_SUFFIXES)):
+    if format in ("extxyz", "xyz") or (format is None and topology is None and name.endswith(EXTXYZ_SUFFIXES)):
         yield from iread_extxyz(path, frames)
         return
     if not path.exists():
         raise InputError(path, "no such file")
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty")
+    if topology is not None or name.endswith(MDANALYSIS_SUFFIXES):
+        yield from _iread_mdanalysis(path, topology, frames)
+        return
     from ase.io import iread as ase_iread
 
     start, step = frames.start or 0, frames.step or 1
@@ -378,3 +388,29 @@ def iread(path, frames: slice = slice(None), format: str | None = None):
         raise
     except Exception as exc:  # ase raises many types; name the file and the frame
         raise InputError(path, f"cannot read: {exc}", frame=k) from None
+
+
+def _iread_mdanalysis(path, topology, frames):
+    """Binary trajectories through MDAnalysis; the topology must give element symbols."""
+    if topology is None:
+        raise InputError(path, "binary trajectory formats need --topology (a file naming the elements: PDB, PSF, GRO, ...)")
+    import warnings
+
+    import MDAnalysis as mda
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            u = mda.Universe(str(topology), str(path))
+    except Exception as exc:  # MDAnalysis raises many types; name both files
+        raise InputError(path, f"cannot open with topology {topology}: {exc}") from None
+    try:
+        symbols = [e.strip().capitalize() for e in u.atoms.elements]
+        numbers = np.array([atomic_numbers[s] for s in symbols], dtype=np.int64)
+    except (AttributeError, KeyError, mda.exceptions.NoDataError):
+        raise InputError(topology, "the topology names no (valid) elements") from None
+    for ts in u.trajectory[frames]:
+        box = ts.triclinic_dimensions
+        periodic = box is not None and abs(np.linalg.det(box)) > 1e-8
+        yield Frame(int(ts.frame), numbers, ts.positions.astype(np.float64), box.astype(np.float64) if periodic else None,
+                    np.full(3, periodic), float(ts.time), None, {}, (ts.frame + 1) / len(u.trajectory))  # fmt: skip

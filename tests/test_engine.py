@@ -174,3 +174,37 @@ def test_unknown_element_empty_and_missing_files(tmp_path, tiny_model, capsys):
     assert "missing.extxyz: no such file" in capsys.readouterr().err
     with pytest.raises(InputError):
         analyze(tmp_path / "missing.extxyz", model=str(tiny_model), progress=False)
+
+
+def test_dcd_with_topology_matches_extxyz(tmp_path, tiny_model):
+    """Binary trajectories go through MDAnalysis; the tensors agree with the extxyz run."""
+    import warnings
+
+    import MDAnalysis as mda
+
+    frames = make_traj(tmp_path / "t.extxyz", n_frames=6)
+    write(tmp_path / "top.pdb", frames[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        u = mda.Universe(str(tmp_path / "top.pdb"))
+        with mda.Writer(str(tmp_path / "t.dcd"), len(frames[0])) as w:
+            for f in frames:
+                u.atoms.positions = f.positions
+                u.dimensions = f.cell.cellpar()
+                w.write(u.atoms)
+    a = run(tmp_path / "t.extxyz", tmp_path / "a.zarr", tiny_model)
+    b = run(tmp_path / "t.dcd", tmp_path / "b.zarr", tiny_model, topology=tmp_path / "top.pdb")
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-4, atol=1e-2)  # DCD stores float32
+    with pytest.raises(InputError, match="need --topology"):
+        run(tmp_path / "t.dcd", tmp_path / "c.zarr", tiny_model)
+
+
+def test_device_graphs_match_reader_thread_graphs(tmp_path, tiny_model):
+    """The on-device (vesin torch) graph path, used on GPUs, gives the same store as the CPU path."""
+    make_traj(tmp_path / "t.extxyz", n_frames=7)
+    a = run(tmp_path / "t.extxyz", tmp_path / "a.zarr", tiny_model, graphs="cpu")
+    b = run(tmp_path / "t.extxyz", tmp_path / "b.zarr", tiny_model, graphs="device")
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(gb["efg"][:], ga["efg"][:], rtol=1e-5, atol=1e-6)

@@ -173,7 +173,7 @@ def make_ramp(out_dir: Path, work: Path, repeat=(4, 4, 3), t_lo=300.0, t_hi=900.
     lmp.close()
 
 
-def make_isotherm(out_dir: Path, work: Path, temperature, repeat=(3, 3, 2), equil_ps=20.0, prod_ps=25.0, stride_fs=10):
+def make_isotherm(out_dir: Path, work: Path, temperature, repeat=(4, 4, 3), equil_ps=20.0, prod_ps=20.0, stride_fs=10):
     """NPT equilibration, then NVT production in the averaged cell (Nose-Hoover, 1 ps damping)."""
     out = out_dir / f"cristobalite_{int(temperature)}K.extxyz.gz"
     if not stage(f"isotherm {temperature} K", out, work):
