@@ -126,7 +126,7 @@ def build_parser():
     q.add_argument("--dt", type=float, help="ps between the file's frames, when the file has no times")
     q.add_argument("--species", help="elements to store, e.g. Si,O (default: all the model covers)")
     q.add_argument("--chunk-frames", type=int, default=64, help="frames per store chunk (default 64)")
-    q.add_argument("--batch-atoms", type=int, default=20000, help="atoms per inference batch (default 20000)")
+    q.add_argument("--batch-atoms", type=int, help="atoms per inference batch (default 4000 on CPU, 100000 on GPU)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     q.add_argument("--graphs", default="auto", choices=["auto", "cpu", "device"],
                    help="neighbour lists in the reader thread (cpu) or on the model's device (default: device if GPU)")

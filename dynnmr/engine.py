@@ -135,10 +135,11 @@ class _FrameCheck:
 
 
 def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None, chunk_frames=64,
-            batch_atoms=20000, device="cpu", resume=False, overwrite=False, save_positions=False,
+            batch_atoms=None, device="cpu", resume=False, overwrite=False, save_positions=False,
             allow_unknown=False, progress=True, fmt=None, topology=None, graphs="auto", profile=None):  # fmt: skip
     """Predict tensors for every selected frame of ``trajectory`` into a zarr store; returns its path.
 
+    ``batch_atoms``: atoms per inference batch (default 4,000 on CPU, 100,000 on GPU);
     ``species``: element symbols whose sites are stored (default: all the model covers);
     ``topology``: element-naming file for binary trajectories (DCD, XTC, TRR; MDAnalysis);
     ``frames``: a slice or ``"start:stop:step"``; ``dt_ps``: time between stored frames of
@@ -154,6 +155,8 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     prof = profile if profile is not None else Profile()
     t_wall = time.perf_counter()
     dev = resolve_device(device)
+    if batch_atoms is None:  # CPU throughput is flat in batch size, and memory is not
+        batch_atoms = 4000 if dev.type == "cpu" else 100_000
     net, info = load_model(model, device=dev)
     if not trajectory.exists():
         raise InputError(trajectory, "no such file")

@@ -268,6 +268,7 @@ def main():
     p.add_argument("--out", default=str(HERE), help="output folder (default: trajectories/)")
     p.add_argument("--work", default=str(HERE / "work"), help="restart files and logs (not committed)")
     p.add_argument("--atoms", type=int, default=3000, help="amorphous: number of atoms (multiple of 3)")
+    p.add_argument("--quench-rate", type=float, default=50.0, help="amorphous: cooling rate 5000 -> 300 K (K/ps)")
     args = p.parse_args()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
@@ -278,7 +279,7 @@ def main():
         make_isotherm(out, work, 900.0)
     if args.what in ("all", "amorphous"):
         name = "amorphous_sio2" if args.atoms == 3000 else f"amorphous_sio2_{args.atoms}"
-        make_amorphous(out, work, n_atoms=args.atoms, name=name)
+        make_amorphous(out, work, n_atoms=args.atoms, name=name, quench_k_per_ps=args.quench_rate)
     if args.what in ("all", "plot"):
         from inversion import plot_ramp
 
