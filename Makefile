@@ -18,7 +18,7 @@ test: install
 	$(PY) -m pytest -q
 
 demo: install
-	$(VENV)/bin/dynnmr analyze trajectories/cristobalite_300K.extxyz.gz --overwrite --profile
+	$(VENV)/bin/dynnmr analyze trajectories/cristobalite_300K.extxyz.gz --frames ::10 --overwrite --profile
 
 # Retrain the bundled 29Si model (about 30 min on 2 cores) and copy it into the package.
 model: install

@@ -67,12 +67,14 @@ class _Progress:
 
     def __init__(self, enabled, stream=sys.stderr):
         self.enabled, self.stream = enabled, stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.t0 = self.last = time.perf_counter()
         self.f0 = None
 
     def update(self, frames, atoms, fraction, force=False):
         now = time.perf_counter()
-        if not self.enabled or (now - self.last < 1.0 and not force):
+        # a terminal gets one line redrawn every second; a log file a new line every 10 s
+        if not self.enabled or (now - self.last < (1.0 if self.tty else 10.0) and not force):
             return
         if self.f0 is None:
             self.f0 = fraction
@@ -83,11 +85,12 @@ class _Progress:
             left = dt * (1 - fraction) / (fraction - (self.f0 or 0))
             eta = f" | ETA {int(left // 60)}m{int(left % 60):02d}s"
         pct = f" ({100 * fraction:.0f}%)" if np.isfinite(fraction) else ""
-        self.stream.write(f"\r{frames} frames{pct} | {frames / dt:.1f} frames/s | {atoms / dt:,.0f} atoms/s{eta}   ")
+        line = f"{frames} frames{pct} | {frames / dt:.1f} frames/s | {atoms / dt:,.0f} atoms/s{eta}"
+        self.stream.write(f"\r{line}   " if self.tty else line + "\n")
         self.stream.flush()
 
     def close(self):
-        if self.enabled:
+        if self.enabled and self.tty:
             self.stream.write("\n")
 
 

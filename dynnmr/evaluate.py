@@ -24,6 +24,14 @@ def _pct(pred, ref):
     return e
 
 
+def _orientation(pred, ref, oriented, kind, **threshold):
+    """Misorientation (deg) statistics over the sites whose principal axes are well defined."""
+    mis = T.misorientation_deg(pred[oriented], ref[oriented], kind=kind) if oriented.any() else np.array([])
+    return {"n_sites": int(oriented.sum()), **threshold,
+            "mean": float(np.mean(mis)) if mis.size else float("nan"),
+            "median": float(np.median(mis)) if mis.size else float("nan")}  # fmt: skip
+
+
 def irrep_metrics(pred, ref):
     """Per-irrep RMSE and %RMSE of the spherical components (l = 0, 1, 2)."""
     ps, rs = T.to_spherical(pred), T.to_spherical(ref)
@@ -42,7 +50,6 @@ def shielding_metrics(pred, ref, min_zeta_ppm=5.0):
     bp, br = T.herzfeld_berger(pred), T.herzfeld_berger(ref)
     sym_p, sym_r = T.symmetric_part(pred), T.symmetric_part(ref)
     oriented = np.abs(hr["zeta"]) >= min_zeta_ppm
-    mis = T.misorientation_deg(pred[oriented], ref[oriented]) if oriented.any() else np.array([])
     return {
         "n_sites": int(len(ref)),
         "irreps": irrep_metrics(pred, ref),
@@ -53,12 +60,7 @@ def shielding_metrics(pred, ref, min_zeta_ppm=5.0):
         "skew": _err(bp["skew"], br["skew"]),
         "tensor_component_mae_ppm": _err(pred, ref)["mae"],
         "symmetric_component_mae_ppm": _err(sym_p, sym_r)["mae"],
-        "orientation_deg": {
-            "n_sites": int(oriented.sum()),
-            "min_abs_zeta_ppm": min_zeta_ppm,
-            "mean": float(np.mean(mis)) if mis.size else float("nan"),
-            "median": float(np.median(mis)) if mis.size else float("nan"),
-        },
+        "orientation_deg": _orientation(pred, ref, oriented, "shielding", min_abs_zeta_ppm=min_zeta_ppm),
     }
 
 
@@ -68,7 +70,6 @@ def efg_metrics(pred, ref, quadrupole_moment_mb, min_cq_mhz=0.5):
     cq_p = T.quadrupolar_coupling_hz(pp["Vzz"], quadrupole_moment_mb) * 1e-6
     cq_r = T.quadrupolar_coupling_hz(pr["Vzz"], quadrupole_moment_mb) * 1e-6
     oriented = np.abs(cq_r) >= min_cq_mhz
-    mis = T.misorientation_deg(pred[oriented], ref[oriented], kind="efg") if oriented.any() else np.array([])
     return {
         "n_sites": int(len(ref)),
         "irreps": {"l2": irrep_metrics(pred, ref)["l2"]},
@@ -76,12 +77,7 @@ def efg_metrics(pred, ref, quadrupole_moment_mb, min_cq_mhz=0.5):
         "abs_Cq_MHz": _pct(np.abs(cq_p), np.abs(cq_r)),
         "eta_Q": _err(pp["eta_Q"], pr["eta_Q"]),
         "component_mae_au": _err(pred, ref)["mae"],
-        "orientation_deg": {
-            "n_sites": int(oriented.sum()),
-            "min_abs_Cq_MHz": min_cq_mhz,
-            "mean": float(np.mean(mis)) if mis.size else float("nan"),
-            "median": float(np.median(mis)) if mis.size else float("nan"),
-        },
+        "orientation_deg": _orientation(pred, ref, oriented, "efg", min_abs_Cq_MHz=min_cq_mhz),
     }
 
 

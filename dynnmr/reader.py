@@ -44,7 +44,7 @@ class Frame:
 
 # numba kernels ------------------------------------------------------------------------
 _POW10 = np.array([10.0**k for k in range(23)])
-OK, BAD_NUMBER, TOO_FEW_COLUMNS, NOT_FINITE = 0, 1, 2, 3
+OK, BAD_NUMBER, TOO_FEW_COLUMNS, NOT_FINITE, NEED_MORE = 0, 1, 2, 3, 4
 
 
 @numba.njit(cache=True, nogil=True)
@@ -141,6 +141,8 @@ def _parse_atoms(buf, start, natoms, ncols, species_col, pos_col, pow10, positio
             t0 = k
             while k < buf.size and buf[k] != 32 and buf[k] != 9 and buf[k] != 10 and buf[k] != 13:
                 k += 1
+            if k >= buf.size:  # the token may be cut by the end of the buffer
+                return k, NEED_MORE, a, col
             if col == species_col:
                 code = 0
                 for b in range(min(4, k - t0)):
@@ -161,6 +163,8 @@ def _parse_atoms(buf, start, natoms, ncols, species_col, pos_col, pow10, positio
                     nslow += 1
                 positions[a, col - pos_col] = v
             col += 1
+        if k >= buf.size:  # the buffer ends inside this line: the caller reads on
+            return k, NEED_MORE, a, col
         if col < ncols:
             return k, TOO_FEW_COLUMNS, a, col
         k += 1  # past the newline
@@ -274,21 +278,25 @@ def _frames(fh, path, frames):
         except ValueError:
             raise InputError(path, f"expected an atom count, got {count[:40]!r}", frame=k, line=line) from None
         body = end
-        stop = _nth_newline(buf, body, natoms) if natoms else body
-        while stop < 0 and not eof:
-            buf, shift = more(buf, pos)
-            body, end, pos = body - pos, end - pos, 0
-            stop = _nth_newline(buf, body, natoms)
-        if stop < 0:  # last line may lack its newline
+        selected = _selected(k, frames)
+        while True:  # parse (selected) or skip the atom lines, reading on until they are all here
+            if selected:
+                frame, stop = _frame(buf, body, natoms, head[1], path, k, line, layout_cache)
+            else:
+                stop = _nth_newline(buf, body, natoms) if natoms else body
+            if stop >= 0:
+                break
+            if not eof:
+                buf, _ = more(buf, pos)
+                body, end, pos = body - pos, end - pos, 0
+                continue
             n_lines = int(np.count_nonzero(buf[body:] == 10))
             tail = bytes(buf[body:]).rsplit(b"\n", 1)[-1].strip()
             if n_lines + (1 if tail else 0) < natoms:
                 raise InputError(path, f"truncated frame: {natoms} atoms announced, "
                                  f"{n_lines + (1 if tail else 0)} lines present", frame=k, line=line)  # fmt: skip
-            buf = np.concatenate([buf, np.frombuffer(b"\n", dtype=np.uint8)])
-            stop = _nth_newline(buf, body, natoms)
-        if _selected(k, frames):
-            frame = _frame(buf, body, natoms, head[1], path, k, line, layout_cache)
+            buf = np.concatenate([buf, np.frombuffer(b"\n", dtype=np.uint8)])  # last line lacks its newline
+        if selected:
             frame.fraction = (raw.tell() if raw is not None else base + stop) / size
             yield frame
         elif frames.stop is not None and k >= frames.stop - 1:
@@ -301,6 +309,7 @@ def _frames(fh, path, frames):
 
 
 def _frame(buf, body, natoms, comment, path, k, line, cache):
+    """Parse one frame's atom lines; ``(None, -1)`` if the buffer ends before they do."""
     info = parse_comment(comment)
     props = info.get("Properties", "species:S:1:pos:R:3")
     if props not in cache:
@@ -312,7 +321,9 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
     positions = np.empty((natoms, 3))
     codes = np.zeros(natoms, dtype=np.int64)
     slow = np.empty((natoms * 3, 4), dtype=np.int64)
-    _, status, a, col = _parse_atoms(buf, body, natoms, ncols, species_col, pos_col, _POW10, positions, codes, slow)
+    stop, status, a, col = _parse_atoms(buf, body, natoms, ncols, species_col, pos_col, _POW10, positions, codes, slow)
+    if status == NEED_MORE:
+        return None, -1
     if status != OK:
         what = {BAD_NUMBER: "non-numeric coordinate", TOO_FEW_COLUMNS: f"expected {ncols} columns, found {col}",
                 NOT_FINITE: "non-finite coordinate (nan/inf)"}[status]  # fmt: skip
@@ -343,7 +354,7 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
         time_ps = None if time_ps is None else float(time_ps)
     except ValueError:
         raise InputError(path, f"bad time {time_ps!r}", frame=k, line=line + 1) from None
-    return Frame(k, numbers, positions, cell, pbc, time_ps, line, info)
+    return Frame(k, numbers, positions, cell, pbc, time_ps, line, info), stop
 
 
 # any format -----------------------------------------------------------------------------

@@ -58,6 +58,22 @@ def test_frame_selection_and_gzip(traj, tmp_path):
         np.testing.assert_array_equal(a.positions, b.positions)
 
 
+@pytest.mark.parametrize("block", [53, 200, 1777])
+def test_buffer_boundaries_anywhere(traj, tmp_path, monkeypatch, block):
+    """Tiny read blocks split lines and numbers at every possible place; results stay exact."""
+    import dynnmr.reader as reader
+
+    monkeypatch.setattr(reader, "_BLOCK", block)
+    assert_same_as_ase(traj)
+    assert_same_as_ase(traj, slice(2, 7, 3))
+    gz = tmp_path / "t.extxyz.gz"
+    gz.write_bytes(gzip.compress(traj.read_bytes().rstrip(b"\n")))  # and no final newline
+    got = list(iread_extxyz(gz))
+    ref = list(iread(str(traj)))
+    assert len(got) == len(ref)
+    np.testing.assert_array_equal(got[-1].positions, ref[-1].positions)
+
+
 def test_exact_decimal_conversion_edge_cases(tmp_path):
     values = ["0", "-0.0", "1e-5", "2.5E+3", "123456789.123456789012", "0.1", "-7.00000000000000000001",
               "+3.", ".5", "1.7976931348623157e308", "4.9e-324", "12345678901234567890"]  # fmt: skip
