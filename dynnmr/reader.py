@@ -308,6 +308,17 @@ def _frames(fh, path, frames):
             buf, base, pos = buf[pos:].copy(), base + pos, 0
 
 
+def _numbers(codes, path, k, line):
+    """Atomic numbers from packed element tokens; a clear error for an unknown element."""
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    try:
+        return np.array([_CODES[int(c)] for c in uniq], dtype=np.int64)[inverse]
+    except KeyError as exc:
+        bad = int(np.flatnonzero(codes == exc.args[0])[0])
+        token = bytes(int(exc.args[0]).to_bytes(4, "little")).rstrip(b"\0").decode("ascii", "replace")
+        raise InputError(path, f"atom {bad + 1}: unknown element {token!r}", frame=k, line=line + 2 + bad) from None
+
+
 def _frame(buf, body, natoms, comment, path, k, line, cache):
     """Parse one frame's atom lines; ``(None, -1)`` if the buffer ends before they do."""
     info = parse_comment(comment)
@@ -333,14 +344,14 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
     if not np.isfinite(positions).all():
         bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
         raise InputError(path, f"atom {bad + 1}: non-finite coordinate (nan/inf)", frame=k, line=line + 2 + bad)
-    uniq, inverse = np.unique(codes, return_inverse=True)
-    try:
-        numbers = np.array([_CODES[int(c)] for c in uniq], dtype=np.int64)[inverse]
-    except KeyError as exc:
-        bad = int(np.flatnonzero(codes == exc.args[0])[0])
-        token = bytes(int(exc.args[0]).to_bytes(4, "little")).rstrip(b"\0").decode("ascii", "replace")
-        raise InputError(path, f"atom {bad + 1}: unknown element {token!r}", frame=k, line=line + 2 + bad) from None
+    prev = cache.get("species")
+    if prev is not None and np.array_equal(prev[0], codes):  # the usual case: same species order
+        numbers = prev[1].copy()  # frames never share arrays
+    else:
+        numbers = _numbers(codes, path, k, line)
+        cache["species"] = (codes, numbers)
     cell, pbc = None, np.zeros(3, bool)
+
     if "Lattice" in info:
         try:
             cell = np.array(info["Lattice"].split(), dtype=float).reshape(3, 3)

@@ -147,3 +147,12 @@ def test_missing_and_empty_files(tmp_path):
     (tmp_path / "blank.extxyz").write_text("\n\n")
     with pytest.raises(InputError, match="no frames"):
         list(iread_extxyz(tmp_path / "blank.extxyz"))
+
+
+def test_species_read_per_frame_when_they_change(tmp_path):
+    path = write_bad(tmp_path, GOOD + GOOD.replace("Si 0 0 0\nO 1.6 0 0", "O 0 0 0\nSi 1.6 0 0"))
+    a, b = iread_extxyz(path)
+    assert a.numbers.tolist() == [14, 8] and b.numbers.tolist() == [8, 14]
+    first, second = list(iread_extxyz(write_bad(tmp_path, GOOD * 2)))
+    first.numbers[0] = 1  # frames of one reader do not share arrays
+    assert second.numbers.tolist() == [14, 8]
