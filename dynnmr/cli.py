@@ -76,7 +76,7 @@ def cmd_analyze(args):
         dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=args.device,
         resume=args.resume, overwrite=args.overwrite, save_positions=args.save_positions,
         allow_unknown=args.allow_unknown, progress=not args.quiet, fmt=args.format, topology=args.topology,
-        graphs=args.graphs, profile=prof,
+        graphs=args.graphs, md_timestep_ps=args.md_timestep, profile=prof,
     )  # fmt: skip
     print(f"wrote {out}: {prof.frames} frames this run", file=sys.stderr)
     print(format_summary(summarize(out)))
@@ -124,6 +124,7 @@ def build_parser():
     q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
     q.add_argument("--frames", help="start:stop:step of the file's frames (default all)")
     q.add_argument("--dt", type=float, help="ps between the file's frames, when the file has no times")
+    q.add_argument("--md-timestep", type=float, help="ps per MD step, to time frames by their step number (LAMMPS dump)")
     q.add_argument("--species", help="elements to store, e.g. Si,O (default: all the model covers)")
     q.add_argument("--chunk-frames", type=int, default=64, help="frames per store chunk (default 64)")
     q.add_argument("--batch-atoms", type=int, help="atoms per inference batch (default 4000 on CPU, 100000 on GPU)")

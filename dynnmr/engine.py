@@ -139,9 +139,11 @@ class _FrameCheck:
 
 def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None, chunk_frames=64,
             batch_atoms=None, device="cpu", resume=False, overwrite=False, save_positions=False,
-            allow_unknown=False, progress=True, fmt=None, topology=None, graphs="auto", profile=None):  # fmt: skip
+            allow_unknown=False, progress=True, fmt=None, topology=None, graphs="auto", md_timestep_ps=None,
+            profile=None):  # fmt: skip
     """Predict tensors for every selected frame of ``trajectory`` into a zarr store; returns its path.
 
+    ``md_timestep_ps``: ps per MD step, turning step numbers (LAMMPS dumps) into times;
     ``batch_atoms``: atoms per inference batch (default 4,000 on CPU, 100,000 on GPU);
     ``species``: element symbols whose sites are stored (default: all the model covers);
     ``topology``: element-naming file for binary trajectories (DCD, XTC, TRR; MDAnalysis);
@@ -237,7 +239,8 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
             if not payload:
                 continue
             t0 = time.perf_counter()
-            data = _infer_chunk(net, payload, site_t, idx, dev, batch_atoms, dt_ps, covered, unknown, save_positions)
+            data = _infer_chunk(net, payload, site_t, idx, dev, batch_atoms, covered, unknown, save_positions)
+            data["time_ps"] = np.array([_time_ps(f, dt_ps, md_timestep_ps) for f, _ in payload], float)
             prof.model += time.perf_counter() - t0
             t0 = time.perf_counter()
             store.write_chunk(position, data)
@@ -261,7 +264,16 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     return output
 
 
-def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, dt_ps, covered, unknown, save_positions):
+def _time_ps(frame, dt_ps, md_timestep_ps):
+    """A frame's time (ps): from the file, from its MD step number, from --dt, or NaN."""
+    if frame.time_ps is not None:
+        return frame.time_ps
+    if md_timestep_ps and "timestep" in frame.info:
+        return int(frame.info["timestep"]) * md_timestep_ps
+    return frame.index * dt_ps if dt_ps else np.nan
+
+
+def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, save_positions):
     """Model outputs for one chunk of (frame, graph arrays or None); returns the store's arrays."""
     n_frames = len(chunk)
     n_atoms = len(chunk[0][0].numbers)
@@ -283,8 +295,7 @@ def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, dt_ps, covered, un
                 arr[:, ~covered[t] | unknown] = np.nan
                 out[t][b : b + nb] = arr
     frames = [f for f, _ in chunk]
-    times = [f.time_ps if f.time_ps is not None else (f.index * dt_ps if dt_ps else np.nan) for f in frames]
-    data = {**out, "time_ps": np.array(times, float), "frame_index": np.array([f.index for f in frames]),
+    data = {**out, "frame_index": np.array([f.index for f in frames]),
             "cell": np.stack([f.cell if f.cell is not None else np.full((3, 3), np.nan) for f in frames])}  # fmt: skip
     if save_positions:
         data["positions"] = np.stack([f.positions[sites.numpy()] for f in frames]).astype(np.float32)

@@ -7,7 +7,8 @@ representable power of ten is one correctly rounded operation, the same result a
 Python's ``float``); the rare field outside that fast path (more than 18 significant
 digits, huge exponents) is re-parsed by Python, so coordinates equal ase's bit for bit.
 
-Times: ``time_ps=`` in the comment line, else ``time=`` (taken as ps), else none.
+Times: ``time_ps=`` in the comment line, else ``time=`` or ``Time=`` (LAMMPS and OVITO;
+taken as ps, which is LAMMPS's metal units), else none.
 Errors name the file, the frame and the line.
 """
 
@@ -360,7 +361,7 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
         pbc = np.ones(3, bool)
     if "pbc" in info:
         pbc = np.array([p in ("T", "True", "1") for p in info["pbc"].split()])
-    time_ps = info.get("time_ps", info.get("time"))
+    time_ps = info.get("time_ps", info.get("time", info.get("Time")))
     try:
         time_ps = None if time_ps is None else float(time_ps)
     except ValueError:
@@ -402,7 +403,7 @@ def iread(path, frames: slice = slice(None), format: str | None = None, topology
     try:
         for atoms in ase_iread(str(path), index=index, format=format):
             cell = atoms.cell.array.copy() if atoms.pbc.any() else None
-            t = atoms.info.get("time_ps", atoms.info.get("time"))
+            t = atoms.info.get("time_ps", atoms.info.get("time"))  # a LAMMPS dump gives info["timestep"]
             yield Frame(k, atoms.numbers.astype(np.int64), atoms.positions.copy(), cell, atoms.pbc.copy(),
                         None if t is None else float(t), None, dict(atoms.info))  # fmt: skip
             k += step

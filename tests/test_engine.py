@@ -208,3 +208,20 @@ def test_device_graphs_match_reader_thread_graphs(tmp_path, tiny_model):
     ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
     np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(gb["efg"][:], ga["efg"][:], rtol=1e-5, atol=1e-6)
+
+
+def test_files_written_by_lammps(tmp_path, tiny_model):
+    """LAMMPS's own extxyz (Time= in ps) and its text dump (step numbers, --md-timestep)."""
+    from ase.io import iread as ase_iread
+
+    from dynnmr.reader import iread_extxyz
+
+    data = __import__("pathlib").Path(__file__).parent / "data"
+    for ref, got in zip(ase_iread(str(data / "lammps.extxyz")), iread_extxyz(data / "lammps.extxyz")):
+        np.testing.assert_array_equal(got.positions, ref.positions)
+    a = run(data / "lammps.extxyz", tmp_path / "a.zarr", tiny_model)
+    b = run(data / "lammps.dump", tmp_path / "b.zarr", tiny_model, fmt="lammps-dump-text", md_timestep_ps=0.001)
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    np.testing.assert_allclose(ga["time_ps"][:], [0.0, 0.005, 0.01])
+    np.testing.assert_allclose(gb["time_ps"][:], [0.0, 0.005, 0.01])
+    np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-5, atol=1e-3)  # same frames, same tensors
