@@ -194,6 +194,11 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
     if sites.size == 0:
         raise InputError(trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}")
+    covers = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
+    if not covers & wanted:
+        raise ValueError(f"model {info['name']} predicts {', '.join(net.targets)} only for "
+                         f"{', '.join(chemical_symbols[z] for z in sorted(covers))}, not for the selected "
+                         f"{', '.join(chemical_symbols[z] for z in sorted(wanted))}")  # fmt: skip
     if store is None:
         attrs = {"model_name": info["name"], "model_sha256": info["sha256"], "targets": list(net.targets),
                  "units": {**info["units"], "time_ps": "ps", "cell": "Angstrom", "positions": "Angstrom"},

@@ -172,6 +172,11 @@ def test_unknown_element_empty_and_missing_files(tmp_path, tiny_model, capsys):
     assert "empty.extxyz: file is empty" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "missing.extxyz"), "--model", str(tiny_model), "-q"]) == 2
     assert "missing.extxyz: no such file" in capsys.readouterr().err
+    traj.write_text(GOOD)
+    assert main(["analyze", str(traj), "--model", "silicate-29si", "--species", "O", "-q"]) == 2
+    assert "predicts ms only for Si, not for the selected O" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "missing.extxyz"), "--model", str(tiny_model), "-q"]) == 2
+    assert "missing.extxyz: no such file" in capsys.readouterr().err
     with pytest.raises(InputError):
         analyze(tmp_path / "missing.extxyz", model=str(tiny_model), progress=False)
 
