@@ -1,0 +1,64 @@
+"""Accuracy metrics against cases with known answers."""
+
+import numpy as np
+import pytest
+
+from dynnmr import evaluate
+from dynnmr import tensors as T
+
+RNG = np.random.default_rng(7)
+
+
+def shielding_set(n=40):
+    iso = RNG.normal(400, 10, n)
+    zeta = RNG.choice([-1, 1], n) * RNG.uniform(20, 60, n)
+    eta = RNG.uniform(0.1, 0.9, n)
+    angles = RNG.uniform([0, 0, 0], [360, 180, 360], (n, 3)).T
+    return T.tensor_from_haeberlen(iso, zeta, eta, angles)
+
+
+def test_perfect_prediction_scores_zero():
+    ref = shielding_set()
+    m = evaluate.shielding_metrics(ref, ref)
+    assert m["sigma_iso_ppm"]["mae"] == 0 and m["symmetric_component_mae_ppm"] == 0
+    assert all(v["rmse"] == 0 for v in m["irreps"].values())
+    assert m["orientation_deg"]["median"] == pytest.approx(0, abs=1e-5)
+
+
+def test_isotropic_offset_moves_only_l0_and_sigma_iso():
+    ref = shielding_set()
+    m = evaluate.shielding_metrics(ref + 2.0 * np.eye(3), ref)
+    assert m["sigma_iso_ppm"]["mae"] == pytest.approx(2.0)
+    assert m["irreps"]["l0"]["rmse"] == pytest.approx(2.0 * np.sqrt(3))  # |(2,2,2)| / sqrt(3) * 3
+    assert m["irreps"]["l2"]["rmse"] == pytest.approx(0, abs=1e-9)
+    assert m["zeta_ppm"]["mae"] == pytest.approx(0, abs=1e-9)
+    assert m["symmetric_component_mae_ppm"] == pytest.approx(2.0 * 3 / 9)  # diagonal only
+    assert m["irreps"]["l0"]["pct_rmse"] == pytest.approx(100 * 2.0 / np.std(T.isotropic(ref)))
+
+
+def test_rotation_is_measured_as_orientation_error():
+    ref = shielding_set()
+    rot = T.rotation_from_euler(0, 7.0, 0)
+    m = evaluate.shielding_metrics(rot @ ref @ rot.T, ref)
+    # a rotation of every tensor by 7 deg about y changes no parameter, only orientations
+    assert m["sigma_iso_ppm"]["mae"] == pytest.approx(0, abs=1e-9)
+    assert m["eta"]["mae"] == pytest.approx(0, abs=1e-9)
+    assert m["orientation_deg"]["median"] == pytest.approx(7.0, abs=1e-6)
+    assert m["orientation_deg"]["n_sites"] == 40
+
+
+def test_efg_metrics_cq_eta_and_orientation():
+    vzz = RNG.uniform(0.5, 1.2, 30) * RNG.choice([-1, 1], 30)
+    eta = RNG.uniform(0.05, 0.95, 30)
+    angles = RNG.uniform([0, 0, 0], [360, 180, 360], (30, 3)).T
+    ref = T.tensor_from_efg(vzz, eta, angles)
+    pred = T.tensor_from_efg(vzz * 1.1, eta, angles)
+    m = evaluate.efg_metrics(pred, ref, quadrupole_moment_mb=-25.58)
+    cq = np.abs(T.quadrupolar_coupling_hz(vzz, -25.58)) * 1e-6
+    assert m["Cq_MHz"]["mae"] == pytest.approx(0.1 * cq.mean())
+    assert m["eta_Q"]["mae"] == pytest.approx(0, abs=1e-9)
+    assert m["orientation_deg"]["median"] == pytest.approx(0, abs=1e-5)
+    rot = T.rotation_from_euler(0, 0, 11.0)
+    m = evaluate.efg_metrics(rot @ ref @ rot.T, ref, quadrupole_moment_mb=-25.58)
+    assert m["orientation_deg"]["median"] == pytest.approx(11.0, abs=1e-6)
+    assert m["Cq_MHz"]["mae"] == pytest.approx(0, abs=1e-9)
