@@ -104,6 +104,10 @@ def test_refuses_overwrite_and_mismatched_resume(tmp_path, tiny_model):
     with pytest.raises(FileExistsError, match="--overwrite"):
         run(tmp_path / "t.extxyz", out, tiny_model)
     run(tmp_path / "t.extxyz", out, tiny_model, overwrite=True)
+    other = tmp_path / "other.pt"
+    other.write_bytes(tiny_model.read_bytes() + b"\0")  # same weights, another file: another hash
+    with pytest.raises(ValueError, match="different model_sha256"):
+        run(tmp_path / "t.extxyz", out, other, resume=True)
     make_traj(tmp_path / "t.extxyz", n_frames=6, seed=1)  # a different input
     with pytest.raises(ValueError, match="different source"):
         run(tmp_path / "t.extxyz", out, tiny_model, resume=True)
@@ -230,3 +234,18 @@ def test_files_written_by_lammps(tmp_path, tiny_model):
     np.testing.assert_allclose(ga["time_ps"][:], [0.0, 0.005, 0.01])
     np.testing.assert_allclose(gb["time_ps"][:], [0.0, 0.005, 0.01])
     np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-5, atol=1e-3)  # same frames, same tensors
+
+
+def test_ase_trajectory_file(tmp_path, tiny_model):
+    """ASE's binary .traj goes through ase.io.iread and gives the same store as extxyz."""
+    from ase.io import Trajectory
+
+    frames = make_traj(tmp_path / "t.extxyz", n_frames=4)
+    with Trajectory(str(tmp_path / "t.traj"), "w") as tr:
+        for f in frames:
+            tr.write(f)
+    a = run(tmp_path / "t.extxyz", tmp_path / "a.zarr", tiny_model)
+    b = run(tmp_path / "t.traj", tmp_path / "b.zarr", tiny_model, dt_ps=0.002)
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(gb["time_ps"][:], ga["time_ps"][:])
