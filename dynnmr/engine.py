@@ -154,6 +154,8 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     """
     from ase.data import atomic_numbers, chemical_symbols
 
+    if graphs not in ("auto", "cpu", "device"):
+        raise ValueError(f"graphs must be auto, cpu or device, not {graphs!r}")
     trajectory = Path(trajectory)
     output = Path(output) if output else trajectory.with_name(trajectory.name + ".nmr.zarr")
     sel = frames if isinstance(frames, slice) else parse_frames(frames)
@@ -187,14 +189,18 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
         raise InputError(trajectory, "no frames in the selection") from None
     numbers = first.numbers
     idx = species_indices(net, torch.as_tensor(numbers), allow_unknown, source=trajectory, frame=first.index)
-    if species:
-        wanted = {atomic_numbers[s.strip()] for s in species.split(",")} if isinstance(species, str) else set(species)
-    else:
-        wanted = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
+    covers = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
+    wanted = covers
+    if isinstance(species, str):
+        unknown_names = [s.strip() for s in species.split(",") if s.strip() not in atomic_numbers]
+        if unknown_names:
+            raise ValueError(f"--species: unknown element(s) {', '.join(unknown_names)}")
+        wanted = {atomic_numbers[s.strip()] for s in species.split(",")}
+    elif species:
+        wanted = set(species)
     sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
     if sites.size == 0:
         raise InputError(trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}")
-    covers = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
     if not covers & wanted:
         raise ValueError(f"model {info['name']} predicts {', '.join(net.targets)} only for "
                          f"{', '.join(chemical_symbols[z] for z in sorted(covers))}, not for the selected "
@@ -222,8 +228,6 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
 
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    if graphs not in ("auto", "cpu", "device"):
-        raise ValueError(f"graphs must be auto, cpu or device, not {graphs!r}")
     cpu_graphs = graphs == "cpu" or (graphs == "auto" and dev.type == "cpu")
     worker = threading.Thread(target=_producer, daemon=True,
                               args=(frames_with_first(), q, chunk_frames, net.cutoff, check, prof, stop, cpu_graphs))  # fmt: skip

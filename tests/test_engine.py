@@ -179,6 +179,8 @@ def test_unknown_element_empty_and_missing_files(tmp_path, tiny_model, capsys):
     traj.write_text(GOOD)
     assert main(["analyze", str(traj), "--model", "silicate-29si", "--species", "O", "-q"]) == 2
     assert "predicts ms only for Si, not for the selected O" in capsys.readouterr().err
+    assert main(["analyze", str(traj), "--model", "silicate-29si", "--species", "Si,Qx", "-q"]) == 2
+    assert "--species: unknown element(s) Qx" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "missing.extxyz"), "--model", str(tiny_model), "-q"]) == 2
     assert "missing.extxyz: no such file" in capsys.readouterr().err
     with pytest.raises(InputError):
