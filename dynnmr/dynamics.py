@@ -90,3 +90,54 @@ def integrated_correlation_time(c, dt_ps):
     rr = np.where(mask, r, 0.0)
     tau = dt_ps * (rr.sum(axis=0) - 0.5 * rr[0] - 0.5 * np.take_along_axis(rr, np.maximum(first - 1, 0)[None], 0)[0])
     return np.where(c0 > 0, tau, np.nan)
+
+
+# Relaxation (Redfield) ---------------------------------------------------------------------
+# The correlation G(t) = <dT(0) : dT(t)> of the fluctuating l=2 part is rotation invariant,
+# so the rates below are those of a powder (isotropic average over crystallite orientations).
+# For a tensor of fixed shape tumbling isotropically, G(0) = (3/2) zeta^2 (1 + eta^2/3) and
+# the formulas reduce to the textbook ones (Abragam, "The Principles of Nuclear Magnetism",
+# ch. VIII; Spiess, NMR Basic Principles and Progress 15 (1978)):
+#   quadrupolar: R1 = (3 pi^2/10) (2I+3)/(I^2 (2I-1)) C_Q^2 (1 + eta^2/3) [0.2 J(w0) + 0.8 J(2 w0)]
+#                R2 = (same prefactor) [0.3 J(0) + 0.5 J(w0) + 0.2 J(2 w0)]
+#   CSA:         R1 = (2/15) w0^2 Dsigma^2 (1 + eta^2/3) J(w0)
+#                R2 = (1/45) w0^2 Dsigma^2 (1 + eta^2/3) [4 J(0) + 3 J(w0)]
+# with J(w) = tau/(1 + w^2 tau^2) for an exponential correlation. For I > 1 quadrupolar
+# relaxation is multi-exponential; these are the usual effective (initial) rates.
+
+
+def spectral_density(c, dt_ps, omega_rad_per_s):
+    """``j(w) = int_0^tmax G(t) cos(w t) dt`` (units of G times s), trapezoidal over the lags given.
+
+    ``c``: ``(L, ...)`` correlation function sampled every ``dt_ps``; truncate it (max_lag)
+    where it has decayed, since its noisy tail only adds noise.
+    """
+    c = np.asarray(c, dtype=np.float64)
+    t_s = np.arange(len(c)) * dt_ps * 1e-12
+    w = np.cos(np.multiply.outer(np.atleast_1d(omega_rad_per_s), t_s))  # (W, L)
+    weights = np.full(len(c), dt_ps * 1e-12)
+    weights[0] *= 0.5
+    weights[-1] *= 0.5
+    out = np.tensordot(w * weights, c, axes=(1, 0))
+    return out if np.ndim(omega_rad_per_s) else out[0]
+
+
+def quadrupolar_rates(c_efg_au2, dt_ps, spin, quadrupole_moment_mb, larmor_hz):
+    """Quadrupolar R1, R2 (1/s) from the EFG l=2 correlation ``G(t)`` in au^2 (lags of ``dt_ps``).
+
+    ``larmor_hz``: nu_0 of the nucleus at the field (Hz; sign irrelevant).
+    """
+    if spin < 1:
+        raise ValueError(f"quadrupolar relaxation needs I >= 1, got I = {spin}")
+    w0 = 2 * np.pi * abs(larmor_hz)
+    hz_per_au = T.quadrupolar_coupling_hz(1.0, quadrupole_moment_mb)
+    k = 3 * np.pi**2 / 10 * (2 * spin + 3) / (spin**2 * (2 * spin - 1)) * hz_per_au**2 * 2.0 / 3.0
+    j0, j1, j2 = spectral_density(c_efg_au2, dt_ps, np.array([0.0, w0, 2 * w0]))
+    return k * (0.2 * j1 + 0.8 * j2), k * (0.3 * j0 + 0.5 * j1 + 0.2 * j2)
+
+
+def csa_rates(c_ms_ppm2, dt_ps, larmor_hz):
+    """Chemical-shift-anisotropy R1, R2 (1/s) from the shielding l=2 correlation in ppm^2."""
+    w0 = 2 * np.pi * abs(larmor_hz)
+    j0, j1 = spectral_density(np.asarray(c_ms_ppm2) * 1e-12, dt_ps, np.array([0.0, w0]))
+    return w0**2 * j1 / 5.0, w0**2 * (4 * j0 + 3 * j1) / 30.0

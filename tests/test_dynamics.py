@@ -78,3 +78,49 @@ def test_window_means():
     np.testing.assert_allclose(means[0], D.mean_tensors(x))
     with pytest.raises(ValueError, match="--dt"):
         D.window_means(x, np.full(10, np.nan), 1.0)
+
+
+def exponential_correlation(g0, tau_ps, dt_ps, n):
+    return g0 * np.exp(-np.arange(n) * dt_ps / tau_ps)
+
+
+def test_spectral_density_of_exponential():
+    tau, dt = 5.0, 0.01
+    c = exponential_correlation(1.0, tau, dt, 6000)  # to 12 tau
+    for w in (0.0, 1e11, 4e11):
+        expected = tau * 1e-12 / (1 + (w * tau * 1e-12) ** 2)
+        assert D.spectral_density(c, dt, w) == pytest.approx(expected, rel=2e-3)
+
+
+def test_quadrupolar_rates_textbook_limits_and_bpp_minimum():
+    """17O (I = 5/2): extreme narrowing equals the textbook C_Q^2 (1 + eta^2/3) tau formula;
+    R1 against tau has its minimum where w0 tau = 0.6158 (for 0.2 J(w0) + 0.8 J(2 w0))."""
+    spin, q = 2.5, -25.58
+    vzz, eta = 0.8, 0.3
+    efg = T.tensor_from_efg(vzz, eta, (10, 20, 30))
+    g0 = float(np.sum(efg * efg))  # V : V, au^2
+    cq_hz = T.quadrupolar_coupling_hz(vzz, q)
+    tau = 0.5  # ps
+    c = exponential_correlation(g0, tau, 0.002, 5000)
+    r1, r2 = D.quadrupolar_rates(c, 0.002, spin, q, larmor_hz=1e3)  # w0 tau << 1
+    textbook = 3 * np.pi**2 / 10 * (2 * spin + 3) / (spin**2 * (2 * spin - 1)) * cq_hz**2 * (1 + eta**2 / 3) * tau * 1e-12
+    assert r1 == pytest.approx(textbook, rel=3e-3) and r2 == pytest.approx(textbook, rel=3e-3)
+    nu0 = 81.3e6  # 17O at 14.1 T, Hz
+    taus = np.geomspace(200.0, 8000.0, 41)  # ps
+    r1s = [D.quadrupolar_rates(exponential_correlation(g0, t, t / 200, 2400), t / 200, spin, q, nu0)[0] for t in taus]
+    t_min = taus[int(np.argmax(r1s))]
+    assert 2 * np.pi * nu0 * t_min * 1e-12 == pytest.approx(0.6158, rel=0.1)
+    r1_slow, r2_slow = D.quadrupolar_rates(exponential_correlation(g0, 8000.0, 40.0, 2400), 40.0, spin, q, nu0)
+    assert r2_slow > 10 * r1_slow  # beyond extreme narrowing R2 keeps growing with tau, R1 falls
+
+
+def test_csa_rates_textbook():
+    zeta, eta, tau, nu0 = 50.0, 0.4, 20.0, 119.2e6  # ppm, -, ps, Hz (29Si at 14.1 T)
+    s = T.tensor_from_haeberlen(0.0, zeta, eta)
+    g0 = float(np.sum(s * s))
+    c = exponential_correlation(g0, tau, 0.05, 6000)
+    r1, r2 = D.csa_rates(c, 0.05, nu0)
+    w0, dsig = 2 * np.pi * nu0, 1.5 * zeta * 1e-6
+    j = lambda w: tau * 1e-12 / (1 + (w * tau * 1e-12) ** 2)  # noqa: E731
+    assert r1 == pytest.approx(2 / 15 * w0**2 * dsig**2 * (1 + eta**2 / 3) * j(w0), rel=3e-3)
+    assert r2 == pytest.approx(1 / 45 * w0**2 * dsig**2 * (1 + eta**2 / 3) * (4 * j(0) + 3 * j(w0)), rel=3e-3)
