@@ -85,6 +85,24 @@ def cmd_analyze(args):
     return 0
 
 
+def cmd_dynamics(args):
+    import json
+
+    from .dynamics import analyse_store
+
+    res = analyse_store(args.store, window_ps=args.window, field_t=args.field, species=args.species,
+                        max_lag_ps=args.max_lag)  # fmt: skip
+    cols = ["sigma_iso_ppm_avg", "zeta_ppm_avg", "eta_avg", "Cq_MHz_avg", "eta_Q_avg", "tau_c_ps", "R1_per_s", "R2_per_s"]
+    print("species  " + "  ".join(f"{c:>17}" for c in cols))
+    for el, d in res["species"].items():
+        print(f"{el:>7}  " + "  ".join(f"{d[c]:17.5g}" if c in d else f"{'-':>17}" for c in cols))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(res, fh, indent=1)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
@@ -140,6 +158,15 @@ def build_parser():
     q.add_argument("--profile", action="store_true", help="print time per stage at the end")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     q.set_defaults(func=cmd_analyze)
+
+    q = sub.add_parser("dynamics", help="motional averages, correlation times and relaxation rates of a store")
+    q.add_argument("store", help="a store written by dynnmr analyze")
+    q.add_argument("--window", type=float, help="also average over consecutive windows of this many ps")
+    q.add_argument("--field", type=float, default=14.1, help="B0 in Tesla for the relaxation rates (default 14.1)")
+    q.add_argument("--species", help="elements to analyse, e.g. O (default: all stored)")
+    q.add_argument("--max-lag", type=float, help="longest correlation lag in ps (default: half the run)")
+    q.add_argument("--json", help="write per-species and per-site results here")
+    q.set_defaults(func=cmd_dynamics)
     return p
 
 

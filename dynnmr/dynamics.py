@@ -75,7 +75,7 @@ def correlation_functions(x, max_lag=None):
 
 
 def integrated_correlation_time(c, dt_ps):
-    """``int_0^t* C(t)/C(0) dt`` (ps), trapezoidal, up to the first zero crossing ``t*``.
+    """``int_0^t* C(t)/C(0) dt`` (ps), trapezoidal, up to the first lag ``t*`` where C <= 0.
 
     ``c``: ``(L, ...)``; returns ``(...)``. For C = exp(-t/tau) this is tau (for t* >> tau).
     NaN where C(0) = 0 (no fluctuation).
@@ -88,7 +88,8 @@ def integrated_correlation_time(c, dt_ps):
     first = np.where(below.any(axis=0), below.argmax(axis=0), len(c))
     mask = np.arange(len(c)).reshape((-1,) + (1,) * (c.ndim - 1)) < first
     rr = np.where(mask, r, 0.0)
-    tau = dt_ps * (rr.sum(axis=0) - 0.5 * rr[0] - 0.5 * np.take_along_axis(rr, np.maximum(first - 1, 0)[None], 0)[0])
+    # trapezoid over the samples before the crossing, the crossing sample taken as 0
+    tau = dt_ps * (rr.sum(axis=0) - 0.5 * rr[0])
     return np.where(c0 > 0, tau, np.nan)
 
 
@@ -141,3 +142,131 @@ def csa_rates(c_ms_ppm2, dt_ps, larmor_hz):
     w0 = 2 * np.pi * abs(larmor_hz)
     j0, j1 = spectral_density(np.asarray(c_ms_ppm2) * 1e-12, dt_ps, np.array([0.0, w0]))
     return w0**2 * j1 / 5.0, w0**2 * (4 * j0 + 3 * j1) / 30.0
+
+
+# Whole-store analysis -----------------------------------------------------------------------
+def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, site_block=256):
+    """Per-species and per-site dynamics of a store; results also written to its ``analysis/`` group.
+
+    For every selected species and target: time-averaged tensors and their parameters,
+    window averages (``window_ps``), l=2 correlation functions, integrated correlation
+    times, and R1/R2 at ``field_t`` Tesla (quadrupolar from ``efg``, CSA from ``ms``,
+    summed when both exist). Sites are processed in blocks of ``site_block``.
+    """
+    import zarr
+    from ase.data import atomic_numbers, chemical_symbols
+
+    from .isotopes import ISOTOPES, isotope_for
+    from .params import efg_columns, shielding_columns
+
+    g = zarr.open_group(str(path), mode="r+")
+    numbers = np.asarray(g["numbers"][:])
+    t = np.asarray(g["time_ps"][:])
+    n = len(t)
+    if n < 4 or not np.all(np.isfinite(t)):
+        raise ValueError(f"{path}: dynamics needs at least 4 frames with times (analyze with --dt)")
+    dt = float(np.median(np.diff(t)))
+    if not np.allclose(np.diff(t), dt, rtol=1e-3, atol=1e-9):
+        raise ValueError(f"{path}: frames are not equally spaced in time (use --frames with a fixed step)")
+    lags = n // 2 if max_lag_ps is None else max(2, min(n, int(round(max_lag_ps / dt)) + 1))
+    targets = [x for x in ("ms", "efg") if x in g]
+    wanted = sorted(set(numbers)) if not species else [atomic_numbers[s.strip()] for s in species.split(",")]
+    result = {"store": str(path), "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
+              "window_ps": window_ps, "species": {}, "sites": []}  # fmt: skip
+    out = g.require_group("analysis")
+    for z in wanted:
+        el = chemical_symbols[int(z)]
+        idx = np.flatnonzero(numbers == z)
+        if not idx.size:
+            continue
+        iso_q = isotope_for(el)
+        spin_half = {"Si": "29Si", "O": "17O", "H": "1H", "C": "13C"}.get(el)
+        nucleus = ISOTOPES.get(spin_half) if spin_half else iso_q
+        per_site = {k: [] for k in ("mean_ms", "mean_efg", "acf_ms", "acf_efg", "R1_q", "R2_q", "R1_c", "R2_c")}
+        win = {}
+        for a in range(0, len(idx), site_block):
+            block = idx[a : a + site_block]
+            for tg in targets:
+                x = np.asarray(g[tg].get_orthogonal_selection((slice(None), block, slice(None))), dtype=np.float64)
+                if not np.isfinite(x).all():
+                    continue  # the model does not cover this species for this target
+                per_site[f"mean_{tg}"].append(mean_tensors(x))
+                c = autocorrelation(irrep_fluctuations(x)[2], lags)
+                per_site[f"acf_{tg}"].append(c)
+                if tg == "efg" and iso_q is not None and iso_q.is_quadrupolar:
+                    r1, r2 = quadrupolar_rates(c, dt, iso_q.spin, iso_q.quadrupole_moment_mb, iso_q.larmor_mhz(field_t) * 1e6)
+                    per_site["R1_q"].append(r1)
+                    per_site["R2_q"].append(r2)
+                if tg == "ms" and nucleus is not None:
+                    r1, r2 = csa_rates(c, dt, nucleus.larmor_mhz(field_t) * 1e6)
+                    per_site["R1_c"].append(r1)
+                    per_site["R2_c"].append(r2)
+                if window_ps:
+                    means, _ = window_means(x, t, window_ps)
+                    win.setdefault(tg, []).append(means.reshape(-1, 3, 3))
+        summary = _species_summary(el, idx, per_site, win, dt, iso_q, shielding_columns, efg_columns)
+        if summary is None:
+            continue
+        result["species"][el] = summary.pop("species")
+        result["sites"].extend(summary["sites"])
+        for key in ("mean_ms", "mean_efg", "acf_ms", "acf_efg"):
+            if per_site[key]:
+                arr = np.concatenate(per_site[key], axis=-2 if key.startswith("mean") else -1)
+                out.create_array(f"{key}_{el}", data=arr.astype(np.float32), overwrite=True,
+                                 dimension_names=("site", "component") if key.startswith("mean") else ("lag", "site"))  # fmt: skip
+    out.attrs.update({"dt_ps": dt, "field_T": field_t, "window_ps": window_ps, "acf": "l=2 fluctuation, unbiased"})
+    return result
+
+
+def _species_summary(el, idx, per_site, win, dt, iso_q, shielding_columns, efg_columns):
+    """Per-species and per-site JSON entries from the per-site blocks of one species."""
+    if not per_site["mean_ms"] and not per_site["mean_efg"]:
+        return None
+    cat = {k: np.concatenate(v, axis=-1 if k.startswith("acf") else 0) for k, v in per_site.items() if v}
+    sp = {"n_sites": int(len(idx))}
+    sites = [{"species": el, "atom_index": int(i)} for i in idx]
+    r1 = np.zeros(len(idx))
+    r2 = np.zeros(len(idx))
+    if "mean_ms" in cat:
+        m = cat["mean_ms"].reshape(-1, 3, 3)
+        cols = shielding_columns(m)
+        acf = cat["acf_ms"]
+        tau = integrated_correlation_time(acf.mean(axis=1), dt)
+        sp.update(mean_ms=m.mean(axis=0).tolist(), sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"].mean()),
+                  zeta_ppm_avg=float(cols["zeta_ppm"].mean()), eta_avg=float(cols["eta_sigma"].mean()),
+                  tau_c_ms_ps=float(tau))  # fmt: skip
+        tau_site = integrated_correlation_time(acf, dt)
+        for s, k in zip(sites, range(len(idx))):
+            s.update(mean_ms=m[k].tolist(), sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"][k]),
+                     zeta_ppm_avg=float(cols["zeta_ppm"][k]), eta_avg=float(cols["eta_sigma"][k]),
+                     tau_c_ms_ps=float(tau_site[k]), tau_c_ps=float(tau_site[k]))  # fmt: skip
+        r1 += cat.get("R1_c", 0.0)
+        r2 += cat.get("R2_c", 0.0)
+    if "mean_efg" in cat:
+        m = cat["mean_efg"].reshape(-1, 3, 3)
+        q = iso_q.quadrupole_moment_mb if iso_q else 0.0
+        cols = efg_columns(m, np.full(len(m), q))
+        acf = cat["acf_efg"]
+        tau_site = integrated_correlation_time(acf, dt)
+        sp.update(mean_efg=m.mean(axis=0).tolist(), Cq_MHz_avg=float(np.mean(cols["Cq_MHz"])),
+                  eta_Q_avg=float(np.mean(cols["eta_Q"])),
+                  tau_c_ps=float(integrated_correlation_time(acf.mean(axis=1), dt)))  # fmt: skip
+        for s, k in zip(sites, range(len(idx))):
+            s.update(mean_efg=m[k].tolist(), Cq_MHz_avg=float(cols["Cq_MHz"][k]), eta_Q_avg=float(cols["eta_Q"][k]),
+                     tau_c_ps=float(tau_site[k]))  # fmt: skip
+        r1 += cat.get("R1_q", 0.0)
+        r2 += cat.get("R2_q", 0.0)
+    if "tau_c_ps" not in sp and "tau_c_ms_ps" in sp:
+        sp["tau_c_ps"] = sp["tau_c_ms_ps"]
+    sp.update(R1_per_s=float(r1.mean()), R2_per_s=float(r2.mean()))
+    for k, s in enumerate(sites):
+        s.update(R1_per_s=float(r1[k]), R2_per_s=float(r2[k]))
+    for tg, blocks in win.items():
+        w = np.concatenate(blocks, axis=0)
+        if tg == "ms":
+            cols = shielding_columns(w)
+            sp["window_sigma_iso_ppm"] = [float(cols["sigma_iso_ppm"].mean()), float(cols["sigma_iso_ppm"].std())]
+        else:
+            cols = efg_columns(w, np.full(len(w), iso_q.quadrupole_moment_mb if iso_q else 0.0))
+            sp["window_Cq_MHz"] = [float(np.nanmean(cols["Cq_MHz"])), float(np.nanstd(cols["Cq_MHz"]))]
+    return {"species": sp, "sites": sites}

@@ -124,3 +124,52 @@ def test_csa_rates_textbook():
     j = lambda w: tau * 1e-12 / (1 + (w * tau * 1e-12) ** 2)  # noqa: E731
     assert r1 == pytest.approx(2 / 15 * w0**2 * dsig**2 * (1 + eta**2 / 3) * j(w0), rel=3e-3)
     assert r2 == pytest.approx(1 / 45 * w0**2 * dsig**2 * (1 + eta**2 / 3) * (4 * j(0) + 3 * j(w0)), rel=3e-3)
+
+
+def test_dynamics_command_on_a_jump_model_store(tmp_path):
+    """A store holding 17O EFG and shielding tensors that jump among 3 sites: the command's
+    averaged C_Q, correlation time and R1 match the analytic values."""
+    import json
+
+    from dynnmr.cli import main
+    from dynnmr.isotopes import ISOTOPES
+    from dynnmr.store import TensorStore
+
+    rng = np.random.default_rng(5)
+    k, dt, n, n_sites = 0.5, 0.05, 20_000, 6  # 1/ps, ps
+    beta, vzz, zeta = 70.0, 0.9, 40.0
+    efg_sites = np.array([T.tensor_from_efg(vzz, 0.0, (a, beta, 0)).reshape(9) for a in (0, 120, 240)])
+    ms_sites = np.array([axial(zeta, beta, a) + np.eye(3).reshape(9) * 250 for a in (0, 120, 240)])
+    moves = rng.random((n, n_sites)) < 2 * k * dt
+    state = np.cumsum(np.where(moves, rng.integers(1, 3, (n, n_sites)), 0), axis=0) % 3
+    store = TensorStore.create(tmp_path / "jump.zarr", targets=["ms", "efg"], numbers=[8] * n_sites,
+                               atom_index=range(n_sites), chunk_frames=5000, attrs={})  # fmt: skip
+    for a in range(0, n, 5000):
+        s = state[a : a + 5000]
+        store.write_chunk(a, {"ms": ms_sites[s], "efg": efg_sites[s], "time_ps": dt * np.arange(a, a + len(s)),
+                              "frame_index": np.arange(a, a + len(s)), "cell": np.full((len(s), 3, 3), np.nan)})  # fmt: skip
+    store.finish()
+    out = tmp_path / "dyn.json"
+    assert main(["dynamics", str(tmp_path / "jump.zarr"), "--field", "14.1", "--max-lag", "20", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    o = res["species"]["O"]
+    p2 = 0.5 * (3 * np.cos(np.radians(beta)) ** 2 - 1)
+    q = ISOTOPES["17O"].quadrupole_moment_mb
+    assert o["Cq_MHz_avg"] == pytest.approx(T.quadrupolar_coupling_hz(vzz * p2, q) * 1e-6, rel=0.03)
+    tau = 1 / (3 * k)
+    assert o["tau_c_ps"] == pytest.approx(tau, rel=0.06)
+    # analytic rates for an exponential G with the model's G(0) (fluctuating part of the tensor)
+    fluct = efg_sites - efg_sites.mean(axis=0)
+    g0 = float(np.mean(np.sum(fluct**2, axis=1)))
+    c = g0 * np.exp(-np.arange(401) * dt / tau)
+    r1_q, r2_q = D.quadrupolar_rates(c, dt, 2.5, q, ISOTOPES["17O"].larmor_mhz(14.1) * 1e6)
+    fl = ms_sites - ms_sites.mean(axis=0)
+    r1_c, r2_c = D.csa_rates(float(np.mean(np.sum(fl**2, axis=1))) * np.exp(-np.arange(401) * dt / tau), dt,
+                             ISOTOPES["17O"].larmor_mhz(14.1) * 1e6)  # fmt: skip
+    assert o["R1_per_s"] == pytest.approx(r1_q + r1_c, rel=0.1)
+    assert o["R2_per_s"] == pytest.approx(r2_q + r2_c, rel=0.1)
+    assert len(res["sites"]) == n_sites and {"mean_efg", "Cq_MHz_avg", "tau_c_ps", "R1_per_s"} <= set(res["sites"][0])
+    import zarr
+
+    g = zarr.open_group(str(tmp_path / "jump.zarr"), mode="r")
+    assert g["analysis/acf_efg_O"].shape == (401, n_sites) and g["analysis/mean_efg_O"].shape == (n_sites, 9)
