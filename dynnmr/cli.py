@@ -76,7 +76,7 @@ def cmd_analyze(args):
         dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=args.device,
         resume=args.resume, overwrite=args.overwrite, save_positions=args.save_positions,
         allow_unknown=args.allow_unknown, progress=not args.quiet, fmt=args.format, topology=args.topology,
-        graphs=args.graphs, md_timestep_ps=args.md_timestep, profile=prof,
+        graphs=args.graphs, md_timestep_ps=args.md_timestep, correlate=args.correlate, profile=prof,
     )  # fmt: skip
     print(f"wrote {out}: {prof.frames} frames this run", file=sys.stderr)
     print(format_summary(summarize(out)))
@@ -155,6 +155,8 @@ def build_parser():
     q.add_argument("--overwrite", action="store_true", help="replace an existing store")
     q.add_argument("--save-positions", action="store_true", help="also store the selected sites' positions")
     q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
+    q.add_argument("--correlate", action="store_true",
+                   help="streaming multiple-tau autocorrelations per irrep into the store's analysis/ group")
     q.add_argument("--profile", action="store_true", help="print time per stage at the end")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     q.set_defaults(func=cmd_analyze)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from . import tensors as T
+from .correlator import MultipleTauCorrelator
 from .errors import InputError
 from .graphs import collate, collate_on_device, frame_arrays
 from .modelfile import DEFAULT_MODEL, load_model
@@ -140,9 +141,11 @@ class _FrameCheck:
 def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None, chunk_frames=64,
             batch_atoms=None, device="cpu", resume=False, overwrite=False, save_positions=False,
             allow_unknown=False, progress=True, fmt=None, topology=None, graphs="auto", md_timestep_ps=None,
-            profile=None):  # fmt: skip
+            correlate=False, profile=None):  # fmt: skip
     """Predict tensors for every selected frame of ``trajectory`` into a zarr store; returns its path.
 
+    ``correlate``: run a streaming multiple-tau correlator alongside (not with ``resume``)
+    and store its per-irrep autocorrelations under ``analysis/``;
     ``md_timestep_ps``: ps per MD step, turning step numbers (LAMMPS dumps) into times;
     ``batch_atoms``: atoms per inference batch (default 4,000 on CPU, 100,000 on GPU);
     ``species``: element symbols whose sites are stored (default: all the model covers);
@@ -217,6 +220,9 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     elif not np.array_equal(np.asarray(store.group["atom_index"][:]), sites):
         raise ValueError(f"--resume: {output} stores other sites than this run selects")
     chunk_frames = store.chunk_frames
+    if correlate and done:
+        raise ValueError("--correlate needs the whole run in one pass; use dynnmr dynamics on a resumed store")
+    correlators = {t: MultipleTauCorrelator(len(sites)) for t in net.targets} if correlate else {}
     periodic = first.cell is not None
     check = _FrameCheck(trajectory, numbers, periodic)
     covered = {t: covered_mask(info, t, numbers[sites]) for t in net.targets}
@@ -254,6 +260,8 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
             t0 = time.perf_counter()
             store.write_chunk(position, data)
             prof.write += time.perf_counter() - t0
+            for t, corr in correlators.items():
+                corr.update(data[t])
             position += len(payload)
             prof.frames += len(payload)
             prof.atoms += len(payload) * n_atoms
@@ -268,9 +276,21 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
         bar.close()
         prof.wall = time.perf_counter() - t_wall
         store.finish(None if error is None else str(error))
+    if error is None and correlators:
+        _store_correlations(store.group, correlators)
     if error is not None:  # bad input met by the reader thread, raised after the good frames are stored
         raise error
     return output
+
+
+def _store_correlations(group, correlators):
+    """Multiple-tau results as ``analysis/mtau_{target}_l{l}`` (lag, site) and ``analysis/mtau_lag_frames``."""
+    out = group.require_group("analysis")
+    for t, corr in correlators.items():
+        lags, c = corr.result()
+        out.create_array("mtau_lag_frames", data=lags, overwrite=True, dimension_names=("lag",))
+        for l, v in c.items():
+            out.create_array(f"mtau_{t}_l{l}", data=v.astype(np.float64), overwrite=True, dimension_names=("lag", "site"))
 
 
 def _time_ps(frame, dt_ps, md_timestep_ps):

@@ -1,0 +1,114 @@
+"""Streaming multiple-tau autocorrelation of per-site tensor fluctuations (numba).
+
+Ramirez, Sukumaran, Vorselaars and Likhtman, J. Chem. Phys. 133, 154103 (2010): level 0
+correlates the incoming frames at lags 0..p-1; every ``m`` values of a level are
+averaged and passed to the next, which covers lags p/m..p-1 in units of m^level frames.
+Memory grows with the number of levels, i.e. with log(run length), not with the run, so
+the correlator can ride along inside ``dynnmr analyze --correlate`` chunk by chunk.
+
+Fluctuations are about each site's mean over the whole run, which is not known while
+streaming; the correlator therefore also sums, per lag, the earlier and the later member
+of every pair and subtracts the mean exactly at the end. Level ``l`` then equals, to
+round-off, the unbiased autocorrelation (:func:`dynnmr.dynamics.autocorrelation`) of the
+series averaged over blocks of m^l frames, about that series' mean.
+
+Numba pays here: the update is a sequential recurrence over frames with small inner
+loops (lags x sites x components), which numpy cannot vectorise without a Python loop
+over frames.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from . import tensors as T
+
+_IRREP_OF_COMPONENT = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2])
+
+
+@numba.njit(cache=True, nogil=True)
+def _update(chunk, p, m, irrep, buf, npushed, acc, s_early, s_late, cnt, total, pending, npending):
+    n_levels = buf.shape[0]
+    n_sites, n_comp = chunk.shape[1], chunk.shape[2]
+    value = np.empty((n_sites, n_comp))
+    for f in range(chunk.shape[0]):
+        value[:, :] = chunk[f]
+        level = 0
+        while level < n_levels:
+            n = npushed[level]
+            slot = n % p
+            buf[level, slot] = value
+            jmin = 0 if level == 0 else p // m
+            for j in range(jmin, min(p, n + 1)):
+                past = (n - j) % p
+                cnt[level, j] += 1
+                for s in range(n_sites):
+                    for c in range(n_comp):
+                        a = buf[level, past, s, c]
+                        b = value[s, c]
+                        acc[level, j, s, irrep[c]] += a * b
+                        s_early[level, j, s, c] += a
+                        s_late[level, j, s, c] += b
+            for s in range(n_sites):
+                for c in range(n_comp):
+                    total[level, s, c] += value[s, c]
+                    pending[level, s, c] += value[s, c]
+            npushed[level] = n + 1
+            npending[level] += 1
+            if npending[level] < m or level + 1 >= n_levels:
+                break
+            for s in range(n_sites):  # pass the block average up a level
+                for c in range(n_comp):
+                    value[s, c] = pending[level, s, c] / m
+                    pending[level, s, c] = 0.0
+            npending[level] = 0
+            level += 1
+
+
+class MultipleTauCorrelator:
+    """Streaming per-site, per-irrep autocorrelation of Cartesian tensor series.
+
+    ``n_sites`` sites; ``p`` lags per level (even), block factor ``m``, ``levels`` levels
+    (the longest lag is about p m^(levels-1) frames). Feed ``(frames, sites, 9)`` chunks
+    of Cartesian components to :meth:`update`; :meth:`result` gives lags and C_l(lag).
+    """
+
+    def __init__(self, n_sites, p=32, m=2, levels=16):
+        if p % m:
+            raise ValueError("p must be a multiple of m")
+        self.p, self.m, self.levels = int(p), int(m), int(levels)
+        shape = (self.levels, self.p, n_sites)
+        self.buf = np.zeros(shape + (9,))
+        self.npushed = np.zeros(self.levels, np.int64)
+        self.acc = np.zeros(shape + (3,))
+        self.s_early = np.zeros(shape + (9,))
+        self.s_late = np.zeros(shape + (9,))
+        self.cnt = np.zeros((self.levels, self.p), np.int64)
+        self.total = np.zeros((self.levels, n_sites, 9))
+        self.pending = np.zeros((self.levels, n_sites, 9))
+        self.npending = np.zeros(self.levels, np.int64)
+
+    def update(self, chunk):
+        """Consume frames ``(F, S, 9)`` (Cartesian, row-major), in time order."""
+        sph = T.to_spherical(np.asarray(chunk, dtype=np.float64).reshape(chunk.shape[:2] + (3, 3)))
+        _update(np.ascontiguousarray(sph), self.p, self.m, _IRREP_OF_COMPONENT, self.buf, self.npushed,
+                self.acc, self.s_early, self.s_late, self.cnt, self.total, self.pending, self.npending)  # fmt: skip
+
+    def result(self):
+        """``(lags_in_frames, {l: (n_lags, S)})`` over all levels with data, lags increasing."""
+        lags, parts = [], {0: [], 1: [], 2: []}
+        for level in range(self.levels):
+            n = self.npushed[level]
+            if n == 0:
+                break
+            mean = self.total[level] / n  # (S, 9)
+            jmin = 0 if level == 0 else self.p // self.m
+            for j in range(jmin, min(self.p, n)):
+                cnt = self.cnt[level, j]
+                corr = self.acc[level, j]
+                fix = mean * (self.s_early[level, j] + self.s_late[level, j]) - cnt * mean * mean  # (S, 9)
+                for l, sl in T.IRREP_SLICES.items():
+                    parts[l].append((corr[:, l] - fix[:, sl].sum(axis=1)) / cnt)
+                lags.append(j * self.m**level)
+        return np.array(lags), {l: np.array(v) for l, v in parts.items()}
