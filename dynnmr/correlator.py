@@ -7,8 +7,9 @@ Memory grows with the number of levels, i.e. with log(run length), not with the 
 the correlator can ride along inside ``dynnmr analyze --correlate`` chunk by chunk.
 
 Fluctuations are about each site's mean over the whole run, which is not known while
-streaming; the correlator therefore also sums, per lag, the earlier and the later member
-of every pair and subtracts the mean exactly at the end. Level ``l`` then equals, to
+streaming; the correlator keeps the first p values of each level besides the last p, from
+which the sums of the earlier and later members of the pairs at every lag follow, and
+subtracts the mean exactly at the end. Level ``l`` then equals, to
 round-off, the unbiased autocorrelation (:func:`dynnmr.dynamics.autocorrelation`) of the
 series averaged over blocks of m^l frames, about that series' mean.
 
@@ -24,11 +25,9 @@ import numpy as np
 
 from . import tensors as T
 
-_IRREP_OF_COMPONENT = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2])
-
 
 @numba.njit(cache=True, nogil=True)
-def _update(chunk, p, m, irrep, buf, npushed, acc, s_early, s_late, cnt, total, pending, npending):
+def _update(chunk, p, m, buf, head, npushed, acc, total, pending, npending):
     n_levels = buf.shape[0]
     n_sites, n_comp = chunk.shape[1], chunk.shape[2]
     value = np.empty((n_sites, n_comp))
@@ -37,19 +36,16 @@ def _update(chunk, p, m, irrep, buf, npushed, acc, s_early, s_late, cnt, total, 
         level = 0
         while level < n_levels:
             n = npushed[level]
-            slot = n % p
-            buf[level, slot] = value
+            buf[level, n % p] = value
+            if n < p:
+                head[level, n] = value
             jmin = 0 if level == 0 else p // m
             for j in range(jmin, min(p, n + 1)):
-                past = (n - j) % p
-                cnt[level, j] += 1
+                past = buf[level, (n - j) % p]
+                out = acc[level, j]
                 for s in range(n_sites):
                     for c in range(n_comp):
-                        a = buf[level, past, s, c]
-                        b = value[s, c]
-                        acc[level, j, s, irrep[c]] += a * b
-                        s_early[level, j, s, c] += a
-                        s_late[level, j, s, c] += b
+                        out[s, c] += past[s, c] * value[s, c]
             for s in range(n_sites):
                 for c in range(n_comp):
                     total[level, s, c] += value[s, c]
@@ -78,13 +74,11 @@ class MultipleTauCorrelator:
         if p % m:
             raise ValueError("p must be a multiple of m")
         self.p, self.m, self.levels = int(p), int(m), int(levels)
-        shape = (self.levels, self.p, n_sites)
-        self.buf = np.zeros(shape + (9,))
+        shape = (self.levels, self.p, n_sites, 9)
+        self.buf = np.zeros(shape)  # the last p values of each level (ring)
+        self.head = np.zeros(shape)  # the first p values of each level
+        self.acc = np.zeros(shape)  # sum over pairs of x(t) x(t + lag), per component
         self.npushed = np.zeros(self.levels, np.int64)
-        self.acc = np.zeros(shape + (3,))
-        self.s_early = np.zeros(shape + (9,))
-        self.s_late = np.zeros(shape + (9,))
-        self.cnt = np.zeros((self.levels, self.p), np.int64)
         self.total = np.zeros((self.levels, n_sites, 9))
         self.pending = np.zeros((self.levels, n_sites, 9))
         self.npending = np.zeros(self.levels, np.int64)
@@ -92,23 +86,32 @@ class MultipleTauCorrelator:
     def update(self, chunk):
         """Consume frames ``(F, S, 9)`` (Cartesian, row-major), in time order."""
         sph = T.to_spherical(np.asarray(chunk, dtype=np.float64).reshape(chunk.shape[:2] + (3, 3)))
-        _update(np.ascontiguousarray(sph), self.p, self.m, _IRREP_OF_COMPONENT, self.buf, self.npushed,
-                self.acc, self.s_early, self.s_late, self.cnt, self.total, self.pending, self.npending)  # fmt: skip
+        _update(np.ascontiguousarray(sph), self.p, self.m, self.buf, self.head, self.npushed, self.acc,
+                self.total, self.pending, self.npending)  # fmt: skip
 
     def result(self):
-        """``(lags_in_frames, {l: (n_lags, S)})`` over all levels with data, lags increasing."""
+        """``(lags_in_frames, {l: (n_lags, S)})`` over all levels with data, lags increasing.
+
+        With n values at a level, the pairs at lag j are (t, t + j) for t < n - j; their
+        later members sum to the total less the first j values, their earlier members to
+        the total less the last j values, which makes the mean subtraction exact.
+        """
         lags, parts = [], {0: [], 1: [], 2: []}
         for level in range(self.levels):
-            n = self.npushed[level]
+            n = int(self.npushed[level])
             if n == 0:
                 break
-            mean = self.total[level] / n  # (S, 9)
+            total = self.total[level]
+            mean = total / n  # (S, 9)
+            first = np.cumsum(self.head[level, : min(n, self.p)], axis=0)  # sums of the first 1.. values
+            ring = self.buf[level]
             jmin = 0 if level == 0 else self.p // self.m
             for j in range(jmin, min(self.p, n)):
-                cnt = self.cnt[level, j]
-                corr = self.acc[level, j]
-                fix = mean * (self.s_early[level, j] + self.s_late[level, j]) - cnt * mean * mean  # (S, 9)
+                late = total - (first[j - 1] if j else 0.0)
+                early = total - (sum(ring[(n - 1 - k) % self.p] for k in range(j)) if j else 0.0)
+                cnt = n - j
+                cov = self.acc[level, j] - mean * (early + late) + cnt * mean * mean
                 for l, sl in T.IRREP_SLICES.items():
-                    parts[l].append((corr[:, l] - fix[:, sl].sum(axis=1)) / cnt)
+                    parts[l].append(cov[:, sl].sum(axis=1) / cnt)
                 lags.append(j * self.m**level)
         return np.array(lags), {l: np.array(v) for l, v in parts.items()}
