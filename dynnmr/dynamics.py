@@ -59,12 +59,14 @@ def autocorrelation(y, max_lag=None):
     y[t0, ..., k] y[t0+t, ..., k]`` for lags ``0 <= t < L`` (``L = max_lag`` or T).
     """
     y = np.asarray(y, dtype=np.float64)
+    from scipy import fft as sfft
+
     n = y.shape[0]
     lags = n if max_lag is None else min(int(max_lag), n)
-    size = 1 << int(np.ceil(np.log2(2 * n - 1)))  # zero padding: no wrap-around
-    f = np.fft.rfft(y, n=size, axis=0)
+    size = sfft.next_fast_len(2 * n - 1, real=True)  # zero padding: no wrap-around
+    f = sfft.rfft(y, n=size, axis=0)
     power = (f * f.conj()).real.sum(axis=-1)
-    c = np.fft.irfft(power, n=size, axis=0)[:lags]
+    c = sfft.irfft(power, n=size, axis=0)[:lags]
     counts = (n - np.arange(lags)).reshape((lags,) + (1,) * (c.ndim - 1))
     return c / counts
 
@@ -145,13 +147,14 @@ def csa_rates(c_ms_ppm2, dt_ps, larmor_hz):
 
 
 # Whole-store analysis -----------------------------------------------------------------------
-def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, site_block=256):
+def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, memory_gb=1.0):
     """Per-species and per-site dynamics of a store; results also written to its ``analysis/`` group.
 
     For every selected species and target: time-averaged tensors and their parameters,
     window averages (``window_ps``), l=2 correlation functions, integrated correlation
     times, and R1/R2 at ``field_t`` Tesla (quadrupolar from ``efg``, CSA from ``ms``,
-    summed when both exist). Sites are processed in blocks of ``site_block``.
+    summed when both exist). Sites are processed in blocks that fit ``memory_gb`` (float64
+    series and their FFTs), as few as possible: each block reads every frame chunk.
     """
     import zarr
     from ase.data import atomic_numbers, chemical_symbols
@@ -174,6 +177,7 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     result = {"store": str(path), "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
               "window_ps": window_ps, "species": {}, "sites": []}  # fmt: skip
     out = g.require_group("analysis")
+    site_block = max(1, int(memory_gb * 1e9 / (n * 9 * 8 * 4)))  # series, padded FFT and products
     for z in wanted:
         el = chemical_symbols[int(z)]
         idx = np.flatnonzero(numbers == z)
