@@ -150,7 +150,8 @@ def test_dynamics_command_on_a_jump_model_store(tmp_path):
                               "frame_index": np.arange(a, a + len(s)), "cell": np.full((len(s), 3, 3), np.nan)})  # fmt: skip
     store.finish()
     out = tmp_path / "dyn.json"
-    assert main(["dynamics", str(tmp_path / "jump.zarr"), "--field", "14.1", "--max-lag", "20", "--json", str(out)]) == 0
+    assert main(["dynamics", str(tmp_path / "jump.zarr"), "--field", "14.1", "--max-lag", "20", "--window", "100",
+                 "--json", str(out)]) == 0  # fmt: skip
     res = json.loads(out.read_text())
     o = res["species"]["O"]
     p2 = 0.5 * (3 * np.cos(np.radians(beta)) ** 2 - 1)
@@ -158,6 +159,9 @@ def test_dynamics_command_on_a_jump_model_store(tmp_path):
     assert o["Cq_MHz_avg"] == pytest.approx(T.quadrupolar_coupling_hz(vzz * p2, q) * 1e-6, rel=0.03)
     tau = 1 / (3 * k)
     assert o["tau_c_ps"] == pytest.approx(tau, rel=0.06)
+    # 100-ps windows hold ~150 jumps each: their C_Q scatters a little around the run average
+    mean_w, std_w = o["window_Cq_MHz"]
+    assert mean_w == pytest.approx(o["Cq_MHz_avg"], rel=0.05) and 0 < std_w < 0.1 * abs(mean_w)
     # analytic rates for an exponential G with the model's G(0) (fluctuating part of the tensor)
     fluct = efg_sites - efg_sites.mean(axis=0)
     g0 = float(np.mean(np.sum(fluct**2, axis=1)))
