@@ -38,7 +38,6 @@ def main():
             a.info["time_ps"] = 0.01 * k
             frames.append(a)
         write(path, frames, format="extxyz")
-    n_atoms = None
     list(iread_extxyz(path, slice(0, 2)))  # compile the numba kernels outside the timing
     t0 = time.perf_counter()
     ours = list(iread_extxyz(path))

@@ -1,10 +1,13 @@
 """dynnmr: dynamic solid-state NMR from molecular dynamics.
 
-Pipeline, one module per stage::
+The pipeline, one module per stage::
 
-    io (tensor/structure files) -> graphs (periodic neighbour lists)
-      -> model (equivariant tensor GNN) -> train / evaluate
-    tensors (NMR tensor algebra and conventions), isotopes, params (parameter tables)
+    reader (streaming trajectories) -> graphs (periodic neighbour lists, vesin)
+      -> model (equivariant tensor GNN) -> engine (chunked, prefetching inference)
+      -> store (zarr time series) -> correlator, dynamics (averages, correlations, relaxation)
+
+Around it: tensors (NMR tensor algebra and conventions), isotopes, io (tensor file
+formats), params (parameter tables), train / evaluate / modelfile (models), predict, cli.
 """
 
 __version__ = "0.1.0"

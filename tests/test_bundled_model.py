@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from dynnmr import io
 from dynnmr import tensors as T

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.io import read, write
+from ase.io import write
 from ase.spacegroup import crystal
 
 HERE = Path(__file__).resolve().parent
