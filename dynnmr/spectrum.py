@@ -18,6 +18,7 @@ axis and broadened.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import tensors as T
@@ -67,6 +68,37 @@ def central_transition_second_order_hz(efg_au, quadrupole_moment_mb, spin, larmo
     return -(nu_q[:, None] ** 2) / (6 * abs(larmor_hz)) * (spin * (spin + 1) - 0.75) * f
 
 
+@numba.njit(cache=True, nogil=True)
+def _histogram_ct(dirs, shift, axes, pref, eta, lo, step, hist):
+    """Fused CSA + second-order central transition frequencies, binned (ppm) for every site and direction.
+
+    Same formulas as :func:`shift_frequencies_ppm` and :func:`central_transition_second_order_hz`
+    (``pref`` already in ppm); numba avoids the (sites x directions) temporaries.
+    """
+    nbins = hist.size
+    for s in range(shift.shape[0]):
+        e = eta[s]
+        for n in range(dirs.shape[0]):
+            bx, by, bz = dirs[n, 0], dirs[n, 1], dirs[n, 2]
+            d = (bx * (shift[s, 0, 0] * bx + shift[s, 0, 1] * by + shift[s, 0, 2] * bz)
+                 + by * (shift[s, 1, 0] * bx + shift[s, 1, 1] * by + shift[s, 1, 2] * bz)
+                 + bz * (shift[s, 2, 0] * bx + shift[s, 2, 1] * by + shift[s, 2, 2] * bz))  # fmt: skip
+            if pref[s] != 0.0:
+                px = axes[s, 0, 0] * bx + axes[s, 1, 0] * by + axes[s, 2, 0] * bz
+                py = axes[s, 0, 1] * bx + axes[s, 1, 1] * by + axes[s, 2, 1] * bz
+                pz = axes[s, 0, 2] * bx + axes[s, 1, 2] * by + axes[s, 2, 2] * bz
+                c2 = pz * pz
+                sin2 = 1.0 - c2
+                cos2p = (px * px - py * py) / sin2 if sin2 > 1e-14 else 1.0
+                a = -27.0 / 8 + 9.0 / 4 * e * cos2p - 3.0 / 8 * e * e * cos2p * cos2p
+                b = 30.0 / 8 - e * e / 2 - 2.0 * e * cos2p + 3.0 / 4 * e * e * cos2p * cos2p
+                c = -3.0 / 8 + e * e / 3 - 1.0 / 4 * e * cos2p - 3.0 / 8 * e * e * cos2p * cos2p
+                d -= pref[s] * (a * c2 * c2 + b * c2 + c)
+            k = int(np.floor((d - lo) / step))
+            if 0 <= k < nbins:
+                hist[k] += 1.0
+
+
 def static_spectrum(ppm_axis, isotope, field_t, shift=None, efg=None, transitions="central", zcw_index=14,
                     broadening_ppm=0.0, lineshape="gaussian"):  # fmt: skip
     """Static powder spectrum summed over sites, normalised to unit area on ``ppm_axis``.
@@ -80,33 +112,39 @@ def static_spectrum(ppm_axis, isotope, field_t, shift=None, efg=None, transition
     iso = get_isotope(isotope)
     nu0 = iso.larmor_mhz(field_t) * 1e6
     dirs = zcw_directions(zcw_index)
-    n_sites = len(np.asarray(shift if shift is not None else efg).reshape(-1, 9))
-    base = shift_frequencies_ppm(shift, dirs) if shift is not None else np.zeros((n_sites, len(dirs)))
-    lines = []  # (frequencies in ppm, intensity weight) per transition
-    if efg is None or not iso.is_quadrupolar:
-        lines.append((base, 1.0))
-    else:
-        spin, q = iso.spin, iso.quadrupole_moment_mb
-        ct = base + central_transition_second_order_hz(efg, q, spin, nu0, dirs) / abs(nu0) * 1e6
-        if transitions == "central":
-            lines.append((ct, 1.0))
-        else:
-            for m in np.arange(-spin + 1, spin + 1):
-                weight = spin * (spin + 1) - m * (m - 1)  # |<m|I+|m-1>|^2
-                if m == 0.5:
-                    lines.append((ct, weight))
-                else:
-                    nu = quadrupolar_first_order_hz(efg, q, spin, m, dirs) / abs(nu0) * 1e6
-                    lines.append((base + nu, weight))
     axis = np.asarray(ppm_axis, dtype=np.float64)
+    if not np.allclose(np.diff(axis), axis[1] - axis[0]):
+        raise ValueError("the ppm axis must be equally spaced")
     step = abs(axis[1] - axis[0])
-    edges = np.concatenate([[axis[0] - (axis[1] - axis[0]) / 2], (axis[:-1] + axis[1:]) / 2,
-                            [axis[-1] + (axis[-1] - axis[-2]) / 2]])  # fmt: skip
-    order = np.argsort(edges)
-    hist = np.zeros(len(axis))
-    for freqs, w in lines:
-        h, _ = np.histogram(freqs.ravel(), bins=edges[order])
-        hist += w * (h if order[0] == 0 else h[::-1])
+    lo = axis.min() - step / 2
+    n_sites = len(np.asarray(shift if shift is not None else efg).reshape(-1, 9))
+    sym = T.symmetric_part(np.asarray(shift, dtype=np.float64).reshape(-1, 3, 3)) if shift is not None \
+        else np.zeros((n_sites, 3, 3))  # fmt: skip
+    hist = np.zeros(len(axis))  # ascending ppm
+    quadrupolar = efg is not None and iso.is_quadrupolar
+    if quadrupolar:
+        spin, q = iso.spin, iso.quadrupole_moment_mb
+        v = np.asarray(efg, dtype=np.float64).reshape(-1, 3, 3)
+        _, axes = T.efg_principal(v)
+        p = T.efg_parameters(v)
+        nu_q = 3 * T.quadrupolar_coupling_hz(p["Vzz"], q) / (2 * spin * (2 * spin - 1))
+        pref = nu_q**2 / (6 * abs(nu0)) * (spin * (spin + 1) - 0.75) / abs(nu0) * 1e6  # ppm
+        ct_weight = spin * (spin + 1) - 0.5 * (0.5 - 1)  # |<1/2|I+|-1/2>|^2
+        _histogram_ct(dirs, sym, np.ascontiguousarray(axes), pref, p["eta_Q"], lo, step, hist)
+        hist *= ct_weight if transitions == "all" else 1.0
+        if transitions == "all":
+            base = shift_frequencies_ppm(sym, dirs)
+            for m in np.arange(-spin + 1, spin + 1):
+                if m == 0.5:
+                    continue
+                nu = base + quadrupolar_first_order_hz(v, q, spin, m, dirs) / abs(nu0) * 1e6
+                k = np.floor((nu.ravel() - lo) / step).astype(np.int64)
+                k = k[(k >= 0) & (k < len(hist))]
+                hist += (spin * (spin + 1) - m * (m - 1)) * np.bincount(k, minlength=len(hist))
+    else:
+        _histogram_ct(dirs, sym, np.zeros((n_sites, 3, 3)), np.zeros(n_sites), np.zeros(n_sites), lo, step, hist)
+    if axis[1] < axis[0]:
+        hist = hist[::-1]
     if broadening_ppm > 0:
         x = (np.arange(len(axis)) - len(axis) // 2) * step
         if lineshape == "gaussian":

@@ -122,3 +122,19 @@ def test_agrees_with_mrsimulator():
     ours = static_spectrum(x, "17O", 14.1, efg=T.tensor_from_efg(vzz, 0.3, (0, 0, 0))[None], zcw_index=18,
                            broadening_ppm=1.0)  # fmt: skip
     assert np.abs(ours - ref).sum() * dx / 2 < 0.04  # measured 0.021
+
+
+def test_fused_kernel_equals_the_reference_functions():
+    """The numba histogram kernel bins exactly the frequencies of the numpy reference functions."""
+    from dynnmr.spectrum import central_transition_second_order_hz, shift_frequencies_ppm, zcw_directions
+
+    rng = np.random.default_rng(4)
+    efg = T.tensor_from_efg(rng.uniform(0.5, 1, 4), rng.uniform(0, 1, 4), rng.uniform(0, 180, (3, 4)))
+    shift = T.shift_tensor(T.tensor_from_haeberlen(250, rng.uniform(-40, 40, 4), rng.uniform(0, 1, 4),
+                                                   rng.uniform(0, 180, (3, 4))), 290.0)  # fmt: skip
+    nu0 = abs(ISOTOPES["17O"].larmor_mhz(14.1)) * 1e6
+    dirs = zcw_directions(10)
+    freqs = shift_frequencies_ppm(shift, dirs) + central_transition_second_order_hz(efg, -25.58, 2.5, nu0, dirs) / nu0 * 1e6
+    ref, _ = np.histogram(freqs.ravel(), bins=np.concatenate([AXIS - STEP / 2, [AXIS[-1] + STEP / 2]]))
+    y = static_spectrum(AXIS, "17O", 14.1, shift=shift, efg=efg, zcw_index=10)
+    np.testing.assert_allclose(y, ref / (ref.sum() * STEP), rtol=1e-12, atol=1e-12)
