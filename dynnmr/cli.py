@@ -103,6 +103,39 @@ def cmd_dynamics(args):
     return 0
 
 
+def cmd_spectrum(args):
+    import numpy as np
+
+    from . import tensors as T
+    from .engine import parse_frames
+    from .isotopes import get_isotope
+    from .spectrum import plot_spectrum, site_tensors, static_spectrum
+
+    iso = get_isotope(args.nucleus)
+    ms, efg, ref = site_tensors(args.input, iso.element, args.average, args.window,
+                                parse_frames(args.frames) if args.frames else None)  # fmt: skip
+    refs = {k: float(v) for k, v in _key_values(args.reference, "reference").items()}
+    ref = refs.get(iso.element, ref)
+    if ms is None and efg is None:
+        raise InputError(args.input, f"no {iso.element} tensors to simulate")
+    if ms is not None and ref is None:
+        raise InputError(args.input, f"no shift reference for {iso.element}: give --reference {iso.element}=SIGMA_REF_PPM")
+    shift = T.shift_tensor(ms, ref) if ms is not None else None
+    lo, hi = (float(v) for v in args.range.split(":"))
+    ppm = np.linspace(hi, lo, args.points)
+    y = static_spectrum(ppm, iso.name, args.field, shift=shift, efg=efg, transitions=args.transitions,
+                        zcw_index=args.zcw, broadening_ppm=args.broadening)  # fmt: skip
+    if args.output:
+        with open(args.output, "w") as fh:
+            fh.write("ppm,intensity\n")
+            fh.writelines(f"{a:.6f},{b:.8g}\n" for a, b in zip(ppm, y))
+    if args.plot:
+        plot_spectrum(ppm, y, iso.name, args.field, args.plot)
+    n = len(shift if shift is not None else efg)
+    print(f"{iso.name} at {args.field:g} T: {n} tensors, centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm", file=sys.stderr)
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
@@ -169,6 +202,24 @@ def build_parser():
     q.add_argument("--max-lag", type=float, help="longest correlation lag in ps (default: half the run)")
     q.add_argument("--json", help="write per-species and per-site results here")
     q.set_defaults(func=cmd_dynamics)
+
+    q = sub.add_parser("spectrum", help="static powder spectrum from a store or a tensor file")
+    q.add_argument("input", help="a store from dynnmr analyze, or a tensor file (magres, extxyz, JSON)")
+    q.add_argument("--nucleus", required=True, help="isotope, e.g. 17O or 29Si")
+    q.add_argument("--field", type=float, default=14.1, help="B0 in Tesla (default 14.1)")
+    q.add_argument("--average", default="run", choices=["run", "window", "none"],
+                   help="store: time-averaged tensors per site (run, window) or every frame's (none)")
+    q.add_argument("--window", type=float, help="window length in ps for --average window")
+    q.add_argument("--frames", help="start:stop:step of the store's frames")
+    q.add_argument("--reference", action="append", metavar="EL=PPM", help="sigma_ref (ppm); default: the store's")
+    q.add_argument("--transitions", default="central", choices=["central", "all"])
+    q.add_argument("--broadening", type=float, default=1.0, help="Gaussian FWHM in ppm (default 1)")
+    q.add_argument("--range", default="-300:200", help="ppm range, written --range=LO:HI (default -300:200)")
+    q.add_argument("--points", type=int, default=2048)
+    q.add_argument("--zcw", type=int, default=12, help="ZCW powder set index (default 12: 6765 orientations)")
+    q.add_argument("-o", "--output", help="CSV with columns ppm,intensity")
+    q.add_argument("--plot", help="PNG plot")
+    q.set_defaults(func=cmd_spectrum)
     return p
 
 

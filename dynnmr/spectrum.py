@@ -154,3 +154,80 @@ def static_spectrum(ppm_axis, isotope, field_t, shift=None, efg=None, transition
         hist = np.convolve(hist, kernel / kernel.sum(), mode="same")
     area = hist.sum() * step
     return hist / area if area > 0 else hist
+
+
+def site_tensors(path, element, average="run", window_ps=None, frames=None):
+    """Shift-ready inputs from a store or tensor file: ``(ms (K,3,3) or None, efg (K,3,3) or None, sigma_ref)``.
+
+    From a store, ``average`` picks instantaneous tensors of every selected frame (``none``),
+    per-site averages over the run (``run``) or over windows of ``window_ps`` (``window``);
+    each averaged or instantaneous tensor counts as one site of the powder. The store's
+    shift reference for the element is returned when it has one.
+    """
+    from pathlib import Path
+
+    from ase.data import atomic_numbers
+
+    z = atomic_numbers[element]
+    p = Path(path)
+    if p.is_dir():
+        import zarr
+
+        from . import dynamics
+
+        g = zarr.open_group(str(p), mode="r")
+        sel = np.flatnonzero(np.asarray(g["numbers"][:]) == z)
+        if not sel.size:
+            raise ValueError(f"{path} stores no {element} sites")
+        rows = slice(None) if frames is None else frames
+        out = []
+        for t in ("ms", "efg"):
+            if t not in g:
+                out.append(None)
+                continue
+            x = np.asarray(g[t].get_orthogonal_selection((rows, sel, slice(None))), dtype=np.float64)
+            if not np.isfinite(x).all():
+                out.append(None)
+                continue
+            if average == "run":
+                x = dynamics.mean_tensors(x)[None]
+            elif average == "window":
+                if not window_ps:
+                    raise ValueError("--average window needs --window PS")
+                x, _ = dynamics.window_means(x, np.asarray(g["time_ps"][rows]), window_ps)
+            elif average != "none":
+                raise ValueError(f"average must be run, window or none, not {average!r}")
+            out.append(x.reshape(-1, 3, 3))
+        ref = g.attrs.get("shift_reference", {}).get(element, {}).get("sigma_ref_ppm")
+        return out[0], out[1], ref
+    from . import io
+
+    ms, efg = [], []
+    for atoms in io.read(path):
+        mask = atoms.numbers == z
+        for t, acc in (("ms", ms), ("efg", efg)):
+            if t in atoms.arrays:
+                v = atoms.arrays[t][mask]
+                acc.append(v[np.isfinite(v).all(axis=(1, 2))])
+    cat = lambda a: np.concatenate(a) if a and sum(map(len, a)) else None  # noqa: E731
+    return cat(ms), cat(efg), None
+
+
+def plot_spectrum(ppm, intensity, nucleus, field_t, path, title=""):
+    """A spectroscopist's plot: ppm axis running right to left, nucleus and field labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.plot(ppm, intensity, "k-", lw=1.0)
+    ax.set_xlim(max(ppm), min(ppm))
+    label = "".join(c for c in nucleus if c.isdigit()), "".join(c for c in nucleus if c.isalpha())
+    ax.set_xlabel(f"$^{{{label[0]}}}${label[1]} chemical shift (ppm)")
+    ax.set_ylabel("intensity (normalised area)")
+    ax.set_yticks([])
+    ax.set_title(title or f"static $^{{{label[0]}}}${label[1]} spectrum, {field_t:g} T")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -138,3 +138,37 @@ def test_fused_kernel_equals_the_reference_functions():
     ref, _ = np.histogram(freqs.ravel(), bins=np.concatenate([AXIS - STEP / 2, [AXIS[-1] + STEP / 2]]))
     y = static_spectrum(AXIS, "17O", 14.1, shift=shift, efg=efg, zcw_index=10)
     np.testing.assert_allclose(y, ref / (ref.sum() * STEP), rtol=1e-12, atol=1e-12)
+
+
+def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
+    import csv
+
+    from conftest import MAGRES
+    from dynnmr.cli import main
+    from dynnmr.store import TensorStore
+
+    out, png = tmp_path / "o.csv", tmp_path / "o.png"
+    assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "17O", "--reference", "O=290",
+                 "--range=-500:300", "-o", str(out), "--plot", str(png)]) == 0  # fmt: skip
+    rows = list(csv.DictReader(open(out)))
+    assert list(rows[0]) == ["ppm", "intensity"] and len(rows) == 2048
+    ppm = np.array([float(r["ppm"]) for r in rows])
+    y = np.array([float(r["intensity"]) for r in rows])
+    assert ppm[0] > ppm[-1] and abs(y.sum() * (ppm[0] - ppm[1]) - 1) < 1e-6
+    assert png.stat().st_size > 5000
+    assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "13C"]) == 2
+    assert "no shift reference for C" in capsys.readouterr().err
+    # a store of tensors that do not move: run-averaged and instantaneous spectra coincide
+    ms = T.tensor_from_haeberlen([400.0, 380.0], [-40.0, 30.0], [0.2, 0.7], [[0, 40], [30, 60], [0, 90]]).reshape(2, 9)
+    store = TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=[14, 14], atom_index=[0, 1],
+                               chunk_frames=4, attrs={"shift_reference": {"Si": {"sigma_ref_ppm": 300.0}}})  # fmt: skip
+    store.write_chunk(0, {"ms": np.repeat(ms[None], 4, 0), "time_ps": np.arange(4.0), "frame_index": np.arange(4),
+                          "cell": np.full((4, 3, 3), np.nan)})  # fmt: skip
+    store.finish()
+    spectra = []
+    for average in ("run", "none"):
+        f = tmp_path / f"{average}.csv"
+        assert main(["spectrum", str(tmp_path / "s.zarr"), "--nucleus", "29Si", "--average", average,
+                     "--range=-200:0", "-o", str(f)]) == 0  # fmt: skip
+        spectra.append(np.loadtxt(f, delimiter=",", skiprows=1)[:, 1])
+    np.testing.assert_allclose(spectra[0], spectra[1], rtol=1e-9, atol=1e-12)
