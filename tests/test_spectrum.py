@@ -172,3 +172,29 @@ def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
                      "--range=-200:0", "-o", str(f)]) == 0  # fmt: skip
         spectra.append(np.loadtxt(f, delimiter=",", skiprows=1)[:, 1])
     np.testing.assert_allclose(spectra[0], spectra[1], rtol=1e-9, atol=1e-12)
+
+
+def test_central_transition_formula_against_exact_diagonalisation():
+    """Zeeman + quadrupolar Hamiltonian of a spin 5/2, diagonalised for arbitrary field directions:
+    the central transition's shift equals the second-order formula (to third-order terms)."""
+    from dynnmr.spectrum import central_transition_second_order_hz
+
+    spin, q, nu0 = 2.5, -25.58, 400e6
+    m = np.arange(spin, -spin - 1, -1)
+    raise_op = np.diag(np.sqrt(spin * (spin + 1) - m[1:] * (m[1:] + 1)), 1)
+    ops = [(raise_op + raise_op.T) / 2, (raise_op - raise_op.T) / 2j, np.diag(m)]
+    v = T.tensor_from_efg(1.0, 0.6, (30, 50, 70))
+    scale = T.quadrupolar_coupling_hz(1.0, q) / (2 * spin * (2 * spin - 1))
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        b = rng.normal(size=3)
+        b /= np.linalg.norm(b)
+        x = np.cross(b, [1.0, 0.0, 0.0])
+        x /= np.linalg.norm(x)
+        lab = np.stack([x, np.cross(b, x), b], axis=1)  # lab axes in crystal coordinates, z along B0
+        vl = lab.T @ v @ lab
+        h = nu0 * ops[2] + scale * sum(vl[i, j] * ops[i] @ ops[j] for i in range(3) for j in range(3))
+        e = np.linalg.eigvalsh(h)
+        exact = e[3] - e[2] - nu0  # E(+1/2) - E(-1/2) - nu0
+        formula = central_transition_second_order_hz(v[None], q, spin, nu0, b[None])[0, 0]
+        assert formula == pytest.approx(exact, abs=0.05)  # third-order terms ~ 0.01 Hz here
