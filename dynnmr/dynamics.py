@@ -113,7 +113,9 @@ def spectral_density(c, dt_ps, omega_rad_per_s):
     """``j(w) = int_0^tmax G(t) cos(w t) dt`` (units of G times s), trapezoidal over the lags given.
 
     ``c``: ``(L, ...)`` correlation function sampled every ``dt_ps``; truncate it (max_lag)
-    where it has decayed, since its noisy tail only adds noise.
+    where it has decayed, since its noisy tail only adds noise. A spectral density is
+    non-negative; a negative estimate (an oscillating, e.g. vibrational, correlation
+    integrated over a finite time) is noise about zero and is returned as 0.
     """
     c = np.asarray(c, dtype=np.float64)
     t_s = np.arange(len(c)) * dt_ps * 1e-12
@@ -121,7 +123,7 @@ def spectral_density(c, dt_ps, omega_rad_per_s):
     weights = np.full(len(c), dt_ps * 1e-12)
     weights[0] *= 0.5
     weights[-1] *= 0.5
-    out = np.tensordot(w * weights, c, axes=(1, 0))
+    out = np.maximum(np.tensordot(w * weights, c, axes=(1, 0)), 0.0)
     return out if np.ndim(omega_rad_per_s) else out[0]
 
 

@@ -92,6 +92,14 @@ def test_spectral_density_of_exponential():
         assert D.spectral_density(c, dt, w) == pytest.approx(expected, rel=2e-3)
 
 
+def test_oscillating_correlation_gives_no_negative_rates():
+    """A vibration-like correlation (cos, no decay over the window) integrates to ~0: rates >= 0."""
+    c = np.cos(2 * np.pi * np.arange(100) * 0.01 / 0.033)  # 33 fs period sampled at 10 fs
+    assert D.spectral_density(c, 0.01, 0.0) >= 0
+    r1, r2 = D.csa_rates(c * 800.0, 0.01, 119.2e6)
+    assert r1 >= 0 and r2 >= 0
+
+
 def test_quadrupolar_rates_textbook_limits_and_bpp_minimum():
     """17O (I = 5/2): extreme narrowing equals the textbook C_Q^2 (1 + eta^2/3) tau formula;
     R1 against tau has its minimum where w0 tau = 0.6158 (for 0.2 J(w0) + 0.8 J(2 w0))."""
