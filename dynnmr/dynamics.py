@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import tensors as T
+from .isotopes import ISOTOPES, isotope_for
+from .params import efg_columns, shielding_columns
 
 
 def mean_tensors(x):
@@ -161,9 +163,6 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     import zarr
     from ase.data import atomic_numbers, chemical_symbols
 
-    from .isotopes import ISOTOPES, isotope_for
-    from .params import efg_columns, shielding_columns
-
     g = zarr.open_group(str(path), mode="r+")
     numbers = np.asarray(g["numbers"][:])
     t = np.asarray(g["time_ps"][:])
@@ -210,7 +209,7 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
                 if window_ps:
                     means, _ = window_means(x, t, window_ps)
                     win.setdefault(tg, []).append(means.reshape(-1, 3, 3))
-        summary = _species_summary(el, idx, per_site, win, dt, iso_q, shielding_columns, efg_columns)
+        summary = _species_summary(el, idx, per_site, win, dt, iso_q)
         if summary is None:
             continue
         result["species"][el] = summary.pop("species")
@@ -224,7 +223,7 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     return result
 
 
-def _species_summary(el, idx, per_site, win, dt, iso_q, shielding_columns, efg_columns):
+def _species_summary(el, idx, per_site, win, dt, iso_q):
     """Per-species and per-site JSON entries from the per-site blocks of one species."""
     if not per_site["mean_ms"] and not per_site["mean_efg"]:
         return None

@@ -25,7 +25,9 @@ from . import tensors as T
 from .correlator import MultipleTauCorrelator
 from .errors import InputError
 from .graphs import collate, collate_on_device, frame_arrays
+from .isotopes import isotope_for
 from .modelfile import DEFAULT_MODEL, load_model
+from .params import efg_columns
 from .predict import covered_mask, resolve_device, species_indices
 from .reader import iread
 from .store import TensorStore, open_store, source_attrs
@@ -339,11 +341,6 @@ def summarize(path, chunk=None):
     (C_Q in MHz with the default isotope, eta_Q) parameters; time-averaged ones are
     derived from the averaged Cartesian tensors, never by averaging parameters.
     """
-    from ase.data import chemical_symbols
-
-    from .isotopes import isotope_for
-    from .params import efg_columns
-
     g = open_store(path)
     numbers = np.asarray(g["numbers"][:])
     refs = g.attrs.get("shift_reference", {})
@@ -355,18 +352,20 @@ def summarize(path, chunk=None):
         for a in range(0, n, step):
             block = np.asarray(g[t][a : a + step], dtype=np.float64)
             total += block.sum(axis=0)
-            _accumulate(stats, t, block.reshape(block.shape[:2] + (3, 3)), numbers, refs, "", chemical_symbols,
-                        isotope_for, efg_columns)  # fmt: skip
+            _accumulate(stats, t, block.reshape(block.shape[:2] + (3, 3)), numbers, refs, "")
         if n:
             mean = (total / n).reshape(-1, 3, 3)[None]
-            _accumulate(stats, t, mean, numbers, refs, "avg ", chemical_symbols, isotope_for, efg_columns)
+            _accumulate(stats, t, mean, numbers, refs, "avg ")
     return {el: {k: (s / c, np.sqrt(max(s2 / c - (s / c) ** 2, 0.0))) for k, (s, s2, c) in d.items()}
             for el, d in stats.items()}  # fmt: skip
 
 
-def _accumulate(stats, target, tensors, numbers, refs, prefix, symbols, isotope_for, efg_columns):
+def _accumulate(stats, target, tensors, numbers, refs, prefix):
+    """Add one block's per-species parameter sums (value, square, count) to ``stats``."""
+    from ase.data import chemical_symbols
+
     for z in np.unique(numbers):
-        el = symbols[int(z)]
+        el = chemical_symbols[int(z)]
         x = tensors[:, numbers == z].reshape(-1, 3, 3)
         x = x[np.isfinite(x).all(axis=(1, 2))]
         if not len(x):
