@@ -50,6 +50,15 @@ def quadrupolar_first_order_hz(efg_au, quadrupole_moment_mb, spin, m, directions
     return 3.0 * cq_lab * (2 * m - 1) / (4 * spin * (2 * spin - 1))
 
 
+@numba.njit(cache=True)
+def _ct_angular(c2, cos2p, eta):
+    """``A cos^4 t + B cos^2 t + C`` of the second-order central transition (scalars or arrays)."""
+    a = -27.0 / 8 + 9.0 / 4 * eta * cos2p - 3.0 / 8 * eta * eta * cos2p * cos2p
+    b = 30.0 / 8 - eta * eta / 2 - 2.0 * eta * cos2p + 3.0 / 4 * eta * eta * cos2p * cos2p
+    c = -3.0 / 8 + eta * eta / 3 - 1.0 / 4 * eta * cos2p - 3.0 / 8 * eta * eta * cos2p * cos2p
+    return a * c2 * c2 + b * c2 + c
+
+
 def central_transition_second_order_hz(efg_au, quadrupole_moment_mb, spin, larmor_hz, directions):
     """Second-order shift (Hz) of the central transition: ``(S, N)``."""
     v = np.asarray(efg_au, dtype=np.float64).reshape(-1, 3, 3)
@@ -60,11 +69,7 @@ def central_transition_second_order_hz(efg_au, quadrupole_moment_mb, spin, larmo
     b = np.einsum("sji,nj->sni", axes, directions)  # directions in each site's principal frame
     c2 = b[..., 2] ** 2
     cos2p = np.where(1 - c2 > 1e-14, (b[..., 0] ** 2 - b[..., 1] ** 2) / np.maximum(1 - c2, 1e-300), 1.0)
-    eta = p["eta_Q"][:, None]
-    a = -27 / 8 + 9 / 4 * eta * cos2p - 3 / 8 * eta**2 * cos2p**2
-    bb = 30 / 8 - eta**2 / 2 - 2 * eta * cos2p + 3 / 4 * eta**2 * cos2p**2
-    c = -3 / 8 + eta**2 / 3 - 1 / 4 * eta * cos2p - 3 / 8 * eta**2 * cos2p**2
-    f = a * c2**2 + bb * c2 + c
+    f = _ct_angular(c2, cos2p, np.broadcast_to(p["eta_Q"][:, None], c2.shape))
     return -(nu_q[:, None] ** 2) / (6 * abs(larmor_hz)) * (spin * (spin + 1) - 0.75) * f
 
 
@@ -72,8 +77,9 @@ def central_transition_second_order_hz(efg_au, quadrupole_moment_mb, spin, larmo
 def _histogram_ct(dirs, shift, axes, pref, eta, lo, step, hist):
     """Fused CSA + second-order central transition frequencies, binned (ppm) for every site and direction.
 
-    Same formulas as :func:`shift_frequencies_ppm` and :func:`central_transition_second_order_hz`
-    (``pref`` already in ppm); numba avoids the (sites x directions) temporaries.
+    The frequencies of :func:`shift_frequencies_ppm` and :func:`central_transition_second_order_hz`
+    (``pref`` already in ppm; the angular part is the shared :func:`_ct_angular`); numba
+    avoids the (sites x directions) temporaries.
     """
     nbins = hist.size
     for s in range(shift.shape[0]):
@@ -90,10 +96,7 @@ def _histogram_ct(dirs, shift, axes, pref, eta, lo, step, hist):
                 c2 = pz * pz
                 sin2 = 1.0 - c2
                 cos2p = (px * px - py * py) / sin2 if sin2 > 1e-14 else 1.0
-                a = -27.0 / 8 + 9.0 / 4 * e * cos2p - 3.0 / 8 * e * e * cos2p * cos2p
-                b = 30.0 / 8 - e * e / 2 - 2.0 * e * cos2p + 3.0 / 4 * e * e * cos2p * cos2p
-                c = -3.0 / 8 + e * e / 3 - 1.0 / 4 * e * cos2p - 3.0 / 8 * e * e * cos2p * cos2p
-                d -= pref[s] * (a * c2 * c2 + b * c2 + c)
+                d -= pref[s] * _ct_angular(c2, cos2p, e)
             k = int(np.floor((d - lo) / step))
             if 0 <= k < nbins:
                 hist[k] += 1.0
