@@ -15,7 +15,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,6 @@ class Profile:
     frames: int = 0
     atoms: int = 0
     wall: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def report(self) -> str:
         rate = self.atoms / self.wall if self.wall else 0.0
