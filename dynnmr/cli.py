@@ -136,6 +136,24 @@ def cmd_spectrum(args):
     return 0
 
 
+def cmd_label(args):
+    from .engine import parse_frames
+    from .label import frame_to_atoms, label_sites
+    from .reader import iread
+
+    if args.threads:
+        from pyscf import lib
+
+        lib.num_threads(args.threads)
+    frames = ((f.index, frame_to_atoms(f)) for f in iread(args.input, parse_frames(args.frames), topology=args.topology))
+    images = label_sites(frames, args.output, Path(args.input).name, species=args.sites.split(","),
+                         properties=args.properties.split(","), max_sites=args.max_sites, shells=args.shells,
+                         xc=args.xc, basis=args.basis, centre_basis=args.centre_basis, seed=args.seed)  # fmt: skip
+    n = sum(int((a.arrays["label_status"] == 1).sum()) for a in images)
+    print(f"{args.output}: {n} labelled sites in {len(images)} frames", file=sys.stderr)
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
@@ -220,6 +238,22 @@ def build_parser():
     q.add_argument("-o", "--output", help="CSV with columns ppm,intensity")
     q.add_argument("--plot", help="PNG plot")
     q.set_defaults(func=cmd_spectrum)
+
+    q = sub.add_parser("label", help="DFT reference labels (EFG, GIAO shielding) of cluster-centred sites with PySCF")
+    q.add_argument("input", help="structure or trajectory file (periodic frames)")
+    q.add_argument("-o", "--output", required=True, help="extended XYZ of labelled frames; rerun to resume")
+    q.add_argument("--sites", default="O", help="elements whose sites to label, e.g. O,Si (default O)")
+    q.add_argument("--properties", default="efg,ms", help="efg, ms or both (default efg,ms)")
+    q.add_argument("--max-sites", type=int, help="sites to label per frame (default all)")
+    q.add_argument("--frames", help="start:stop:step of the file's frames (default all)")
+    q.add_argument("--topology", help="topology naming the elements, for DCD/XTC/TRR")
+    q.add_argument("--shells", type=int, default=2, help="bond shells around the site before H caps (default 2)")
+    q.add_argument("--xc", default="b3lyp", help="functional (default b3lyp)")
+    q.add_argument("--basis", default="pcSseg-1", help="basis set from basis_set_exchange (default pcSseg-1)")
+    q.add_argument("--centre-basis", default="pcSseg-2", help="basis on the site's own atom (default pcSseg-2)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the site order (default 0)")
+    q.add_argument("--threads", type=int, help="PySCF threads (default: all cores)")
+    q.set_defaults(func=cmd_label)
     return p
 
 

@@ -1,0 +1,345 @@
+"""First-principles reference labels: a cluster around each chosen site, DFT with PySCF.
+
+The GIPAW data we have labels 29Si only. For 17O EFG and shielding we compute our own
+labels from site-centred clusters cut out of periodic frames:
+
+* the cluster holds every atom within ``shells`` bonds of the centre (bonds from
+  covalent radii, periodic images followed, so an atom may appear twice through
+  different images in a small cell), and each bond cut at the boundary is capped with
+  H along the bond at a fixed distance (O-H 0.96 A, Si-H 1.48 A);
+* closed-shell DFT (B3LYP by default) in a shielding-oriented basis (pcSseg-1 from
+  basis_set_exchange, offline; pcSseg-2 on the centre atom, see :func:`compute_site`),
+  then the centre atom's EFG tensor (atomic units,
+  Hartree/bohr^2, V_ij = d^2 V / dx_i dx_j as in CASTEP) and GIAO shielding tensor
+  (ppm, sigma_ij with B along j, as in CASTEP's magres files).
+
+PySCF's NMR code is pyscf-properties, written against an older PySCF. Two fixes are
+applied while our shielding runs (scoped patches, not edits of the installed package):
+its RKS GIAO exchange-correlation response (``get_vxc_giao``) passes a block size that
+``NumInt.block_loop`` rejects unless it is a multiple of ``BLKSIZE``
+(:func:`_get_vxc_giao`), and its CPHF operator assumes the Krylov solver always passes
+three trial vectors (:func:`_gen_vind`). Labels are written one site at a time to an extended XYZ file, so
+an interrupted run resumes where it stopped (:func:`label_sites`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.data import covalent_radii
+
+from .graphs import neighbour_pairs
+
+BOND_SCALE = 1.2  # bond if distance < 1.2 x sum of covalent radii (Si-O: 2.12 A)
+CAP_DISTANCE_A = {"O": 0.96, "Si": 1.48}  # X-H distance of a cap replacing a cut bond
+
+
+def cap_distance(symbol: str) -> float:
+    """X-H bond length (Angstrom) for a cap on atom X; covalent radii sum if not tabulated."""
+    from ase.data import atomic_numbers
+
+    return CAP_DISTANCE_A.get(symbol, covalent_radii[atomic_numbers[symbol]] + covalent_radii[1])
+
+
+def _bonds(atoms: Atoms):
+    """Bonded pairs (i, j, integer shift) of a frame, both directions."""
+    cut = BOND_SCALE * 2 * covalent_radii[atoms.numbers].max()
+    i, j, s = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, cut)
+    vec = atoms.positions[j] - atoms.positions[i] + s @ atoms.cell.array
+    limit = BOND_SCALE * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
+    keep = np.linalg.norm(vec, axis=1) < limit
+    bonded: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for a, b, shift in zip(i[keep], j[keep], s[keep]):
+        bonded.setdefault(int(a), []).append((int(b), shift))
+    return bonded
+
+
+def carve_cluster(atoms: Atoms, centre: int, shells: int = 2, bonds=None) -> Atoms:
+    """Hydrogen-capped cluster of all atoms within ``shells`` bonds of atom ``centre``.
+
+    The centre is atom 0 of the returned (non-periodic) cluster, placed at the origin;
+    ``cluster.arrays["source_index"]`` gives each atom's index in ``atoms`` (-1 for caps)
+    and ``cluster.arrays["depth"]`` its bond distance from the centre.
+    """
+    bonds = _bonds(atoms) if bonds is None else bonds
+    cell = atoms.cell.array
+    origin = atoms.positions[centre]
+    key0 = (centre, (0, 0, 0))
+    members = {key0: (0, np.zeros(3))}  # (index, image) -> (depth, position relative to centre)
+    order = [key0]
+    frontier = [key0]
+    for depth in range(1, shells + 1):
+        nxt = []
+        for idx, img in frontier:
+            base = members[(idx, img)][1]
+            for nb, shift in bonds.get(idx, []):
+                nimg = tuple(int(v) for v in np.asarray(img) + shift)
+                key = (nb, nimg)
+                if key not in members:
+                    pos = atoms.positions[nb] + np.asarray(nimg) @ cell - origin
+                    members[key] = (depth, pos)
+                    order.append(key)
+                    nxt.append(key)
+        frontier = nxt
+    symbols = [atoms.get_chemical_symbols()[k[0]] for k in order]
+    positions = [members[k][1] for k in order]
+    depth = [members[k][0] for k in order]
+    source = [k[0] for k in order]
+    for (idx, img), sym in zip(list(order), list(symbols)):
+        if members[(idx, img)][0] != shells:
+            continue
+        base = members[(idx, img)][1]
+        for nb, shift in bonds.get(idx, []):
+            key = (nb, tuple(int(v) for v in np.asarray(img) + shift))
+            if key in members:
+                continue
+            outward = atoms.positions[nb] + np.asarray(key[1]) @ cell - origin - base
+            symbols.append("H")
+            positions.append(base + cap_distance(sym) * outward / np.linalg.norm(outward))
+            depth.append(shells + 1)
+            source.append(-1)
+    cluster = Atoms(symbols=symbols, positions=np.array(positions), pbc=False)
+    cluster.arrays["source_index"] = np.array(source, dtype=int)
+    cluster.arrays["depth"] = np.array(depth, dtype=int)
+    return cluster
+
+
+def pcsseg1_basis(elements):
+    """pcSseg-1 (Jensen's shielding-optimised basis) for ``elements``, from basis_set_exchange."""
+    return named_basis("pcSseg-1", elements)
+
+
+def named_basis(name, elements):
+    """A basis from basis_set_exchange's offline library as a PySCF basis dict."""
+    import basis_set_exchange as bse
+    from pyscf import gto
+
+    text = bse.get_basis(name, elements=sorted(set(elements)), fmt="nwchem")
+    return {el: gto.basis.parse(text, symb=el) for el in sorted(set(elements))}
+
+
+def _get_vxc_giao(ni, mol, grids, xc_code, dms, max_memory=2000, verbose=None):
+    """pyscf-properties' GIAO XC response, called with a block size current PySCF accepts.
+
+    pyscf-properties sets ``blksize = min(m * BLKSIZE, ngrids)`` with ``m`` from
+    ``max_memory``; when the grid is the smaller (small molecules), the block size is
+    not a multiple of ``BLKSIZE`` and PySCF's ``block_loop`` asserts. Capping
+    ``max_memory`` so that ``m * BLKSIZE <= ngrids`` gives a conforming block size; the
+    integration is the same sum over the same points in blocks of another length.
+    """
+    from pyscf.dft import numint
+
+    ngrids = len(grids.weights)
+    mb_per_block = 12 * 8 * mol.nao_nr() * numint.BLKSIZE / 1e6  # inverse of its formula
+    cap = (max(ngrids // numint.BLKSIZE, 1) + 0.5) * mb_per_block
+    return _ORIGINAL_GET_VXC_GIAO(ni, mol, grids, xc_code, dms, min(max_memory, cap), verbose)
+
+
+def _gen_vind(mf, mo_coeff, mo_occ):
+    """pyscf-properties' CPHF response operator, accepting any number of trial vectors.
+
+    The original reshapes its input to exactly three vectors (one per field
+    direction), but PySCF's Krylov solver now passes only the unconverged ones. The
+    operator is linear and acts on each vector alone, so we apply it to groups of
+    three, padding the last group with zeros.
+    """
+    vind3 = _ORIGINAL_GEN_VIND(mf, mo_coeff, mo_occ)
+    size = mo_coeff.shape[1] * int((mo_occ > 0).sum())
+
+    def vind(mo1):
+        x = np.asarray(mo1).reshape(-1, size)
+        n = len(x)
+        padded = np.zeros((-(-n // 3) * 3, size), dtype=x.dtype)
+        padded[:n] = x
+        out = [np.asarray(vind3(padded[k : k + 3].ravel())).reshape(3, size) for k in range(0, len(padded), 3)]
+        return np.concatenate(out)[:n].reshape(np.shape(mo1))
+
+    return vind
+
+
+_ORIGINAL_GET_VXC_GIAO = _ORIGINAL_GEN_VIND = None
+
+
+def giao_shielding(mf, atoms) -> np.ndarray:
+    """GIAO shielding tensors (ppm) of ``atoms`` from a converged RKS/RHF object.
+
+    Returned as sigma_ij = -dB_ind,i / dB_ext,j (the external field along j, CASTEP's
+    magres convention); PySCF's array has the field index first, so it is transposed.
+    """
+    from unittest import mock
+
+    from pyscf.prop.nmr import rhf as nmr_rhf
+    from pyscf.prop.nmr import rks as nmr_rks
+
+    global _ORIGINAL_GET_VXC_GIAO, _ORIGINAL_GEN_VIND
+    if _ORIGINAL_GET_VXC_GIAO is None:
+        _ORIGINAL_GET_VXC_GIAO, _ORIGINAL_GEN_VIND = nmr_rks.get_vxc_giao, nmr_rhf.gen_vind
+    cls = nmr_rks.NMR if hasattr(mf, "xc") else nmr_rhf.NMR
+    obj = cls(mf)
+    obj.shielding_nuc = list(atoms)
+    with mock.patch.object(nmr_rks, "get_vxc_giao", _get_vxc_giao), mock.patch.object(nmr_rhf, "gen_vind", _gen_vind):
+        sigma = np.asarray(obj.kernel())
+    return sigma.transpose(0, 2, 1)
+
+
+@dataclass
+class SiteLabel:
+    """DFT labels of one cluster's centre atom (tensors in the frame of the input)."""
+
+    efg_au: np.ndarray | None  # (3, 3) Hartree / bohr^2
+    ms_ppm: np.ndarray | None  # (3, 3) ppm
+    n_atoms: int
+    n_basis: int
+    seconds_scf: float
+    seconds_efg: float
+    seconds_ms: float
+
+
+def compute_site(cluster: Atoms, properties=("efg", "ms"), xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2",
+                 threads=None, density_fit=True) -> SiteLabel:  # fmt: skip
+    """DFT EFG and/or GIAO shielding of atom 0 of a closed-shell, neutral cluster.
+
+    A locally dense basis: ``centre_basis`` on the centre atom, ``basis`` on the rest.
+    The EFG needs core flexibility at the nucleus: for H2O, 17O C_Q is 12.15 MHz with
+    pcSseg-1 everywhere, 11.15 with pcSseg-2 on O, 10.78 with pcSseg-3 on O and 10.67
+    with pcSseg-3 everywhere (B3LYP; experiment 10.175 MHz).
+    """
+    from pyscf import dft, gto, lib
+
+    if threads:
+        lib.num_threads(threads)
+    symbols = cluster.get_chemical_symbols()
+    n_elec = int(cluster.numbers.sum())
+    if n_elec % 2:
+        raise ValueError(f"cluster has an odd number of electrons ({n_elec}); a closed shell is required")
+    labels = [s + "1" if k == 0 else s for k, s in enumerate(symbols)]  # the centre gets its own basis
+    basis_sets = named_basis(basis, symbols)
+    basis_sets[labels[0]] = named_basis(centre_basis or basis, symbols[:1])[symbols[0]]
+    mol = gto.M(atom=list(zip(labels, cluster.positions)), unit="Angstrom",
+                basis=basis_sets, charge=0, spin=0, verbose=0)  # fmt: skip
+    t0 = time.perf_counter()
+    mf = dft.RKS(mol).density_fit() if density_fit else dft.RKS(mol)
+    mf.xc = xc
+    mf.conv_tol = 1e-9
+    mf.kernel()
+    if not mf.converged:
+        raise RuntimeError("SCF did not converge")
+    t1 = time.perf_counter()
+    efg = ms = None
+    if "efg" in properties:
+        from pyscf.prop.efg import rhf as efg_rhf
+
+        efg = np.asarray(efg_rhf.kernel(mf, efg_nuc=[0]))[0]
+    t2 = time.perf_counter()
+    if "ms" in properties:
+        ms = giao_shielding(mf, [0])[0]
+    t3 = time.perf_counter()
+    return SiteLabel(efg, ms, len(cluster), mol.nao_nr(), t1 - t0, t2 - t1, t3 - t2)
+
+
+# resumable labelling of many sites ------------------------------------------------------
+METHOD_INFO_KEYS = ("label_method", "source", "source_frame")
+
+
+def frame_to_atoms(frame) -> Atoms:
+    """A reader :class:`~dynnmr.reader.Frame` as ``ase.Atoms`` (time kept in info['time_ps'])."""
+    atoms = Atoms(numbers=frame.numbers, positions=frame.positions, pbc=frame.pbc,
+                  cell=frame.cell if frame.cell is not None else None)  # fmt: skip
+    if frame.time_ps is not None:
+        atoms.info["time_ps"] = frame.time_ps
+    return atoms
+
+
+def candidate_sites(atoms: Atoms, species, seed=0) -> np.ndarray:
+    """Atoms of the given species in a fixed random order (the labelling order, resumable)."""
+    idx = np.flatnonzero(np.isin(atoms.get_chemical_symbols(), list(species)))
+    return np.random.default_rng(seed).permutation(idx)
+
+
+def _blank_labels(atoms: Atoms, source, frame_index, method) -> Atoms:
+    out = atoms.copy()
+    out.info.update({"source": str(source), "source_frame": int(frame_index), "label_method": method})
+    n = len(out)
+    out.arrays["efg"] = np.full((n, 3, 3), np.nan)
+    out.arrays["ms"] = np.full((n, 3, 3), np.nan)
+    out.arrays["label_status"] = np.zeros(n, dtype=int)  # 0 not tried, 1 labelled, -1 failed
+    out.arrays["cluster_atoms"] = np.zeros(n, dtype=int)
+    return out
+
+
+def _save(path: Path, images) -> None:
+    """Atomic rewrite: a crash mid-write leaves the previous file intact."""
+    import os
+
+    from .io import write_extxyz
+
+    tmp = path.with_name(path.name + ".tmp")
+    write_extxyz(tmp, images)
+    os.replace(tmp, path)
+
+
+def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms"), max_sites=None,
+                shells=2, xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2", seed=0,
+                log=sys.stderr) -> list[Atoms]:  # fmt: skip
+    """Label up to ``max_sites`` sites of ``species`` per frame; resumable.
+
+    ``frames`` yields ``(frame_index, ase.Atoms)``. The output extended XYZ file holds
+    each periodic frame with ``efg`` (au) and ``ms`` (ppm) per atom, NaN where not
+    computed, and is rewritten atomically after every site: rerunning the same command
+    after an interruption skips finished sites (matched by source file and frame index).
+    """
+    from .io import read as read_any
+
+    out_path = Path(out_path)
+    method = f"{xc}/{centre_basis} (centre), {basis} cluster shells={shells}"
+    done = read_any(out_path) if out_path.exists() else []
+    for a in done:
+        for t in ("efg", "ms"):
+            a.arrays.setdefault(t, np.full((len(a), 3, 3), np.nan))
+    index = {(a.info.get("source"), int(a.info.get("source_frame", -1))): k for k, a in enumerate(done)}
+    want = [p for p in ("efg", "ms") if p in properties]
+    for frame_index, atoms in frames:
+        key = (str(source), int(frame_index))
+        if key not in index:
+            done.append(_blank_labels(atoms, source, frame_index, method))
+            index[key] = len(done) - 1
+        rec = done[index[key]]
+        if rec.info.get("label_method") != method:
+            raise ValueError(f"{out_path}: frame {frame_index} was labelled with {rec.info.get('label_method')!r}, "
+                             f"not {method!r}; write to another file")  # fmt: skip
+        bonds = _bonds(rec)
+        todo = [int(i) for i in candidate_sites(rec, species, seed)]
+        labelled = lambda i: all(np.isfinite(rec.arrays[p][i]).all() for p in want)  # noqa: E731
+        n_done = sum(labelled(i) for i in todo)
+        for i in todo:
+            if max_sites is not None and n_done >= max_sites:
+                break
+            if labelled(i) or rec.arrays["label_status"][i] < 0:
+                continue
+            cluster = carve_cluster(rec, i, shells, bonds)
+            t0 = time.perf_counter()
+            try:
+                res = compute_site(cluster, want, xc=xc, basis=basis, centre_basis=centre_basis)
+            except (ValueError, RuntimeError) as exc:
+                rec.arrays["label_status"][i] = -1
+                print(f"{source} frame {frame_index} atom {i}: skipped ({exc})", file=log, flush=True)
+            else:
+                if res.efg_au is not None:
+                    rec.arrays["efg"][i] = res.efg_au
+                if res.ms_ppm is not None:
+                    rec.arrays["ms"][i] = res.ms_ppm
+                rec.arrays["label_status"][i] = 1
+                rec.arrays["cluster_atoms"][i] = len(cluster)
+                n_done += 1
+                print(f"{source} frame {frame_index} atom {i} ({rec.get_chemical_symbols()[i]}, "
+                      f"{cluster.get_chemical_formula()}, {res.n_basis} basis functions): "
+                      f"{time.perf_counter() - t0:.1f} s (SCF {res.seconds_scf:.1f}, EFG {res.seconds_efg:.1f}, "
+                      f"shielding {res.seconds_ms:.1f}); {n_done}/{max_sites or len(todo)} in this frame",
+                      file=log, flush=True)  # fmt: skip
+            _save(out_path, done)
+    return done

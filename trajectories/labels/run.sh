@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Reference labels for the sio2 model: B3LYP/pcSseg-1 EFG and GIAO shielding of
+# H-capped site-centred clusters (dynnmr label). Every line resumes where it stopped,
+# so the whole script can be rerun after an interruption; results land in
+# trajectories/labels/sio2_clusters.extxyz one site at a time.
+#     nohup bash trajectories/labels/run.sh > trajectories/labels/run.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+L="${DYNNMR:-.venv/bin/dynnmr} label"
+OUT=trajectories/labels/sio2_clusters.extxyz
+T=trajectories
+# experimental crystals: all O (and all Si) are equivalent by symmetry, one site each
+$L $T/alpha_quartz.extxyz -o $OUT --sites O --max-sites 1
+$L $T/alpha_cristobalite.extxyz -o $OUT --sites O --max-sites 1
+# shielding and EFG: alpha (0), mid-ramp (275) and beta (550) cristobalite, and the glass
+$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --max-sites 4
+$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 10
+# EFG only, many more sites over the ramp, the isotherms and the glass
+$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 12 --properties efg
+$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 120 --properties efg
+$L $T/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2001:1000 --max-sites 12 --properties efg
+$L $T/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2001:1000 --max-sites 12 --properties efg
+# more shielding on the sites that already have an EFG
+$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 6
+$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 60
+# Si-centred clusters (Si(OSiH3)4-like, about 6 min each), to compare with periodic 29Si
+$L $T/alpha_quartz.extxyz -o $OUT --sites Si --max-sites 1 --properties ms
+$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --sites Si --max-sites 4 --properties ms
+$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --sites Si --max-sites 10 --properties ms
