@@ -14,7 +14,7 @@ from dynnmr.isotopes import get_isotope
 from dynnmr.tensors import efg_parameters, isotropic, quadrupolar_coupling_hz
 
 REPO = Path(__file__).parents[1]
-QUARTZ = REPO / "trajectories" / "alpha_quartz.extxyz"
+QUARTZ = REPO / "dynnmr" / "data" / "alpha_quartz.extxyz"
 FAST = dict(xc="lda,vwn", basis="sto-3g", centre_basis="sto-3g")  # machinery tests, not physics
 
 

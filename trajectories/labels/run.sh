@@ -10,8 +10,8 @@ L="${DYNNMR:-.venv/bin/dynnmr} label"
 OUT=trajectories/labels/sio2_clusters.extxyz
 T=trajectories
 # experimental crystals: all O (and all Si) are equivalent by symmetry, one site each
-$L $T/alpha_quartz.extxyz -o $OUT --sites O --max-sites 1
-$L $T/alpha_cristobalite.extxyz -o $OUT --sites O --max-sites 1
+$L dynnmr/data/alpha_quartz.extxyz -o $OUT --sites O --max-sites 1
+$L dynnmr/data/alpha_cristobalite.extxyz -o $OUT --sites O --max-sites 1
 # shielding and EFG: alpha (0), mid-ramp (275) and beta (550) cristobalite, and the glass
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --max-sites 4
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 10
@@ -24,6 +24,6 @@ $L $T/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2001:1000 --max-sites 12 --
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 6
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 60
 # Si-centred clusters (Si(OSiH3)4-like, about 6 min each), to compare with periodic 29Si
-$L $T/alpha_quartz.extxyz -o $OUT --sites Si --max-sites 1 --properties ms
+$L dynnmr/data/alpha_quartz.extxyz -o $OUT --sites Si --max-sites 1 --properties ms
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --sites Si --max-sites 4 --properties ms
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --sites Si --max-sites 10 --properties ms
