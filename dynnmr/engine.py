@@ -227,7 +227,7 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     periodic = first.cell is not None
     check = _FrameCheck(trajectory, numbers, periodic)
     covered = {t: covered_mask(info, t, numbers[sites]) for t in net.targets}
-    unknown = (idx < 0).numpy()[sites]
+    unknown = (idx < 0).cpu().numpy()[sites]
 
     def frames_with_first():
         yield first

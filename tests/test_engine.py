@@ -270,3 +270,17 @@ def test_correlate_during_analyze_matches_fft_of_store(tmp_path, tiny_model):
         for l in (0, 1, 2):
             got = g[f"analysis/mtau_{t}_l{l}"][:][level0][:, ok]
             np.testing.assert_allclose(got, ref[l][lags[level0]], rtol=1e-6, atol=1e-9 * scale)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+@pytest.mark.parametrize("graphs", ["device", "cpu"])
+def test_cuda_store_matches_cpu_store(tmp_path, tiny_model, graphs):
+    """analyze on the GPU (graphs on the GPU or in the reader thread) stores what the CPU run stores."""
+    make_traj(tmp_path / "t.extxyz", n_frames=12)
+    a = run(tmp_path / "t.extxyz", tmp_path / "a.zarr", tiny_model)
+    b = analyze(tmp_path / "t.extxyz", tmp_path / "b.zarr", model=str(tiny_model), chunk_frames=5, progress=False,
+                device="cuda", graphs=graphs)  # fmt: skip
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(gb["efg"][:], ga["efg"][:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(gb["time_ps"][:], ga["time_ps"][:])

@@ -136,3 +136,30 @@ def test_unknown_species_is_a_clear_error():
     atoms = molecule("NH3")
     with pytest.raises(ValueError, match=r"atomic numbers \[7\]"):
         predict(model, [atoms])
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+
+
+@needs_cuda
+def test_cuda_float64_matches_cpu_and_is_equivariant():
+    """The same model on the GPU: float64 predictions equal the CPU's, and rotate as R T R^T."""
+    model = make_model()
+    atoms = rattled_quartz(repeat=(2, 2, 2))
+    cpu = predict(model, [atoms])
+    gpu_model = model.to("cuda")
+
+    def on_gpu(images):
+        with torch.no_grad():
+            g = build_graph(images, model.cutoff, dtype=torch.float64).to("cuda")
+            return {k: v.cpu().numpy() for k, v in gpu_model(g).items()}
+
+    gpu = on_gpu([atoms])
+    for t in cpu:
+        assert_rel_close(gpu[t], cpu[t], rtol=1e-10)
+    rot = random_rotations(1)[0]
+    r = atoms.copy()
+    r.positions, r.cell = atoms.positions @ rot.T, atoms.cell.array @ rot.T
+    out_r = on_gpu([r])
+    for t in gpu:
+        assert_rel_close(out_r[t], rot @ gpu[t] @ rot.T)
