@@ -109,7 +109,7 @@ def cmd_spectrum(args):
     from . import tensors as T
     from .engine import parse_frames
     from .isotopes import get_isotope
-    from .spectrum import plot_spectrum, site_tensors, static_spectrum
+    from .spectrum import broaden, plot_spectrum, site_tensors, static_spectrum
 
     iso = get_isotope(args.nucleus)
     ms, efg, ref = site_tensors(args.input, iso.element, args.average, args.window,
@@ -120,18 +120,49 @@ def cmd_spectrum(args):
         raise InputError(args.input, f"no {iso.element} tensors to simulate")
     if ms is not None and ref is None:
         raise InputError(args.input, f"no shift reference for {iso.element}: give --reference {iso.element}=SIGMA_REF_PPM")
-    shift = T.shift_tensor(ms, ref) if ms is not None else None
     lo, hi = (float(v) for v in args.range.split(":"))
-    ppm = np.linspace(hi, lo, args.points)
-    y = static_spectrum(ppm, iso.name, args.field, shift=shift, efg=efg, transitions=args.transitions,
-                        zcw_index=args.zcw, broadening_ppm=args.broadening)  # fmt: skip
+    n = len(ms if ms is not None else efg)
+    if args.export_mrsim:
+        from .mrsim import save_spin_systems
+
+        save_spin_systems(args.export_mrsim, iso.name, ms, ref, efg)
+        print(f"wrote {n} mrsimulator spin systems to {args.export_mrsim}", file=sys.stderr)
+    if args.mqmas:
+        from .mrsim import simulate
+        from .spectrum import plot_2d
+
+        direct, iso_ppm, z = simulate(iso.name, args.field, ms, ref, efg, experiment="mqmas", ppm_range=(lo, hi),
+                                      points=args.points, iso_points=args.iso_points)  # fmt: skip
+        if args.output:
+            with open(args.output, "w") as fh:
+                fh.write("ppm_direct,ppm_iso,intensity\n")
+                fh.writelines(f"{a:.6f},{b:.6f},{z[j, i]:.8g}\n" for j, b in enumerate(iso_ppm) for i, a in enumerate(direct))
+        if args.plot:
+            plot_2d(direct, iso_ppm, z, iso.name, args.field, args.plot)
+        print(f"{iso.name} 3QMAS at {args.field:g} T: {n} tensors", file=sys.stderr)
+        return 0
+    if args.mas is not None or args.rotor_angle is not None:
+        from .mrsim import simulate
+
+        spinning = float("inf") if args.mas is None or args.mas.lower() == "inf" else float(args.mas)
+        angle = 54.7356 if args.rotor_angle is None else args.rotor_angle
+        ppm, y = simulate(iso.name, args.field, ms, ref, efg, spinning_hz=spinning, rotor_angle_deg=angle,
+                          ppm_range=(lo, hi), points=args.points)  # fmt: skip
+        y = broaden(y, abs(ppm[1] - ppm[0]), args.broadening)
+        title = f"{iso.name} {'MAS' if abs(angle - 54.7356) < 1e-3 else f'VAS {angle:g} deg'}, " \
+                f"{'infinite speed' if np.isinf(spinning) else f'{spinning / 1e3:g} kHz'}, {args.field:g} T"  # fmt: skip
+    else:
+        ppm = np.linspace(hi, lo, args.points)
+        shift = T.shift_tensor(ms, ref) if ms is not None else None
+        y = static_spectrum(ppm, iso.name, args.field, shift=shift, efg=efg, transitions=args.transitions,
+                            zcw_index=args.zcw, broadening_ppm=args.broadening)  # fmt: skip
+        title = ""
     if args.output:
         with open(args.output, "w") as fh:
             fh.write("ppm,intensity\n")
             fh.writelines(f"{a:.6f},{b:.8g}\n" for a, b in zip(ppm, y))
     if args.plot:
-        plot_spectrum(ppm, y, iso.name, args.field, args.plot)
-    n = len(shift if shift is not None else efg)
+        plot_spectrum(ppm, y, iso.name, args.field, args.plot, title=title)
     print(f"{iso.name} at {args.field:g} T: {n} tensors, centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm", file=sys.stderr)
     return 0
 
@@ -235,6 +266,11 @@ def build_parser():
     q.add_argument("--range", default="-300:200", help="ppm range, written --range=LO:HI (default -300:200)")
     q.add_argument("--points", type=int, default=2048)
     q.add_argument("--zcw", type=int, default=12, help="ZCW powder set index (default 12: 6765 orientations)")
+    q.add_argument("--mas", help="magic-angle spinning rate in Hz, or inf (mrsimulator; default static)")
+    q.add_argument("--rotor-angle", type=float, help="rotor angle in degrees for VAS (mrsimulator; default magic angle)")
+    q.add_argument("--mqmas", action="store_true", help="3QMAS 2D spectrum (mrsimulator); CSV ppm_direct,ppm_iso,intensity")
+    q.add_argument("--iso-points", type=int, default=256, help="points of the MQMAS isotropic dimension")
+    q.add_argument("--export-mrsim", metavar="FILE", help="also write the sites as mrsimulator spin systems (JSON)")
     q.add_argument("-o", "--output", help="CSV with columns ppm,intensity")
     q.add_argument("--plot", help="PNG plot")
     q.set_defaults(func=cmd_spectrum)

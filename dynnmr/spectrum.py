@@ -102,6 +102,19 @@ def _histogram_ct(dirs, shift, axes, pref, eta, lo, step, hist):
                 hist[k] += 1.0
 
 
+def broaden(y, step, fwhm, lineshape="gaussian"):
+    """Convolve a spectrum on an even axis (spacing ``step``) with a unit-area Gaussian or
+    Lorentzian of full width at half maximum ``fwhm`` (same units); unchanged if fwhm <= 0."""
+    if fwhm <= 0:
+        return np.asarray(y)
+    x = (np.arange(len(y)) - len(y) // 2) * step
+    if lineshape == "gaussian":
+        kernel = np.exp(-4 * np.log(2) * (x / fwhm) ** 2)
+    else:
+        kernel = 1 / (1 + (2 * x / fwhm) ** 2)
+    return np.convolve(y, kernel / kernel.sum(), mode="same")
+
+
 def static_spectrum(ppm_axis, isotope, field_t, shift=None, efg=None, transitions="central", zcw_index=14,
                     broadening_ppm=0.0, lineshape="gaussian"):  # fmt: skip
     """Static powder spectrum summed over sites, normalised to unit area on ``ppm_axis``.
@@ -148,13 +161,7 @@ def static_spectrum(ppm_axis, isotope, field_t, shift=None, efg=None, transition
         _histogram_ct(dirs, sym, np.zeros((n_sites, 3, 3)), np.zeros(n_sites), np.zeros(n_sites), lo, step, hist)
     if axis[1] < axis[0]:
         hist = hist[::-1]
-    if broadening_ppm > 0:
-        x = (np.arange(len(axis)) - len(axis) // 2) * step
-        if lineshape == "gaussian":
-            kernel = np.exp(-4 * np.log(2) * (x / broadening_ppm) ** 2)
-        else:
-            kernel = 1 / (1 + (2 * x / broadening_ppm) ** 2)
-        hist = np.convolve(hist, kernel / kernel.sum(), mode="same")
+    hist = broaden(hist, step, broadening_ppm, lineshape)
     area = hist.sum() * step
     return hist / area if area > 0 else hist
 
@@ -216,21 +223,49 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None):
     return cat(ms), cat(efg), None
 
 
-def plot_spectrum(ppm, intensity, nucleus, field_t, path, title=""):
-    """A spectroscopist's plot: ppm axis running right to left, nucleus and field labelled."""
+def _nucleus_label(nucleus):
+    mass, element = "".join(c for c in nucleus if c.isdigit()), "".join(c for c in nucleus if c.isalpha())
+    return f"$^{{{mass}}}${element}"
+
+
+def _figure(path, draw, size=(6.4, 3.6)):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.plot(ppm, intensity, "k-", lw=1.0)
-    ax.set_xlim(max(ppm), min(ppm))
-    label = "".join(c for c in nucleus if c.isdigit()), "".join(c for c in nucleus if c.isalpha())
-    ax.set_xlabel(f"$^{{{label[0]}}}${label[1]} chemical shift (ppm)")
-    ax.set_ylabel("intensity (normalised area)")
-    ax.set_yticks([])
-    ax.set_title(title or f"static $^{{{label[0]}}}${label[1]} spectrum, {field_t:g} T")
+    fig, ax = plt.subplots(figsize=size)
+    draw(ax)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def plot_spectrum(ppm, intensity, nucleus, field_t, path, title=""):
+    """A spectroscopist's plot: ppm axis running right to left, nucleus and field labelled."""
+
+    def draw(ax):
+        ax.plot(ppm, intensity, "k-", lw=1.0)
+        ax.set_xlim(max(ppm), min(ppm))
+        ax.set_xlabel(f"{_nucleus_label(nucleus)} chemical shift (ppm)")
+        ax.set_ylabel("intensity (normalised area)")
+        ax.set_yticks([])
+        ax.set_title(title or f"static {_nucleus_label(nucleus)} spectrum, {field_t:g} T")
+
+    _figure(path, draw)
+
+
+def plot_2d(direct_ppm, indirect_ppm, intensity, nucleus, field_t, path, title="", indirect_label="isotropic"):
+    """Contour plot of a 2D spectrum (e.g. MQMAS), both ppm axes running high to low."""
+
+    def draw(ax):
+        z = np.asarray(intensity)
+        levels = z.max() * np.geomspace(0.02, 1.0, 12)
+        ax.contour(direct_ppm, indirect_ppm, z, levels=levels, colors="k", linewidths=0.6)
+        ax.set_xlim(max(direct_ppm), min(direct_ppm))
+        ax.set_ylim(max(indirect_ppm), min(indirect_ppm))
+        ax.set_xlabel(f"{_nucleus_label(nucleus)} MAS dimension (ppm)")
+        ax.set_ylabel(f"{_nucleus_label(nucleus)} {indirect_label} dimension (ppm)")
+        ax.set_title(title or f"{_nucleus_label(nucleus)} 3QMAS, {field_t:g} T")
+
+    _figure(path, draw, size=(5.6, 5.0))
