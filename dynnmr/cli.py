@@ -70,6 +70,8 @@ def cmd_predict(args):
 def cmd_analyze(args):
     from .engine import Profile, analyze, format_summary, summarize
 
+    if args.scheduler:
+        return _analyze_distributed(args)
     prof = Profile()
     out = analyze(
         args.trajectory, args.output, model=args.model, frames=args.frames, species=args.species,
@@ -82,6 +84,25 @@ def cmd_analyze(args):
     print(format_summary(summarize(out)))
     if args.profile:
         print(prof.report(), file=sys.stderr)
+    return 0
+
+
+def _analyze_distributed(args):
+    from .distributed import analyze_distributed, client_for
+    from .engine import format_summary, summarize
+
+    if args.correlate or args.profile:
+        raise ValueError("--correlate and --profile are single-process options; run dynnmr dynamics on the store")
+    device = "cpu" if args.device == "auto" else args.device  # each worker's device; auto means the driver's
+    with client_for(args.scheduler) as client:
+        out = analyze_distributed(
+            args.trajectory, client, args.output, model=args.model, frames=args.frames, species=args.species,
+            dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=device,
+            resume=args.resume, overwrite=args.overwrite, save_positions=args.save_positions,
+            allow_unknown=args.allow_unknown, fmt=args.format, topology=args.topology,
+            md_timestep_ps=args.md_timestep, threads=args.worker_threads, progress=not args.quiet,
+        )  # fmt: skip
+    print(format_summary(summarize(out)))
     return 0
 
 
@@ -240,6 +261,9 @@ def build_parser():
     q.add_argument("--correlate", action="store_true",
                    help="streaming multiple-tau autocorrelations per irrep into the store's analysis/ group")
     q.add_argument("--profile", action="store_true", help="print time per stage at the end")
+    q.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a dask cluster: tcp://HOST:PORT of its scheduler, or local:N for N local workers")
+    q.add_argument("--worker-threads", type=int, help="torch threads per task on each dask worker")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     q.set_defaults(func=cmd_analyze)
 

@@ -139,6 +139,83 @@ class _FrameCheck:
             raise InputError(self.source, "missing cell (Lattice) in a periodic run", frame=frame.index, line=frame.line)
 
 
+def load_for_inference(model, device, batch_atoms=None):
+    """``(net, info, device, batch_atoms)``; batch default 4,000 atoms on CPU, 100,000 on GPU."""
+    dev = resolve_device(device)
+    if batch_atoms is None:  # CPU throughput is flat in batch size, and memory is not
+        batch_atoms = 4000 if dev.type == "cpu" else 100_000
+    net, info = load_model(model, device=dev)
+    return net, info, dev, batch_atoms
+
+
+def expected_attrs(info, source, sel) -> dict:
+    """Store attributes that must match for a run to resume (model, input, frame selection)."""
+    return {"model_sha256": info["sha256"], "source": source, "frame_selection": [sel.start, sel.stop, sel.step]}
+
+
+@dataclass
+class Job:
+    """What every chunk of a run needs, derived once from the model and the first frame.
+
+    Shared by the single-process engine and the distributed workers, so both compute a
+    chunk the same way (the same batches, hence the same numbers).
+    """
+
+    net: torch.nn.Module
+    info: dict
+    device: torch.device
+    batch_atoms: int
+    numbers: np.ndarray  # (N,) atomic numbers of every atom
+    sites: np.ndarray  # indices of the stored sites
+    idx: torch.Tensor  # embedding row per atom (-1: unknown, only with allow_unknown)
+    covered: dict  # target -> (n_sites,) bool: species the model was trained on
+    check: "_FrameCheck"
+
+    @classmethod
+    def create(cls, trajectory, first, net, info, device, batch_atoms, species=None, allow_unknown=False):
+        from ase.data import atomic_numbers, chemical_symbols
+
+        numbers = first.numbers
+        idx = species_indices(net, torch.as_tensor(numbers), allow_unknown, source=trajectory, frame=first.index)
+        covers = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
+        wanted = covers
+        if isinstance(species, str):
+            unknown_names = [s.strip() for s in species.split(",") if s.strip() not in atomic_numbers]
+            if unknown_names:
+                raise ValueError(f"--species: unknown element(s) {', '.join(unknown_names)}")
+            wanted = {atomic_numbers[s.strip()] for s in species.split(",")}
+        elif species:
+            wanted = set(species)
+        sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
+        if sites.size == 0:
+            raise InputError(trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}")
+        if not covers & wanted:
+            raise ValueError(f"model {info['name']} predicts {', '.join(net.targets)} only for "
+                             f"{', '.join(chemical_symbols[z] for z in sorted(covers))}, not for the selected "
+                             f"{', '.join(chemical_symbols[z] for z in sorted(wanted))}")  # fmt: skip
+        covered = {t: covered_mask(info, t, numbers[sites]) for t in net.targets}
+        check = _FrameCheck(trajectory, numbers, first.cell is not None)
+        return cls(net, info, device, batch_atoms, numbers, sites, idx, covered, check)
+
+    def attrs(self, dt_ps) -> dict:
+        """The store's descriptive attributes for this model and selection."""
+        from ase.data import chemical_symbols
+
+        info = self.info
+        return {"model_name": info["name"], "targets": list(self.net.targets),
+                "units": {**info["units"], "time_ps": "ps", "cell": "Angstrom", "positions": "Angstrom"},
+                "shift_reference": info.get("shift_reference", {}),
+                "species": sorted({chemical_symbols[z] for z in self.numbers[self.sites]}), "dt_ps": dt_ps}  # fmt: skip
+
+    def infer(self, chunk, dt_ps, md_timestep_ps, save_positions) -> dict:
+        """The store's arrays for one chunk of ``(frame, graph arrays or None)``."""
+        unknown = (self.idx < 0).cpu().numpy()[self.sites]
+        data = _infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
+                            self.covered, unknown, save_positions)  # fmt: skip
+        data["time_ps"] = np.array([_time_ps(f, dt_ps, md_timestep_ps) for f, _ in chunk], float)
+        return data
+
+
 def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None, chunk_frames=64,
             batch_atoms=None, device="cpu", resume=False, overwrite=False, save_positions=False,
             allow_unknown=False, progress=True, fmt=None, topology=None, graphs="auto", md_timestep_ps=None,
@@ -156,8 +233,6 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     (reader thread, overlapping inference), ``device`` (vesin on the model's device) or
     ``auto`` (device when that is a GPU); ``profile``: a :class:`Profile` to fill.
     """
-    from ase.data import atomic_numbers, chemical_symbols
-
     if graphs not in ("auto", "cpu", "device"):
         raise ValueError(f"graphs must be auto, cpu or device, not {graphs!r}")
     trajectory = Path(trajectory)
@@ -165,16 +240,11 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     sel = frames if isinstance(frames, slice) else parse_frames(frames)
     prof = profile if profile is not None else Profile()
     t_wall = time.perf_counter()
-    dev = resolve_device(device)
-    if batch_atoms is None:  # CPU throughput is flat in batch size, and memory is not
-        batch_atoms = 4000 if dev.type == "cpu" else 100_000
-    net, info = load_model(model, device=dev)
+    net, info, dev, batch_atoms = load_for_inference(model, device, batch_atoms)
     if not trajectory.exists():
         raise InputError(trajectory, "no such file")
     source = source_attrs(trajectory)
-    expected = {"model_sha256": info["sha256"], "source": source,
-                "frame_selection": [sel.start, sel.stop, sel.step]}  # fmt: skip
-
+    expected = expected_attrs(info, source, sel)
     if resume:
         store = TensorStore.reopen(output, expected)
         done = store.frames_done // store.chunk_frames * store.chunk_frames  # restart on a chunk boundary
@@ -191,43 +261,18 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
             store.finish()
             return output
         raise InputError(trajectory, "no frames in the selection") from None
-    numbers = first.numbers
-    idx = species_indices(net, torch.as_tensor(numbers), allow_unknown, source=trajectory, frame=first.index)
-    covers = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
-    wanted = covers
-    if isinstance(species, str):
-        unknown_names = [s.strip() for s in species.split(",") if s.strip() not in atomic_numbers]
-        if unknown_names:
-            raise ValueError(f"--species: unknown element(s) {', '.join(unknown_names)}")
-        wanted = {atomic_numbers[s.strip()] for s in species.split(",")}
-    elif species:
-        wanted = set(species)
-    sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
-    if sites.size == 0:
-        raise InputError(trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}")
-    if not covers & wanted:
-        raise ValueError(f"model {info['name']} predicts {', '.join(net.targets)} only for "
-                         f"{', '.join(chemical_symbols[z] for z in sorted(covers))}, not for the selected "
-                         f"{', '.join(chemical_symbols[z] for z in sorted(wanted))}")  # fmt: skip
+    job = Job.create(trajectory, first, net, info, dev, batch_atoms, species, allow_unknown)
     if store is None:
-        attrs = {"model_name": info["name"], "model_sha256": info["sha256"], "targets": list(net.targets),
-                 "units": {**info["units"], "time_ps": "ps", "cell": "Angstrom", "positions": "Angstrom"},
-                 "shift_reference": info.get("shift_reference", {}), "source": source,
-                 "frame_selection": [sel.start, sel.stop, sel.step],
-                 "species": sorted(chemical_symbols[z] for z in wanted), "dt_ps": dt_ps}  # fmt: skip
-        store = TensorStore.create(output, targets=net.targets, numbers=numbers[sites], atom_index=sites,
-                                   chunk_frames=chunk_frames, attrs=attrs, save_positions=save_positions,
-                                   overwrite=overwrite)  # fmt: skip
-    elif not np.array_equal(np.asarray(store.group["atom_index"][:]), sites):
+        store = TensorStore.create(output, targets=net.targets, numbers=job.numbers[job.sites], atom_index=job.sites,
+                                   chunk_frames=chunk_frames, attrs={**expected, **job.attrs(dt_ps)},
+                                   save_positions=save_positions, overwrite=overwrite)  # fmt: skip
+    elif not np.array_equal(np.asarray(store.group["atom_index"][:]), job.sites):
         raise ValueError(f"--resume: {output} stores other sites than this run selects")
     chunk_frames = store.chunk_frames
     if correlate and done:
         raise ValueError("--correlate needs the whole run in one pass; use dynnmr dynamics on a resumed store")
-    correlators = {t: MultipleTauCorrelator(len(sites)) for t in net.targets} if correlate else {}
-    periodic = first.cell is not None
-    check = _FrameCheck(trajectory, numbers, periodic)
-    covered = {t: covered_mask(info, t, numbers[sites]) for t in net.targets}
-    unknown = (idx < 0).cpu().numpy()[sites]
+    correlators = {t: MultipleTauCorrelator(len(job.sites)) for t in net.targets} if correlate else {}
+    check = job.check
 
     def frames_with_first():
         yield first
@@ -240,8 +285,7 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
                               args=(frames_with_first(), q, chunk_frames, net.cutoff, check, prof, stop, cpu_graphs))  # fmt: skip
     worker.start()
     bar = _Progress(progress)
-    n_atoms = len(numbers)
-    site_t = torch.as_tensor(sites)
+    n_atoms = len(job.numbers)
     error = None
     position = done
     try:
@@ -255,8 +299,7 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
             if not payload:
                 continue
             t0 = time.perf_counter()
-            data = _infer_chunk(net, payload, site_t, idx, dev, batch_atoms, covered, unknown, save_positions)
-            data["time_ps"] = np.array([_time_ps(f, dt_ps, md_timestep_ps) for f, _ in payload], float)
+            data = job.infer(payload, dt_ps, md_timestep_ps, save_positions)
             prof.model += time.perf_counter() - t0
             t0 = time.perf_counter()
             store.write_chunk(position, data)

@@ -222,29 +222,79 @@ def _selected(k, frames: slice):
     return k >= start and (stop is None or k < stop) and (k - start) % step == 0
 
 
-def iread_extxyz(path, frames: slice = slice(None)):
-    """Yield :class:`Frame` objects from an extended XYZ file (plain or gzip), streaming."""
+def iread_extxyz(path, frames: slice = slice(None), index=None):
+    """Yield :class:`Frame` objects from an extended XYZ file (plain or gzip), streaming.
+
+    With ``index`` (from :func:`frame_index`) reading starts at the first selected frame
+    by seeking (a plain file jumps there; gzip decompresses up to it), for workers that
+    each read their own frame range.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
     if path.stat().st_size == 0:
         raise InputError(path, "file is empty")
     fh = _open(path)
+    start = None
+    if index is not None:
+        k0 = frames.start or 0
+        if k0 >= len(index):
+            fh.close()
+            return
+        start = (int(index[k0, 0]), int(index[k0, 1]), k0)
     try:
-        yield from _frames(fh, path, frames)
+        yield from _frames(fh, path, frames, start)
     finally:
         fh.close()
 
 
-def _frames(fh, path, frames):
+def frame_index(path, save=True) -> np.ndarray:
+    """``(n_frames, 2)`` int64: uncompressed byte offset and 1-based line of each frame's
+    atom-count line in an extended XYZ file.
+
+    Built by one streaming pass and saved next to the trajectory as
+    ``NAME.frames.npz`` with the file's size and fingerprint; a later call loads it, and
+    rebuilds it if the trajectory changed.
+    """
+    from .store import fingerprint
+
+    path = Path(path)
+    cache = path.with_name(path.name + ".frames.npz")
+    size, fp = path.stat().st_size, fingerprint(path)
+    if cache.exists():
+        with np.load(cache) as z:
+            if int(z["size_bytes"]) == size and str(z["fingerprint"]) == fp:
+                return z["index"]
+    offsets: list = []
+    fh = _open(path)
+    try:
+        for _ in _frames(fh, path, slice(None), offsets=offsets):
+            pass
+    finally:
+        fh.close()
+    index = np.array(offsets, dtype=np.int64).reshape(-1, 2)
+    if save:
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, index=index, size_bytes=size, fingerprint=fp)
+        tmp.replace(cache)
+    return index
+
+
+def _frames(fh, path, frames, start=None, offsets=None):
+    """Frames of an open extxyz stream; ``start``: (byte offset, line, frame number) to seek
+    to first; ``offsets``: a list to which (offset, line) of every frame is appended, in
+    which case no frame is parsed (index building)."""
     size = path.stat().st_size
     raw = getattr(fh, "fileobj", None)  # gzip: progress from the compressed position
+    base, line, k = 0, 1, 0  # base: file offset (uncompressed) of buf[0]
+    if start is not None:
+        base, line, k = start
+        fh.seek(base)
 
     # always a writable array, so the numba kernels see one type (and compile once)
     buf = np.frombuffer(bytearray(fh.read(_BLOCK)), dtype=np.uint8)
     eof = buf.size < _BLOCK
-    base = 0  # file offset (uncompressed) of buf[0]
-    pos, line, k = 0, 1, 0
+    pos = 0
     layout_cache = {}
 
     def more(buf, pos):
@@ -279,7 +329,9 @@ def _frames(fh, path, frames):
         except ValueError:
             raise InputError(path, f"expected an atom count, got {count[:40]!r}", frame=k, line=line) from None
         body = end
-        selected = _selected(k, frames)
+        selected = offsets is None and _selected(k, frames)
+        if offsets is not None:
+            offsets.append((base + pos, line))
         while True:  # parse (selected) or skip the atom lines, reading on until they are all here
             if selected:
                 frame, stop = _frame(buf, body, natoms, head[1], path, k, line, layout_cache)
@@ -300,7 +352,7 @@ def _frames(fh, path, frames):
         if selected:
             frame.fraction = (raw.tell() if raw is not None else base + stop) / size
             yield frame
-        elif frames.stop is not None and k >= frames.stop - 1:
+        elif offsets is None and frames.stop is not None and k >= frames.stop - 1:
             return
         line += natoms + 2
         pos = stop
@@ -376,7 +428,7 @@ EXTXYZ_SUFFIXES = (".xyz", ".extxyz", ".xyz.gz", ".extxyz.gz")
 MDANALYSIS_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".h5md")
 
 
-def iread(path, frames: slice = slice(None), format: str | None = None, topology=None):
+def iread(path, frames: slice = slice(None), format: str | None = None, topology=None, index=None):
     """Yield :class:`Frame` objects from any trajectory, one reader per format.
 
     Extended XYZ (plain or gzip): the fast reader above. Binary MD formats (DCD, XTC,
@@ -385,8 +437,8 @@ def iread(path, frames: slice = slice(None), format: str | None = None, topology
     """
     path = Path(path)
     name = path.name.lower()
-    if format in ("extxyz", "xyz") or (format is None and topology is None and name.endswith(EXTXYZ_SUFFIXES)):
-        yield from iread_extxyz(path, frames)
+    if is_extxyz(path, format, topology):
+        yield from iread_extxyz(path, frames, index)
         return
     if not path.exists():
         raise InputError(path, "no such file")
@@ -411,6 +463,24 @@ def iread(path, frames: slice = slice(None), format: str | None = None, topology
         raise
     except Exception as exc:  # ase raises many types; name the file and the frame
         raise InputError(path, f"cannot read: {exc}", frame=k) from None
+
+
+def is_extxyz(path, format=None, topology=None) -> bool:
+    """Whether :func:`iread` reads ``path`` with the extended XYZ reader."""
+    name = Path(path).name.lower()
+    return format in ("extxyz", "xyz") or (format is None and topology is None and name.endswith(EXTXYZ_SUFFIXES))
+
+
+def count_frames(path, format=None, topology=None) -> int:
+    """Frames in a trajectory: from the frame index (extxyz), the header (MDAnalysis), or by reading."""
+    path = Path(path)
+    if is_extxyz(path, format, topology):
+        return len(frame_index(path))
+    if topology is not None or path.name.lower().endswith(MDANALYSIS_SUFFIXES):
+        import MDAnalysis as mda
+
+        return len(mda.Universe(str(topology), str(path)).trajectory)
+    return sum(1 for _ in iread(path, format=format, topology=topology))
 
 
 def _iread_mdanalysis(path, topology, frames):

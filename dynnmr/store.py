@@ -67,7 +67,10 @@ class TensorStore:
         self.chunk_frames = int(chunk_frames)
 
     @classmethod
-    def create(cls, path, *, targets, numbers, atom_index, chunk_frames, attrs, save_positions=False, overwrite=False):
+    def create(cls, path, *, targets, numbers, atom_index, chunk_frames, attrs, save_positions=False, overwrite=False,
+               n_frames=0):  # fmt: skip
+        """A new store; ``n_frames`` > 0 sizes the frame arrays up front (NaN until written)
+        and adds ``chunk_done`` [chunk] so independent writers can mark their chunks."""
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} exists: use --overwrite to replace it or --resume to continue it")
@@ -79,18 +82,22 @@ class TensorStore:
             group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, dimension_names=dims,
                                compressors=COMPRESSOR, fill_value=fill)  # fmt: skip
 
+        f = int(n_frames)
         for t in targets:
-            arr(t, (0, n, 9), (c, n, 9), "float32", ("frame", "site", "component"), np.nan)
+            arr(t, (f, n, 9), (c, n, 9), "float32", ("frame", "site", "component"), np.nan)
         if save_positions:
-            arr("positions", (0, n, 3), (c, n, 3), "float32", ("frame", "site", "xyz"), np.nan)
-        arr("time_ps", (0,), (c,), "float64", ("frame",), np.nan)
-        arr("frame_index", (0,), (c,), "int64", ("frame",), -1)
-        arr("cell", (0, 3, 3), (c, 3, 3), "float64", ("frame", "vector", "xyz"), np.nan)
+            arr("positions", (f, n, 3), (c, n, 3), "float32", ("frame", "site", "xyz"), np.nan)
+        arr("time_ps", (f,), (c,), "float64", ("frame",), np.nan)
+        arr("frame_index", (f,), (c,), "int64", ("frame",), -1)
+        arr("cell", (f, 3, 3), (c, 3, 3), "float64", ("frame", "vector", "xyz"), np.nan)
+        store = cls(group, c)
+        if f:
+            store.plan_chunks(f)
         group.create_array("numbers", data=np.asarray(numbers, np.int64), dimension_names=("site",))
         group.create_array("atom_index", data=np.asarray(atom_index, np.int64), dimension_names=("site",))
         group.attrs.update({**attrs, "chunk_frames": c, "frames_done": 0, "complete": False,
                             "dynnmr_version": __version__, "conventions": CONVENTIONS})  # fmt: skip
-        return cls(group, c)
+        return store
 
     @classmethod
     def reopen(cls, path, expected: dict):
@@ -110,20 +117,50 @@ class TensorStore:
     def frames_done(self) -> int:
         return int(self.group.attrs["frames_done"])
 
+    def plan_chunks(self, n_frames) -> np.ndarray:
+        """Size the frame arrays for ``n_frames`` and return which chunks are already written.
+
+        For writers that work on chunks in any order (dask workers). Chunks written by a
+        sequential run count as done up to its ``frames_done``, so either mode resumes
+        the other's store.
+        """
+        n_chunks = -(-int(n_frames) // self.chunk_frames)
+        for name in self.group.array_keys():
+            a = self.group[name]
+            if "frame" in (a.metadata.dimension_names or ()) and a.shape[0] != n_frames:
+                a.resize((n_frames,) + a.shape[1:])
+        if "chunk_done" not in self.group:
+            self.group.create_array("chunk_done", shape=(n_chunks,), chunks=(1,), dtype="bool", fill_value=False,
+                                    dimension_names=("chunk",))  # fmt: skip
+        done = np.asarray(self.group["chunk_done"][:])
+        done[: self.frames_done // self.chunk_frames] = True
+        if self.frames_done >= n_frames:
+            done[:] = True
+        return done
+
+    def write_frames(self, start, data: dict):
+        """Write frames ``start..start+len`` into arrays already sized (any chunk, any order)."""
+        stop = start + len(data["time_ps"])
+        for name, values in data.items():
+            self.group[name][start:stop] = values
+        if "chunk_done" in self.group:
+            self.group["chunk_done"][start // self.chunk_frames] = True
+
     def write_chunk(self, start, data: dict):
         """Write frames ``start..start+len`` (a whole chunk, or the last partial one), then record them."""
         if start % self.chunk_frames:
             raise ValueError("chunks must start on a chunk boundary")
-        n = len(data["time_ps"])
-        stop = start + n
-        for name, values in data.items():
+        stop = start + len(data["time_ps"])
+        for name in data:
             a = self.group[name]
             if a.shape[0] < stop:
                 a.resize((stop,) + a.shape[1:])
-            a[start:stop] = values
+        self.write_frames(start, data)
         self.group.attrs["frames_done"] = stop
 
-    def finish(self, error=None):
+    def finish(self, error=None, frames_done=None):
+        if frames_done is not None:
+            self.group.attrs["frames_done"] = int(frames_done)
         done = self.frames_done
         for name in self.group.array_keys():
             a = self.group[name]

@@ -1,0 +1,176 @@
+"""Many machines: `analyze` as dask.distributed tasks, each writing its own store chunks.
+
+The driver reads the first frame, builds (or loads) the trajectory's frame index, sizes
+the store for every selected frame and submits one task per store chunk. A task carries
+only paths and numbers: its worker seeks to the chunk's first frame (extended XYZ via
+the saved frame index, binary formats natively), runs the model on its own device and
+writes the chunk straight into the shared zarr store, then marks it in ``chunk_done``.
+No frame passes through the scheduler.
+
+Fault tolerance is dask's: tasks of a worker that dies are rerun elsewhere; a chunk is
+written whole or rewritten whole, so the final store equals a single-process run's.
+``resume`` skips chunks already marked, also in a store a single-process run began.
+
+Workers need the trajectory, the model file and the store on a shared file system.
+One worker per GPU (``--device cuda``), or CPU workers with a few threads each.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .engine import Job, _Progress, expected_attrs, load_for_inference, parse_frames
+from .errors import InputError
+from .modelfile import DEFAULT_MODEL
+from .reader import count_frames, frame_index, iread, is_extxyz
+from .store import TensorStore, source_attrs
+
+
+@lru_cache(maxsize=4)
+def _worker_job(trajectory, model, device, batch_atoms, species, allow_unknown, first_frame, fmt, topology):
+    """Per worker process: model and site selection, loaded once and reused by its tasks."""
+    net, info, dev, batch = load_for_inference(model, device, batch_atoms)
+    first = next(iread(trajectory, slice(first_frame, first_frame + 1), format=fmt, topology=topology))
+    return Job.create(Path(trajectory), first, net, info, dev, batch, species, allow_unknown)
+
+
+@lru_cache(maxsize=4)
+def _index(trajectory):
+    return frame_index(trajectory)
+
+
+def run_chunk(chunk, *, trajectory, output, model, device, batch_atoms, species, allow_unknown, selection,
+              n_frames, chunk_frames, dt_ps, md_timestep_ps, save_positions, fmt, topology, threads):  # fmt: skip
+    """One task: read, predict and write store chunk ``chunk``; returns (chunk, frames, seconds)."""
+    t0 = time.perf_counter()
+    if threads:
+        torch.set_num_threads(threads)
+    start, step = selection
+    job = _worker_job(str(trajectory), model, device, batch_atoms, species, allow_unknown, start, fmt, topology)
+    first = chunk * chunk_frames
+    n = min(chunk_frames, n_frames - first)
+    frames = slice(start + first * step, start + (first + n - 1) * step + 1, step)
+    index = _index(str(trajectory)) if is_extxyz(trajectory, fmt, topology) else None
+    payload = []
+    for frame in iread(trajectory, frames, format=fmt, topology=topology, index=index):
+        job.check(frame)
+        payload.append((frame, None if job.device.type != "cpu" else _graph_parts(job, frame)))
+    if len(payload) != n:
+        raise InputError(trajectory, f"expected {n} frames from frame {frames.start}, read {len(payload)}")
+    data = job.infer(payload, dt_ps, md_timestep_ps, save_positions)
+    store = TensorStore.reopen(output, {})
+    store.write_frames(first, data)
+    return chunk, n, time.perf_counter() - t0
+
+
+def _graph_parts(job, frame):
+    from .graphs import frame_arrays
+
+    return frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, job.net.cutoff,
+                        source=job.check.source, frame=frame.index, line=frame.line)  # fmt: skip
+
+
+def analyze_distributed(trajectory, client, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None,
+                        chunk_frames=64, batch_atoms=None, device="cpu", resume=False, overwrite=False,
+                        save_positions=False, allow_unknown=False, fmt=None, topology=None, md_timestep_ps=None,
+                        threads=None, progress=True, retries=1):  # fmt: skip
+    """:func:`dynnmr.engine.analyze` on a ``distributed.Client``; returns the store path.
+
+    ``device`` is each worker's (``cuda`` for GPU workers); ``threads`` its torch threads
+    per task; ``retries``: how often a failed task is resubmitted (a worker that dies
+    does not count: dask reschedules its tasks by itself).
+    """
+    trajectory = Path(trajectory).resolve()
+    output = (Path(output) if output else trajectory.with_name(trajectory.name + ".nmr.zarr")).resolve()
+    sel = frames if isinstance(frames, slice) else parse_frames(frames)
+    start, step = sel.start or 0, sel.step or 1
+    if not trajectory.exists():
+        raise InputError(trajectory, "no such file")
+    total = count_frames(trajectory, fmt, topology)  # builds and saves the frame index for extxyz
+    n_frames = len(range(start, total if sel.stop is None else min(sel.stop, total), step))
+    if n_frames == 0:
+        raise InputError(trajectory, "no frames in the selection")
+    net, info, _, _ = load_for_inference(model, "cpu")  # the driver only needs the model's description
+    first = next(iread(trajectory, slice(start, start + 1), format=fmt, topology=topology))
+    job = Job.create(trajectory, first, net, info, torch.device("cpu"), 0, species, allow_unknown)
+    expected = expected_attrs(info, source_attrs(trajectory), sel)
+    if resume:
+        store = TensorStore.reopen(output, expected)
+    else:
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output} exists: use --overwrite to replace it or --resume to continue it")
+        store = TensorStore.create(output, targets=net.targets, numbers=job.numbers[job.sites], atom_index=job.sites,
+                                   chunk_frames=chunk_frames, attrs={**expected, **job.attrs(dt_ps)},
+                                   save_positions=save_positions, overwrite=overwrite)  # fmt: skip
+    done = store.plan_chunks(n_frames)
+    todo = [int(c) for c in np.flatnonzero(~done)]
+    kwargs = dict(trajectory=str(trajectory), output=str(output), model=str(model), device=device,
+                  batch_atoms=batch_atoms, species=species, allow_unknown=allow_unknown, selection=(start, step),
+                  n_frames=n_frames, chunk_frames=store.chunk_frames, dt_ps=dt_ps, md_timestep_ps=md_timestep_ps,
+                  save_positions=save_positions, fmt=fmt, topology=str(topology) if topology else None,
+                  threads=threads)  # fmt: skip
+    futures = client.map(run_chunk, todo, pure=False, retries=retries, **kwargs)
+    chunk_of = {f.key: c for f, c in zip(futures, todo)}
+    bar = _Progress(progress)
+    n_atoms = len(job.numbers)
+    frames_this_run, error = 0, None
+    try:
+        from distributed import as_completed, wait
+
+        pending = as_completed(futures)
+        for fut in pending:
+            try:
+                chunk, n, _ = fut.result()
+            except Exception as exc:
+                # like a sequential run: every chunk before the bad one is finished and
+                # kept, the ones after it are dropped
+                error, bad = exc, chunk_of[fut.key]
+                client.cancel([f for f in futures if chunk_of[f.key] > bad])
+                wait([f for f in futures if chunk_of[f.key] < bad])
+                for f in futures:
+                    if chunk_of[f.key] < bad and f.status == "finished":
+                        done[chunk_of[f.key]] = True
+                break
+            done[chunk] = True
+            frames_this_run += n
+            bar.update(frames_this_run, frames_this_run * n_atoms, done.mean())
+            store.group.attrs["frames_done"] = _prefix_frames(done, store.chunk_frames, n_frames)
+    finally:
+        if not done.all():
+            client.cancel(futures)
+        bar.update(frames_this_run, frames_this_run * n_atoms, float("nan"), force=True)
+        bar.close()
+        prefix = _prefix_frames(done, store.chunk_frames, n_frames)
+        if done.all():
+            store.finish(None, frames_done=n_frames)
+        else:  # keep every written chunk: arrays stay full length, frames_done marks the complete prefix
+            store.group.attrs.update({"frames_done": prefix, "complete": False,
+                                      "error": str(error) if error else "interrupted"})  # fmt: skip
+    if error is not None:
+        raise error
+    print(f"{output}: {frames_this_run} frames in {len(todo)} chunks on {len(client.scheduler_info()['workers'])} "
+          f"workers", file=sys.stderr)  # fmt: skip
+    return output
+
+
+def _prefix_frames(done, chunk_frames, n_frames):
+    """Frames in the leading run of finished chunks (what a sequential resume may skip)."""
+    k = int(np.argmin(done)) if not done.all() else len(done)
+    return min(k * chunk_frames, n_frames)
+
+
+def client_for(address):
+    """A ``distributed.Client`` for ``tcp://host:port``, or ``local:N``: a local cluster of N
+    worker processes (one thread each) that closes with the client."""
+    from distributed import Client
+
+    if address.startswith("local:"):
+        return Client(n_workers=int(address.split(":", 1)[1]), threads_per_worker=1, processes=True,
+                      dashboard_address=None)  # fmt: skip
+    return Client(address)
