@@ -94,7 +94,7 @@ def _analyze_distributed(args):
     if args.correlate or args.profile:
         raise ValueError("--correlate and --profile are single-process options; run dynnmr dynamics on the store")
     device = "cpu" if args.device == "auto" else args.device  # each worker's device; auto means the driver's
-    with client_for(args.scheduler) as client:
+    with client_for(args.scheduler, args.worker_threads) as client:
         out = analyze_distributed(
             args.trajectory, client, args.output, model=args.model, frames=args.frames, species=args.species,
             dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=device,
