@@ -64,6 +64,7 @@ def load_samples(paths, targets, cutoff):
         for k, atoms in enumerate(io.read(path)):
             s = structure_arrays(atoms, cutoff, source=path, frame=k)
             s["id"] = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"
+            s["source"] = Path(path).name
             for t in targets:
                 arr = atoms.arrays.get(t)
                 if arr is None:
@@ -75,11 +76,23 @@ def load_samples(paths, targets, cutoff):
     return samples
 
 
-def split_indices(n, val, test, seed):
-    """Random split of structures (not sites) into train/val/test with a fixed seed."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_test, n_val = int(round(test * n)), int(round(val * n))
-    return {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
+def split_indices(n, val, test, seed, groups=None):
+    """Random split of structures (not sites) into train/val/test with a fixed seed.
+
+    With ``groups`` (one label per structure, e.g. its data file) each group is split on
+    its own with the same fractions, so a small data source still has structures in
+    every part; with one group this is the plain split.
+    """
+    groups = np.zeros(n, int) if groups is None else np.asarray(groups)
+    out = {"test": [], "val": [], "train": []}
+    for g in dict.fromkeys(groups.tolist()):
+        members = np.flatnonzero(groups == g)
+        perm = members[np.random.default_rng(seed).permutation(len(members))]
+        n_test, n_val = int(round(test * len(perm))), int(round(val * len(perm)))
+        out["test"].append(perm[:n_test])
+        out["val"].append(perm[n_test : n_test + n_val])
+        out["train"].append(perm[n_test + n_val :])
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def normalisation(samples, target, species):
@@ -215,7 +228,8 @@ def train(config_path, out_dir, epochs=None, log=_log):
     torch.manual_seed(tr["seed"])
     targets = cfg["targets"]
     samples = load_samples(cfg["data"], targets, cfg["model"]["cutoff"])
-    parts = split_indices(len(samples), cfg["split"]["val"], cfg["split"]["test"], cfg["split"]["seed"])
+    parts = split_indices(len(samples), cfg["split"]["val"], cfg["split"]["test"], cfg["split"]["seed"],
+                          groups=[s["source"] for s in samples])  # fmt: skip
     train_s = [samples[i] for i in parts["train"]]
     species = sorted({int(z) for s in samples for z in s["numbers"]})
     avg_nb = float(np.mean([len(s["dst"]) / len(s["numbers"]) for s in train_s]))
@@ -267,10 +281,17 @@ def train(config_path, out_dir, epochs=None, log=_log):
         tmp.replace(ckpt)
     model.load_state_dict(state["best_state"])
     model.eval()
-    pred, ref, sp = predict_samples(model, [samples[i] for i in parts["test"]], targets)
+    test = [samples[i] for i in parts["test"]]
+    pred, ref, sp = predict_samples(model, test, targets)
     metrics = split_metrics(pred, ref, sp, plot_dir=out, name=cfg["name"])
+    by_source = {}
+    sources = sorted({s["source"] for s in test})
+    if len(sources) > 1:  # the same metrics for each data file's test structures
+        for src in sources:
+            by_source[src] = split_metrics(*predict_samples(model, [s for s in test if s["source"] == src], targets))
     refs = shift_references(model, cfg)
-    summary = {"name": cfg["name"], "test_metrics": metrics, "best_epoch": state["best_epoch"],
+    summary = {"name": cfg["name"], "test_metrics": metrics, "test_metrics_by_source": by_source,
+               "best_epoch": state["best_epoch"],
                "epochs_run": state["epoch"], "n_structures": {k: int(len(v)) for k, v in parts.items()},
                "shift_reference": refs, "config": cfg, "history": state["history"]}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))

@@ -94,3 +94,47 @@ def test_predict_cli_writes_dataset_layout(tiny_config, tmp_path, capsys):
                  "--model", str(model_path), "--allow-unknown"]) == 0  # fmt: skip
     assert np.isnan(io.read(tmp_path / "e.extxyz")[0].arrays["ms"]).all()
     assert main(["predict", str(quartz), "-o", str(out), "--model", "no-such-model"]) == 2
+
+
+def test_split_is_per_source():
+    from dynnmr.train import split_indices
+
+    plain = split_indices(40, 0.1, 0.1, 3)
+    perm = np.random.default_rng(3).permutation(40)  # one source: the plain seeded split
+    assert list(plain["test"]) == list(perm[:4]) and list(plain["train"]) == list(perm[8:])
+    groups = ["gipaw"] * 100 + ["clusters"] * 10
+    parts = split_indices(110, 0.1, 0.2, 0, groups=groups)
+    assert sorted(np.concatenate(list(parts.values()))) == list(range(110))
+    for name, n_small in (("test", 2), ("val", 1), ("train", 7)):  # the small source is in every part
+        assert sum(i >= 100 for i in parts[name]) == n_small
+
+
+def test_joint_training_on_two_sources_reports_each(tiny_config, tmp_path, shared_data):
+    """Si-only GIPAW structures plus a frame labelled only on O (EFG and shielding):
+    masked losses, O covered for both targets, metrics per data file."""
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [str(tiny_config.parent / "data.extxyz"), str(tmp_path / "o.extxyz")]
+    cfg["targets"] = ["ms", "efg"]
+    cfg["split"] = {"val": 0.25, "test": 0.25, "seed": 0}
+    frames = []
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        a = io.read(modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
+        a.rattle(0.05, seed=k)
+        n = len(a)
+        a.arrays["ms"] = np.full((n, 3, 3), np.nan)
+        a.arrays["efg"] = np.full((n, 3, 3), np.nan)
+        for i in np.flatnonzero(a.numbers == 8)[:3]:
+            m = rng.normal(size=(3, 3))
+            a.arrays["ms"][i] = 240 * np.eye(3) + 20 * (m + m.T)
+            a.arrays["efg"][i] = (m + m.T) - np.trace(m + m.T) / 3 * np.eye(3)
+        frames.append(a)
+    io.write_extxyz(tmp_path / "o.extxyz", frames)
+    path = tmp_path / "joint.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    model_path = train(path, tmp_path / "run", log=lambda m: None)
+    _, info = modelfile.load_model(model_path)
+    assert info["covered_species"] == {"ms": [8, 14], "efg": [8]}
+    by_source = json.loads((tmp_path / "run" / "metrics.json").read_text())["test_metrics_by_source"]
+    assert set(by_source) == {"data.extxyz", "o.extxyz"}
+    assert set(by_source["o.extxyz"]) == {"ms", "efg"} and set(by_source["data.extxyz"]["ms"]) == {"Si"}

@@ -1,0 +1,117 @@
+"""Two checks of the cluster labels (B3LYP, pcSseg-2 on the site, pcSseg-1 elsewhere).
+
+    python trajectories/labels/studies.py angle        # 17O C_Q, eta_Q against the Si-O-Si angle
+    python trajectories/labels/studies.py convergence  # C_Q, eta_Q, sigma_iso: 2 against 3 bond shells
+
+angle: the alpha-quartz O-centred cluster, (HO)3Si-O-Si(OH)3 with the crystal's bond
+lengths, its two halves turned rigidly about the bridging O in the Si-O-Si plane so the
+angle runs 130-180 deg. Expected: C_Q rises and eta_Q falls to 0 as the angle opens to
+180 deg (linear Si-O-Si is axially symmetric).
+convergence: O sites of experimental alpha-quartz and alpha-cristobalite and of the
+bundled glass, cut with 2 bond shells (O + 2 Si + 6 OH) and with 3 (the 6 outer Si kept,
+capped as SiH3).
+
+Each point is appended to a JSON file as it finishes (rerun to continue); `plot` draws
+angle.png from it.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dynnmr import io, label
+from dynnmr.isotopes import get_isotope
+from dynnmr.tensors import efg_parameters, isotropic, quadrupolar_coupling_hz
+
+HERE = Path(__file__).parent
+DATA = Path(io.__file__).parent / "data"
+Q_MB = get_isotope("17O").quadrupole_moment_mb
+
+
+def _record(path, key, fn):
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if key in results:
+        return results
+    t0 = time.perf_counter()
+    results[key] = {**fn(), "seconds": time.perf_counter() - t0}
+    path.write_text(json.dumps(results, indent=1))
+    print(key, results[key], flush=True)
+    return results
+
+
+def _efg_summary(res):
+    p = efg_parameters(res.efg_au)
+    out = {"Cq_MHz": float(quadrupolar_coupling_hz(p["Vzz"], Q_MB)) / 1e6, "eta_Q": float(p["eta_Q"]),
+           "n_atoms": res.n_atoms, "n_basis": res.n_basis}  # fmt: skip
+    if res.ms_ppm is not None:
+        out["sigma_iso_ppm"] = float(isotropic(res.ms_ppm))
+    return out
+
+
+def bent_cluster(angle_deg):
+    """The quartz O cluster with its Si-O-Si angle set to ``angle_deg`` (rigid halves)."""
+    quartz = io.read(DATA / "alpha_quartz.extxyz")[0]
+    cl = label.carve_cluster(quartz, quartz.get_chemical_symbols().index("O"), shells=2)
+    pos = cl.positions.copy()
+    si = np.flatnonzero(np.array(cl.get_chemical_symbols()) == "Si")[:2]
+    a, b = pos[si[0]], pos[si[1]]
+    normal = np.cross(a, b) / np.linalg.norm(np.cross(a, b))
+    now = np.degrees(np.arccos(a @ b / np.linalg.norm(a) / np.linalg.norm(b)))
+    side = np.linalg.norm(pos - a, axis=1) < np.linalg.norm(pos - b, axis=1)  # atoms of the first half
+    side[0] = False
+    from scipy.spatial.transform import Rotation
+
+    half = np.radians(angle_deg - now) / 2
+    pos[side] = Rotation.from_rotvec(-half * normal).apply(pos[side])
+    pos[~side & (np.arange(len(pos)) > 0)] = Rotation.from_rotvec(half * normal).apply(pos[~side & (np.arange(len(pos)) > 0)])
+    cl.positions = pos
+    return cl
+
+
+def angle_study(path=HERE / "angle.json"):
+    for angle in (130, 140, 150, 160, 170, 180):
+        _record(path, f"{angle}", lambda: _efg_summary(label.compute_site(bent_cluster(angle), ("efg",))))
+
+
+def convergence_study(path=HERE / "convergence.json"):
+    from dynnmr.reader import iread
+
+    sites = [("alpha_quartz", io.read(DATA / "alpha_quartz.extxyz")[0], None),
+             ("alpha_cristobalite", io.read(DATA / "alpha_cristobalite.extxyz")[0], None)]  # fmt: skip
+    glass = label.frame_to_atoms(next(iread(HERE.parent / "amorphous_sio2.extxyz.gz")))
+    sites.append(("amorphous_sio2", glass, int(label.candidate_sites(glass, ("O",))[0])))
+    for name, atoms, o in sites:
+        o = atoms.get_chemical_symbols().index("O") if o is None else o
+        for shells in (2, 3):
+            props = ("efg", "ms") if name == "alpha_quartz" else ("efg",)
+            _record(path, f"{name} O{o} shells={shells}",
+                    lambda: _efg_summary(label.compute_site(label.carve_cluster(atoms, o, shells), props)))
+
+
+def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = json.loads(path.read_text())
+    ang = np.array(sorted(float(k) for k in res))
+    cq = np.array([abs(res[f"{a:g}"]["Cq_MHz"]) for a in ang])
+    eta = np.array([res[f"{a:g}"]["eta_Q"] for a in ang])
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    ax.plot(ang, cq, "ko-", label="|C_Q|")
+    ax.set_xlabel("Si-O-Si angle (deg)")
+    ax.set_ylabel("17O |C_Q| (MHz)")
+    ax2 = ax.twinx()
+    ax2.plot(ang, eta, "s--", color="tab:blue", label="eta_Q")
+    ax2.set_ylabel("eta_Q", color="tab:blue")
+    ax.set_title("(HO)3Si-O-Si(OH)3, B3LYP/pcSseg-2(O),pcSseg-1")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+if __name__ == "__main__":
+    {"angle": angle_study, "convergence": convergence_study, "plot": plot}[sys.argv[1]]()
