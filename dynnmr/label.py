@@ -303,6 +303,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
             a.arrays.setdefault(t, np.full((len(a), 3, 3), np.nan))
     index = {(a.info.get("source"), int(a.info.get("source_frame", -1))): k for k, a in enumerate(done)}
     want = [p for p in ("efg", "ms") if p in properties]
+    seconds: list[float] = []  # per labelled site, for the ETA
     for frame_index, atoms in frames:
         key = (str(source), int(frame_index))
         if key not in index:
@@ -336,10 +337,13 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
                 rec.arrays["label_status"][i] = 1
                 rec.arrays["cluster_atoms"][i] = len(cluster)
                 n_done += 1
+                seconds.append(time.perf_counter() - t0)
+                goal = min(max_sites or len(todo), len(todo))
+                eta = np.mean(seconds) * max(goal - n_done, 0)
                 print(f"{source} frame {frame_index} atom {i} ({rec.get_chemical_symbols()[i]}, "
                       f"{cluster.get_chemical_formula()}, {res.n_basis} basis functions): "
-                      f"{time.perf_counter() - t0:.1f} s (SCF {res.seconds_scf:.1f}, EFG {res.seconds_efg:.1f}, "
-                      f"shielding {res.seconds_ms:.1f}); {n_done}/{max_sites or len(todo)} in this frame",
-                      file=log, flush=True)  # fmt: skip
+                      f"{seconds[-1]:.1f} s (SCF {res.seconds_scf:.1f}, EFG {res.seconds_efg:.1f}, "
+                      f"shielding {res.seconds_ms:.1f}); {n_done}/{goal} in this frame, "
+                      f"ETA {int(eta // 60)}m{int(eta % 60):02d}s", file=log, flush=True)  # fmt: skip
             _save(out_path, done)
     return done
