@@ -33,7 +33,7 @@ DEFAULTS = {
     "model": {"channels": 32, "vector_channels": 16, "lmax": 2, "layers": 2, "cutoff": 5.0,
               "num_basis": 8, "radial_hidden": 32},
     "training": {"epochs": 300, "batch_atoms": 2500, "lr": 0.005, "min_lr": 1e-5, "patience": 40,
-                 "lr_patience": 10, "seed": 0, "threads": 2},
+                 "lr_patience": 10, "seed": 0, "threads": 2, "loss": "mse"},
     "references": {},
 }  # fmt: skip
 
@@ -145,8 +145,9 @@ def batch_inputs(batch, targets, dtype=torch.float32):
     return graph, torch.from_numpy(sites), labels
 
 
-def batch_loss(model, graph, sites, labels):
-    """Mean squared error of standardised components over labelled sites, averaged over targets."""
+def batch_loss(model, graph, sites, labels, kind="mse"):
+    """Mean squared (``mse``) or absolute (``l1``, for MAE targets) error of standardised
+    components over labelled sites, averaged over targets."""
     out, idx = model.normalised(graph, sites=sites)
     losses = []
     for t, (pos, y) in labels.items():
@@ -154,7 +155,8 @@ def batch_loss(model, graph, sites, labels):
             continue
         s = idx[pos]
         target = (y - getattr(model, f"{t}_shift")[s]) / getattr(model, f"{t}_scale")[s]
-        losses.append(((out[t][pos] - target) ** 2).mean())
+        err = out[t][pos] - target
+        losses.append((err**2 if kind == "mse" else err.abs()).mean())
     return torch.stack(losses).mean()
 
 
@@ -220,6 +222,8 @@ def train(config_path, out_dir, epochs=None, log=_log):
     """Train (or resume) per the config; returns the path of the written model file."""
     cfg = load_config(config_path)
     tr = cfg["training"]
+    if tr["loss"] not in ("mse", "l1"):
+        raise ValueError(f"{config_path}: training.loss must be mse or l1, not {tr['loss']!r}")
     if epochs is not None:
         tr["epochs"] = int(epochs)
     out = Path(out_dir)
@@ -259,14 +263,14 @@ def train(config_path, out_dir, epochs=None, log=_log):
         total, n = 0.0, 0
         for batch in batches(train_s, order, tr["batch_atoms"]):
             graph, sites, labels = batch_inputs(batch, targets)
-            loss = batch_loss(model, graph, sites, labels)
+            loss = batch_loss(model, graph, sites, labels, tr["loss"])
             opt.zero_grad()
             loss.backward()
             opt.step()
             total, n = total + loss.item(), n + 1
         model.eval()
         with torch.no_grad():
-            val = float(np.mean([batch_loss(model, *b).item() for b in val_batches]))
+            val = float(np.mean([batch_loss(model, *b, tr["loss"]).item() for b in val_batches]))
         sched.step(val)
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]})

@@ -138,3 +138,20 @@ def test_joint_training_on_two_sources_reports_each(tiny_config, tmp_path, share
     by_source = json.loads((tmp_path / "run" / "metrics.json").read_text())["test_metrics_by_source"]
     assert set(by_source) == {"data.extxyz", "o.extxyz"}
     assert set(by_source["o.extxyz"]) == {"ms", "efg"} and set(by_source["data.extxyz"]["ms"]) == {"Si"}
+
+
+def test_l1_loss_option(tiny_config, tmp_path):
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [str(tiny_config.parent / "data.extxyz")]
+    cfg["training"]["loss"] = "l1"
+    path = tmp_path / "l1.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    train(path, tmp_path / "l1", epochs=1, log=lambda m: None)
+    hist = json.loads((tmp_path / "l1" / "metrics.json").read_text())["history"]
+    mse = train(tiny_config, tmp_path / "mse", epochs=1, log=lambda m: None)
+    assert hist[0]["train_loss"] != json.loads((tmp_path / "mse" / "metrics.json").read_text())["history"][0]["train_loss"]
+    assert mse.exists()
+    cfg["training"]["loss"] = "huber"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="mse or l1"):
+        train(path, tmp_path / "bad", log=lambda m: None)
