@@ -17,7 +17,10 @@ species selection, ``frames_done`` and ``complete``/``error``.
 
 Crash safety: zarr's local store writes every file atomically. Per chunk the engine
 grows the arrays, writes the chunk, and only then records ``frames_done``; a killed run
-leaves at worst one chunk that ``--resume`` rewrites identically.
+leaves at worst one chunk that ``--resume`` rewrites identically. Writers that work on
+chunks in any order (dask workers, :mod:`dynnmr.distributed`) get arrays sized up front
+and mark each finished chunk in ``chunk_done`` [chunk]; ``frames_done`` then counts the
+leading run of finished chunks, so a sequential ``--resume`` can take over too.
 """
 
 from __future__ import annotations
