@@ -76,7 +76,6 @@ def carve_cluster(atoms: Atoms, centre: int, shells: int = 2, bonds=None) -> Ato
     for depth in range(1, shells + 1):
         nxt = []
         for idx, img in frontier:
-            base = members[(idx, img)][1]
             for nb, shift in bonds.get(idx, []):
                 nimg = tuple(int(v) for v in np.asarray(img) + shift)
                 key = (nb, nimg)
@@ -107,11 +106,6 @@ def carve_cluster(atoms: Atoms, centre: int, shells: int = 2, bonds=None) -> Ato
     cluster.arrays["source_index"] = np.array(source, dtype=int)
     cluster.arrays["depth"] = np.array(depth, dtype=int)
     return cluster
-
-
-def pcsseg1_basis(elements):
-    """pcSseg-1 (Jensen's shielding-optimised basis) for ``elements``, from basis_set_exchange."""
-    return named_basis("pcSseg-1", elements)
 
 
 def named_basis(name, elements):
@@ -243,9 +237,6 @@ def compute_site(cluster: Atoms, properties=("efg", "ms"), xc="b3lyp", basis="pc
 
 
 # resumable labelling of many sites ------------------------------------------------------
-METHOD_INFO_KEYS = ("label_method", "source", "source_frame")
-
-
 def frame_to_atoms(frame) -> Atoms:
     """A reader :class:`~dynnmr.reader.Frame` as ``ase.Atoms`` (time kept in info['time_ps'])."""
     atoms = Atoms(numbers=frame.numbers, positions=frame.positions, pbc=frame.pbc,
