@@ -54,6 +54,13 @@ def test_frame_index_seeks_like_a_sequential_read(tmp_path):
     jump = list(iread_extxyz(tmp_path / "t.extxyz", slice(3, 9, 2), index=index))
     assert [f.index for f in jump] == [3, 5, 7] and [f.line for f in jump] == [f.line for f in seq]
     assert all(np.array_equal(a.positions, b.positions) for a, b in zip(seq, jump))
+    import gzip
+
+    gz = tmp_path / "t.extxyz.gz"  # gzip: the same index (uncompressed offsets), seeking by decompressing
+    gz.write_bytes(gzip.compress((tmp_path / "t.extxyz").read_bytes()))
+    assert np.array_equal(frame_index(gz), index)
+    zipped = list(iread_extxyz(gz, slice(3, 9, 2), index=frame_index(gz)))
+    assert all(np.array_equal(a.positions, b.positions) for a, b in zip(seq, zipped)) and len(zipped) == 3
     make_traj(tmp_path / "t.extxyz", n_frames=5)  # the file changed: the saved index is rebuilt
     assert frame_index(tmp_path / "t.extxyz").shape == (5, 2)
 
