@@ -82,7 +82,9 @@ def convergence_study(path=HERE / "convergence.json"):
     sites = [("alpha_quartz", io.read(DATA / "alpha_quartz.extxyz")[0], None),
              ("alpha_cristobalite", io.read(DATA / "alpha_cristobalite.extxyz")[0], None)]  # fmt: skip
     glass = label.frame_to_atoms(next(iread(HERE.parent / "amorphous_sio2.extxyz.gz")))
-    sites.append(("amorphous_sio2", glass, int(label.candidate_sites(glass, ("O",))[0])))
+    closed = [int(i) for i in label.candidate_sites(glass, ("O",))
+              if label.carve_cluster(glass, int(i), 3).numbers.sum() % 2 == 0]  # skip defect (open-shell) sites
+    sites.append(("amorphous_sio2", glass, closed[0]))
     for name, atoms, o in sites:
         o = atoms.get_chemical_symbols().index("O") if o is None else o
         for shells in (2, 3):
