@@ -14,15 +14,14 @@ time, model loading and store creation included; silicate-29si stores the Si sit
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from inference_cpu import quartz_supercell, time_forward  # benchmarks/, beside this script
 
-from dynnmr import io
 from dynnmr.engine import Profile, analyze
 from dynnmr.graphs import collate_on_device
 from dynnmr.modelfile import load_model
@@ -44,25 +43,9 @@ def _sync():
 
 
 def forward(model, n_rep, device, runs=5):
-    quartz = io.read(Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
-    atoms = quartz.repeat((n_rep, n_rep, n_rep))
-    atoms.rattle(0.05, seed=0)
-    tg, tm = [], []
-    for k in range(runs + 1):
-        _sync()
-        t0 = time.perf_counter()
-        graph = collate_on_device([_Frame(atoms)], model.cutoff, device)
-        _sync()
-        t1 = time.perf_counter()
-        with torch.inference_mode():
-            model(graph)
-        _sync()
-        t2 = time.perf_counter()
-        if k:
-            tg.append(t1 - t0)
-            tm.append(t2 - t1)
+    atoms = quartz_supercell((n_rep, n_rep, n_rep))
+    g, m, _ = time_forward(model, lambda: collate_on_device([_Frame(atoms)], model.cutoff, device), runs, _sync)
     n = len(atoms)
-    g, m = statistics.median(tg), statistics.median(tm)
     return {"atoms": n, "graph_ms": g * 1e3, "model_ms": m * 1e3, "model_atoms_per_s": n / m,
             "graph_plus_model_atoms_per_s": n / (g + m), "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else 0.0}  # fmt: skip
 
