@@ -60,21 +60,13 @@ def run_chunk(chunk, *, trajectory, output, model, device, batch_atoms, species,
     index = _index(str(trajectory)) if is_extxyz(trajectory, fmt, topology) else None
     payload = []
     for frame in iread(trajectory, frames, format=fmt, topology=topology, index=index):
-        job.check(frame)
-        payload.append((frame, None if job.device.type != "cpu" else _graph_parts(job, frame)))
+        payload.append(job.prepare(frame, cpu_graphs=job.device.type == "cpu"))
     if len(payload) != n:
         raise InputError(trajectory, f"expected {n} frames from frame {frames.start}, read {len(payload)}")
     data = job.infer(payload, dt_ps, md_timestep_ps, save_positions)
     store = TensorStore.reopen(output, {})
     store.write_frames(first, data)
     return chunk, n, time.perf_counter() - t0
-
-
-def _graph_parts(job, frame):
-    from .graphs import frame_arrays
-
-    return frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, job.net.cutoff,
-                        source=job.check.source, frame=frame.index, line=frame.line)  # fmt: skip
 
 
 def analyze_distributed(trajectory, client, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None,

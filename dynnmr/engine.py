@@ -96,20 +96,13 @@ class _Progress:
             self.stream.write("\n")
 
 
-def _producer(reader, out: queue.Queue, chunk_frames, cutoff, check, prof: Profile, stop: threading.Event, cpu_graphs):
+def _producer(reader, out: queue.Queue, chunk_frames, job, prof: Profile, stop: threading.Event, cpu_graphs):
     """Read frames, validate them and (for CPU graphs) build graph arrays, one chunk per queue item."""
     chunk = []
     try:
         for frame in reader:
             t0 = time.perf_counter()
-            check(frame)
-            parts = None
-            if cpu_graphs:
-                parts = frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, cutoff,
-                                     source=check.source, frame=frame.index, line=frame.line)  # fmt: skip
-            elif not np.isfinite(frame.positions).all():
-                raise InputError(check.source, "non-finite coordinates", frame=frame.index, line=frame.line)
-            chunk.append((frame, parts))
+            chunk.append(job.prepare(frame, cpu_graphs))
             prof.read_graph += time.perf_counter() - t0
             if len(chunk) == chunk_frames:
                 out.put(("chunk", chunk))
@@ -207,6 +200,17 @@ class Job:
                 "shift_reference": info.get("shift_reference", {}),
                 "species": sorted({chemical_symbols[z] for z in self.numbers[self.sites]}), "dt_ps": dt_ps}  # fmt: skip
 
+    def prepare(self, frame, cpu_graphs):
+        """``(frame, graph arrays or None)`` for :meth:`infer`, after checking the frame;
+        graph arrays are built here (CPU) or left to the model's device (None)."""
+        self.check(frame)
+        if cpu_graphs:
+            return frame, frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, self.net.cutoff,
+                                       source=self.check.source, frame=frame.index, line=frame.line)  # fmt: skip
+        if not np.isfinite(frame.positions).all():
+            raise InputError(self.check.source, "non-finite coordinates", frame=frame.index, line=frame.line)
+        return frame, None
+
     def infer(self, chunk, dt_ps, md_timestep_ps, save_positions) -> dict:
         """The store's arrays for one chunk of ``(frame, graph arrays or None)``."""
         unknown = (self.idx < 0).cpu().numpy()[self.sites]
@@ -272,7 +276,6 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     if correlate and done:
         raise ValueError("--correlate needs the whole run in one pass; use dynnmr dynamics on a resumed store")
     correlators = {t: MultipleTauCorrelator(len(job.sites)) for t in net.targets} if correlate else {}
-    check = job.check
 
     def frames_with_first():
         yield first
@@ -282,7 +285,7 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     stop = threading.Event()
     cpu_graphs = graphs == "cpu" or (graphs == "auto" and dev.type == "cpu")
     worker = threading.Thread(target=_producer, daemon=True,
-                              args=(frames_with_first(), q, chunk_frames, net.cutoff, check, prof, stop, cpu_graphs))  # fmt: skip
+                              args=(frames_with_first(), q, chunk_frames, job, prof, stop, cpu_graphs))  # fmt: skip
     worker.start()
     bar = _Progress(progress)
     n_atoms = len(job.numbers)
