@@ -51,16 +51,39 @@ def load_config(path) -> dict:
             cfg[key] = value
     if not cfg.get("data"):
         raise ValueError(f"{path}: config needs a 'data' list of tensor files")
-    cfg["data"] = [str((path.parent / p).resolve()) for p in cfg["data"]]
+    cfg["data"] = [_data_entry(path, entry) for entry in cfg["data"]]
     for ref in cfg["references"].values():
         ref["structure"] = str((path.parent / ref["structure"]).resolve())
     return cfg
 
 
-def load_samples(paths, targets, cutoff):
-    """Per structure: graph arrays and, per target, labelled site indices and components."""
+def _data_entry(config_path, entry) -> dict:
+    """A ``data`` item as ``{"path": absolute, "scale": {target: factor}}``.
+
+    An item is a file name or ``{path: FILE, scale: {efg: 0.91}}``: a constant factor on
+    a target's labels from that file (e.g. a documented correction of cluster C_Q
+    towards experiment). It multiplies the whole tensor, so eta_Q, the asymmetry and the
+    orientation are unchanged; the stored labels stay the raw DFT values.
+    """
+    entry = {"path": entry} if isinstance(entry, str) else dict(entry)
+    unknown = set(entry) - {"path", "scale"}
+    if "path" not in entry or unknown:
+        raise ValueError(f"{config_path}: a data item is a file name or {{path: FILE, scale: {{target: factor}}}}, not {entry!r}")
+    scale = {str(t): float(f) for t, f in (entry.get("scale") or {}).items()}
+    bad = set(scale) - set(TARGET_COMPONENTS)
+    if bad:
+        raise ValueError(f"{config_path}: scale for unknown target(s) {sorted(bad)} in data item {entry['path']}")
+    return {"path": str((Path(config_path).parent / entry["path"]).resolve()), "scale": scale}
+
+
+def load_samples(data, targets, cutoff):
+    """Per structure: graph arrays and, per target, labelled site indices and components.
+
+    ``data``: file names or :func:`_data_entry` dicts (their ``scale`` applied here).
+    """
     samples = []
-    for path in paths:
+    for entry in data:
+        path, scale = (entry, {}) if isinstance(entry, (str, Path)) else (entry["path"], entry["scale"])
         for k, atoms in enumerate(io.read(path)):
             s = structure_arrays(atoms, cutoff, source=path, frame=k)
             s["id"] = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"
@@ -71,7 +94,7 @@ def load_samples(paths, targets, cutoff):
                     s[t] = (np.zeros(0, np.int64), np.zeros((0, 3, 3)))
                     continue
                 sites = np.flatnonzero(np.isfinite(arr).all(axis=(1, 2)))
-                s[t] = (sites, arr[sites])
+                s[t] = (sites, arr[sites] * scale.get(t, 1.0))
             samples.append(s)
     return samples
 
@@ -301,7 +324,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     path = out / f"{cfg['name']}.pt"
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
-               training_data_sha256=sha256_files(cfg["data"]), training_config=cfg,
+               training_data_sha256=sha256_files([d["path"] for d in cfg["data"]]), training_config=cfg,
                test_structures=[samples[i]["id"] for i in parts["test"]])  # fmt: skip
     log(f"wrote {path} and {out / 'metrics.json'}")
     return path

@@ -155,3 +155,22 @@ def test_l1_loss_option(tiny_config, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="mse or l1"):
         train(path, tmp_path / "bad", log=lambda m: None)
+
+
+def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
+    from dynnmr.train import load_config, load_samples
+
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [{"path": str(tiny_config.parent / "data.extxyz"), "scale": {"ms": 0.5}}]
+    path = tmp_path / "scaled.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    loaded = load_config(path)
+    raw = load_samples([tiny_config.parent / "data.extxyz"], ["ms"], 4.0)
+    scaled = load_samples(loaded["data"], ["ms"], 4.0)
+    for r, s in zip(raw, scaled):
+        assert np.array_equal(r["ms"][0], s["ms"][0])
+        np.testing.assert_allclose(s["ms"][1], 0.5 * r["ms"][1], rtol=0, atol=0)
+    cfg["data"] = [{"path": "data.extxyz", "scale": {"nmr": 2}}]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="unknown target"):
+        load_config(path)
