@@ -33,7 +33,7 @@ DEFAULTS = {
     "model": {"channels": 32, "vector_channels": 16, "lmax": 2, "layers": 2, "cutoff": 5.0,
               "num_basis": 8, "radial_hidden": 32},
     "training": {"epochs": 300, "batch_atoms": 2500, "lr": 0.005, "min_lr": 1e-5, "patience": 40,
-                 "lr_patience": 10, "seed": 0, "threads": 2, "loss": "mse"},
+                 "lr_patience": 10, "seed": 0, "threads": 2, "loss": "mse", "ema": 0.0},
     "references": {},
 }  # fmt: skip
 
@@ -267,6 +267,14 @@ def train(config_path, out_dir, epochs=None, log=_log):
         scale, shift, covered[t] = normalisation(train_s, t, species)
         model.set_normalisation(t, scale, shift)
     opt = torch.optim.Adam(model.parameters(), lr=tr["lr"])
+    # validation, early stopping and the saved model use an exponential moving average of
+    # the weights when training.ema (its decay per step, e.g. 0.99) is set: with small
+    # batches the raw weights are noisy
+    ema = None
+    if tr["ema"]:
+        multi = torch.optim.swa_utils.get_ema_multi_avg_fn(float(tr["ema"]))
+        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=multi, use_buffers=True)
+    evaluated = model if ema is None else ema.module
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tr["lr_patience"], min_lr=tr["min_lr"])
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "history": []}
     ckpt = out / "checkpoint.pt"
@@ -275,6 +283,8 @@ def train(config_path, out_dir, epochs=None, log=_log):
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(saved["ema"])
         state = saved["state"]
         log(f"resuming from {ckpt} at epoch {state['epoch']}")
     val_batches = [batch_inputs(b, targets) for b in batches([samples[i] for i in parts["val"]], range(len(parts["val"])), 4000)]
@@ -290,21 +300,26 @@ def train(config_path, out_dir, epochs=None, log=_log):
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total, n = total + loss.item(), n + 1
-        model.eval()
+        evaluated.eval()
         with torch.no_grad():
-            val = float(np.mean([batch_loss(model, *b, tr["loss"]).item() for b in val_batches]))
+            val = float(np.mean([batch_loss(evaluated, *b, tr["loss"]).item() for b in val_batches]))
         sched.step(val)
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]})
         if val < state["best_val"]:
-            state.update(best_val=val, best_epoch=epoch + 1, best_state=copy.deepcopy(model.state_dict()))
+            state.update(best_val=val, best_epoch=epoch + 1, best_state=copy.deepcopy(evaluated.state_dict()))
         rate = (time.time() - t_start) / (state["epoch"] - e_start)
         eta = rate * (tr["epochs"] - state["epoch"])
         log(f"epoch {state['epoch']}/{tr['epochs']}  train {total / n:.4f}  val {val:.4f}  best {state['best_val']:.4f}"
             f" (epoch {state['best_epoch']})  lr {opt.param_groups[0]['lr']:.2g}  {rate:.1f} s/epoch  ETA {eta / 60:.1f} min")  # fmt: skip
         tmp = out / "checkpoint.pt.tmp"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": state}, tmp)
+        saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": state}
+        if ema is not None:
+            saved["ema"] = ema.state_dict()
+        torch.save(saved, tmp)
         tmp.replace(ckpt)
     model.load_state_dict(state["best_state"])
     model.eval()

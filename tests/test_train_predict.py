@@ -174,3 +174,27 @@ def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="unknown target"):
         load_config(path)
+
+
+def test_ema_option_averages_weights_and_resumes(tiny_config, tmp_path):
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [str(tiny_config.parent / "data.extxyz")]
+
+    def run(name, ema, epochs):
+        cfg["training"]["ema"] = ema
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return weights(train(path, tmp_path / name, epochs=epochs, log=lambda m: None))
+
+    raw = run("raw", 0.0, 2)
+    # a decay of ~0 makes the average the last weights: the same model as without EMA
+    same = run("tiny_decay", 1e-12, 2)
+    for k, v in raw.items():
+        torch.testing.assert_close(same[k], v, rtol=1e-6, atol=1e-7)
+    averaged = run("ema", 0.9, 2)
+    assert any(not torch.allclose(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    # the average is part of the checkpoint: 1 epoch, then resumed to 2, equals 2 straight
+    run("resumed", 0.9, 1)
+    resumed = run("resumed", 0.9, 2)
+    for k, v in averaged.items():
+        assert torch.equal(resumed[k], v), k
