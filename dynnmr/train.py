@@ -9,6 +9,7 @@ plots and the self-describing model file are written to the output folder.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sys
@@ -237,6 +238,37 @@ def shift_references(model, cfg):
     return refs
 
 
+class WeightAverage:
+    """Exponential moving average of a model's floating-point state (weights and buffers).
+
+    ``update`` after each optimiser step: avg <- decay * avg + (1 - decay) * current.
+    ``swapped_in`` evaluates the model with the averaged weights and restores its own.
+    """
+
+    def __init__(self, model, decay: float):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"training.ema must be a decay in [0, 1), not {decay}")
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model):
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].mul_(self.decay).add_(v, alpha=1.0 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+    @contextlib.contextmanager
+    def swapped_in(self, model):
+        own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.state)
+        try:
+            yield model
+        finally:
+            model.load_state_dict(own)
+
+
 def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -270,11 +302,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
     # validation, early stopping and the saved model use an exponential moving average of
     # the weights when training.ema (its decay per step, e.g. 0.99) is set: with small
     # batches the raw weights are noisy
-    ema = None
-    if tr["ema"]:
-        multi = torch.optim.swa_utils.get_ema_multi_avg_fn(float(tr["ema"]))
-        ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=multi, use_buffers=True)
-    evaluated = model if ema is None else ema.module
+    ema = WeightAverage(model, float(tr["ema"])) if tr["ema"] else None
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tr["lr_patience"], min_lr=tr["min_lr"])
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "history": []}
     ckpt = out / "checkpoint.pt"
@@ -284,7 +312,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
         if ema is not None:
-            ema.load_state_dict(saved["ema"])
+            ema.state = saved["ema"]
         state = saved["state"]
         log(f"resuming from {ckpt} at epoch {state['epoch']}")
     val_batches = [batch_inputs(b, targets) for b in batches([samples[i] for i in parts["val"]], range(len(parts["val"])), 4000)]
@@ -301,16 +329,17 @@ def train(config_path, out_dir, epochs=None, log=_log):
             loss.backward()
             opt.step()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model)
             total, n = total + loss.item(), n + 1
-        evaluated.eval()
-        with torch.no_grad():
-            val = float(np.mean([batch_loss(evaluated, *b, tr["loss"]).item() for b in val_batches]))
+        model.eval()
+        with torch.no_grad(), (ema.swapped_in(model) if ema is not None else contextlib.nullcontext()):
+            val = float(np.mean([batch_loss(model, *b, tr["loss"]).item() for b in val_batches]))
+            current = copy.deepcopy(model.state_dict())
         sched.step(val)
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]})
         if val < state["best_val"]:
-            state.update(best_val=val, best_epoch=epoch + 1, best_state=copy.deepcopy(evaluated.state_dict()))
+            state.update(best_val=val, best_epoch=epoch + 1, best_state=current)
         rate = (time.time() - t_start) / (state["epoch"] - e_start)
         eta = rate * (tr["epochs"] - state["epoch"])
         log(f"epoch {state['epoch']}/{tr['epochs']}  train {total / n:.4f}  val {val:.4f}  best {state['best_val']:.4f}"
@@ -318,7 +347,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
         tmp = out / "checkpoint.pt.tmp"
         saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": state}
         if ema is not None:
-            saved["ema"] = ema.state_dict()
+            saved["ema"] = ema.state
         torch.save(saved, tmp)
         tmp.replace(ckpt)
     model.load_state_dict(state["best_state"])

@@ -198,3 +198,23 @@ def test_ema_option_averages_weights_and_resumes(tiny_config, tmp_path):
     resumed = run("resumed", 0.9, 2)
     for k, v in averaged.items():
         assert torch.equal(resumed[k], v), k
+
+
+def test_weight_average_is_the_exponential_average():
+    from dynnmr.train import WeightAverage
+
+    lin = torch.nn.Linear(2, 1, dtype=torch.float64)
+    w = [torch.randn(1, 2, dtype=torch.float64) for _ in range(3)]
+    with torch.no_grad():
+        lin.weight.copy_(w[0])
+    avg = WeightAverage(lin, 0.8)
+    for x in w[1:]:
+        with torch.no_grad():
+            lin.weight.copy_(x)
+        avg.update(lin)
+    expected = 0.8**2 * w[0] + 0.8 * 0.2 * w[1] + 0.2 * w[2]
+    with avg.swapped_in(lin):
+        torch.testing.assert_close(lin.weight.detach(), expected, rtol=1e-14, atol=1e-14)
+    assert torch.equal(lin.weight.detach(), w[2])  # its own weights back afterwards
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(lin, 1.0)
