@@ -204,6 +204,31 @@ def predict_samples(model, samples, targets, batch_atoms=4000):
     return cat(pred), cat(ref), {t: np.concatenate(v) if v else np.zeros(0, int) for t, v in species.items()}
 
 
+def recorded_test_samples(info, data, targets=None):
+    """The test structures a model file records, with the labels it was tested on.
+
+    ``data``: the training data files (or :func:`_data_entry` dicts) as they are now.
+    A label file that grows after training (new sites are appended, labelled sites never
+    change) still gives the recorded test set: only the sites in ``info["test_sites"]``
+    are kept (files without that record: all labelled sites of the test structures).
+    """
+    targets = list(targets or info["targets"])
+    hp = info["hyperparameters"]
+    wanted = set(info["test_structures"])
+    test = [s for s in load_samples(data, targets, hp["cutoff"]) if s["id"] in wanted]
+    missing = wanted - {s["id"] for s in test}
+    if missing:
+        raise ValueError(f"test structures not found in the data given: {sorted(missing)[:5]}")
+    for s in test:
+        record = info.get("test_sites", {}).get(s["id"])
+        for t in targets if record is not None else ():
+            keep = np.isin(s[t][0], record.get(t, []))
+            if keep.sum() != len(record.get(t, [])):
+                raise ValueError(f"{s['id']}: {t} labels recorded at training are missing from the data")
+            s[t] = (s[t][0][keep], s[t][1][keep])
+    return test
+
+
 def split_metrics(pred, ref, species, plot_dir=None, name=""):
     """Metrics per target and species; parity plots as ``plot_dir/parity_{target}_{El}.png``."""
     from ase.data import chemical_symbols
@@ -369,6 +394,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
     path = out / f"{cfg['name']}.pt"
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
                training_data_sha256=sha256_files([d["path"] for d in cfg["data"]]), training_config=cfg,
-               test_structures=[samples[i]["id"] for i in parts["test"]])  # fmt: skip
+               test_structures=[samples[i]["id"] for i in parts["test"]],
+               test_sites={s["id"]: {t: s[t][0].tolist() for t in targets} for s in test})  # fmt: skip
     log(f"wrote {path} and {out / 'metrics.json'}")
     return path

@@ -7,7 +7,7 @@ from dynnmr import io
 from dynnmr import tensors as T
 from dynnmr.modelfile import BUNDLED_DIR, load_model
 from dynnmr.predict import predict_images
-from dynnmr.train import load_samples, predict_samples, split_metrics
+from dynnmr.train import predict_samples, recorded_test_samples, split_metrics
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,8 @@ def test_bundled_model_describes_itself(bundled):
 def test_test_split_metrics_reproduce(bundled, shared_data):
     """Re-evaluate the model on the test structures it records; the stored numbers must come back."""
     model, info = bundled
-    samples = load_samples([shared_data / "silicate_29si_gipaw.json"], ["ms"], model.cutoff)
-    test_ids = set(info["test_structures"])
-    test = [s for s in samples if s["id"] in test_ids]
-    assert len(test) == len(test_ids) == 38
+    test = recorded_test_samples(info, [shared_data / "silicate_29si_gipaw.json"])
+    assert len(test) == len(info["test_structures"]) == 38
     pred, ref, sp = predict_samples(model, test, ["ms"])
     got = split_metrics(pred, ref, sp)["ms"]["Si"]
     stored = info["metrics"]["ms"]["Si"]

@@ -218,3 +218,34 @@ def test_weight_average_is_the_exponential_average():
     assert torch.equal(lin.weight.detach(), w[2])  # its own weights back afterwards
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(lin, 1.0)
+
+
+def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
+    """Labels appended after training must not change the test set a model file records."""
+    from dynnmr.train import predict_samples, recorded_test_samples, split_metrics
+
+    images = io.read(tiny_config.parent / "data.extxyz")
+    partial, k = [], 0
+    for a in images:
+        a = a.copy()
+        for i in np.flatnonzero(np.isfinite(a.arrays["ms"]).all(axis=(1, 2))):
+            if k % 2:
+                a.arrays["ms"][i] = np.nan  # every other labelled site (over the file) not yet
+            k += 1
+        partial.append(a)
+    data = tmp_path / "labels.extxyz"
+    io.write_extxyz(data, partial)
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [str(data)]
+    path = tmp_path / "grow.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    model, info = modelfile.load_model(train(path, tmp_path / "grow", epochs=1, log=lambda m: None))
+    io.write_extxyz(data, images)  # the labelling went on: every Si labelled now
+    test = recorded_test_samples(info, [data])
+    assert sum(len(s["ms"][0]) for s in test) == sum(len(v["ms"]) for v in info["test_sites"].values())
+    from dynnmr.train import load_samples
+
+    now = [s for s in load_samples([data], ["ms"], 4.0) if s["id"] in set(info["test_structures"])]
+    assert sum(len(s["ms"][0]) for s in test) < sum(len(s["ms"][0]) for s in now)
+    got = split_metrics(*predict_samples(model, test, ["ms"]))["ms"]["Si"]
+    assert got["sigma_iso_ppm"]["mae"] == pytest.approx(info["metrics"]["ms"]["Si"]["sigma_iso_ppm"]["mae"], rel=1e-6)
