@@ -113,7 +113,7 @@ class TensorGNN(nn.Module):
     """
 
     def __init__(self, species, targets=("ms",), channels=32, vector_channels=None, lmax=2, layers=2,
-                 cutoff=5.0, num_basis=8, radial_hidden=32, avg_neighbours=20.0):  # fmt: skip
+                 cutoff=5.0, num_basis=8, radial_hidden=32, avg_neighbours=20.0, readout_hidden=0):  # fmt: skip
         super().__init__()
         self.species = [int(z) for z in species]
         self.targets = list(targets)
@@ -135,6 +135,14 @@ class TensorGNN(nn.Module):
             irreps = block.irreps_out
         self.blocks = nn.ModuleList(blocks)
         self.readouts = nn.ModuleDict({t: o3.Linear(irreps, o3.Irreps(TARGET_IRREPS[t])) for t in self.targets})
+        # optional nonlinear readout of the isotropic (0e) part: an MLP on the invariant
+        # features, added to the linear readout; l > 0 stay linear (equivariance)
+        self.scalar_slices = [(sl.start, sl.stop) for (_, ir), sl in zip(irreps, irreps.slices()) if ir == o3.Irrep("0e")]
+        n_scalars = sum(b - a for a, b in self.scalar_slices)
+        self.scalar_mlps = nn.ModuleDict()
+        for t in self.targets if readout_hidden else ():
+            if TARGET_IRREPS[t].startswith("1x0e"):  # the isotropic part is the first output
+                self.scalar_mlps[t] = e3nn_nn.FullyConnectedNet([n_scalars, readout_hidden, 1], torch.nn.functional.silu)
         n = len(self.species)
         for t in self.targets:
             k = len(TARGET_COMPONENTS[t])
@@ -188,7 +196,12 @@ class TensorGNN(nn.Module):
             h = block(h, sh, radial, src, dst)
         if sites is not None:
             h, idx = h[sites], idx[sites]
-        return {t: self.readouts[t](h) for t in self.targets}, idx
+        out = {t: self.readouts[t](h) for t in self.targets}
+        if len(self.scalar_mlps):
+            scalars = torch.cat([h[:, a:b] for a, b in self.scalar_slices], dim=1)
+            for t, mlp in self.scalar_mlps.items():
+                out[t] = torch.cat([out[t][:, :1] + mlp(scalars), out[t][:, 1:]], dim=1)
+        return out, idx
 
     def forward(self, graph: Graph, species_idx=None, sites=None):
         """Physical tensors ``{target: (M, 3, 3)}`` (ppm, au) for all atoms or ``sites``."""

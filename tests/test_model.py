@@ -15,13 +15,14 @@ from test_tensors import random_rotations
 QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
 
 
-def make_model(targets=("ms", "efg"), layers=2):
+def make_model(targets=("ms", "efg"), layers=2, readout_hidden=0):
     """A small random model built in float64 (e3nn bakes constants in the dtype at build time)."""
     torch.manual_seed(0)
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        model = TensorGNN(species=[1, 6, 8, 14], targets=targets, channels=8, vector_channels=4, layers=layers, cutoff=4.0)
+        model = TensorGNN(species=[1, 6, 8, 14], targets=targets, channels=8, vector_channels=4, layers=layers, cutoff=4.0,
+                           readout_hidden=readout_hidden)  # fmt: skip
     finally:
         torch.set_default_dtype(old)
     # non-trivial normalisation (one scale per species and irrep) so the physical mapping is exercised
@@ -49,9 +50,9 @@ def assert_rel_close(a, b, rtol=1e-10):
     assert np.abs(a - b).max() <= rtol * scale, np.abs(a - b).max() / scale
 
 
-@pytest.mark.parametrize("layers", [2, 3])
-def test_rotation_equivariance_periodic(layers):
-    model = make_model(layers=layers)
+@pytest.mark.parametrize("layers, readout_hidden", [(2, 0), (3, 0), (2, 16)])
+def test_rotation_equivariance_periodic(layers, readout_hidden):
+    model = make_model(layers=layers, readout_hidden=readout_hidden)
     atoms = rattled_quartz()
     out = predict(model, [atoms])
     assert np.abs(T.antisymmetric_vector(out["ms"])).max() > 1e-6  # the 1e channel is live
@@ -75,6 +76,16 @@ def test_rotation_and_reflection_molecule_without_cell():
         out_r = predict(model, [m])
         for t in out:
             assert_rel_close(out_r[t], rot @ out[t] @ rot.T)
+
+
+def test_scalar_readout_mlp_changes_only_the_isotropic_part():
+    plain, mlp = make_model(), make_model(readout_hidden=16)
+    mlp.load_state_dict(plain.state_dict(), strict=False)  # same weights, plus the MLP
+    a, b = predict(plain, [rattled_quartz()]), predict(mlp, [rattled_quartz()])
+    assert np.abs(T.isotropic(a["ms"]) - T.isotropic(b["ms"])).min() > 1e-8
+    dev = lambda x: x - T.isotropic(x)[:, None, None] * np.eye(3)  # noqa: E731
+    np.testing.assert_allclose(dev(a["ms"]), dev(b["ms"]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a["efg"], b["efg"], rtol=0, atol=1e-12)
 
 
 def test_translation_and_permutation():
