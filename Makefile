@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install test demo trajectories model labels clean
+.PHONY: install test demo trajectories model sio2-model labels clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,13 @@ demo: install
 model: install
 	$(VENV)/bin/dynnmr train configs/silicate-29si.yaml -o runs/silicate-29si
 	cp runs/silicate-29si/silicate-29si.pt dynnmr/data/models/
+	cp runs/silicate-29si/metrics.json dynnmr/data/models/silicate-29si.metrics.json
+
+# Retrain the default model sio2 (GIPAW 29Si + the cluster labels; about 40 min on 2 cores).
+sio2-model: install
+	$(VENV)/bin/dynnmr train configs/sio2.yaml -o runs/sio2
+	cp runs/sio2/sio2.pt dynnmr/data/models/
+	cp runs/sio2/metrics.json dynnmr/data/models/sio2.metrics.json
 
 # Rebuild the example trajectories with LAMMPS (own environment; about 30 min on 1 core).
 MDVENV ?= .venv-md
