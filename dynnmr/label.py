@@ -59,6 +59,31 @@ def _bonds(atoms: Atoms):
     return bonded
 
 
+#: Regular coordination in silica: each Si bonded to 4 O, each O to 2 Si.
+REGULAR_NEIGHBOURS = {"Si": ("O", 4), "O": ("Si", 2)}
+
+
+def coordination_defect(atoms: Atoms, centre: int, bonds=None) -> str | None:
+    """Why the site or a first-shell neighbour is not regularly coordinated, else None.
+
+    The labels describe regular bridging O (and Si in regular tetrahedra): a cluster
+    around a 3- or 5-coordinated Si or a non-bridging/3-coordinated O is a different
+    chemistry, and its capped cluster can have a near-degenerate electronic structure
+    whose GIAO shielding is meaningless (e.g. 17O sigma_iso of -709 and 10,340 ppm at two
+    glass sites next to 5-coordinated Si). Elements without a rule are not checked.
+    """
+    bonds = _bonds(atoms) if bonds is None else bonds
+    symbols = atoms.get_chemical_symbols()
+    for k in [centre] + [nb for nb, _ in bonds.get(centre, [])]:
+        rule = REGULAR_NEIGHBOURS.get(symbols[k])
+        if rule is None:
+            continue
+        got = sorted(symbols[nb] for nb, _ in bonds.get(k, []))
+        if got != [rule[0]] * rule[1]:
+            return f"{symbols[k]} atom {k} bonded to {len(got)} atoms ({''.join(got) or 'none'}), not {rule[1]} {rule[0]}"
+    return None
+
+
 def carve_cluster(atoms: Atoms, centre: int, shells: int = 2, bonds=None) -> Atoms:
     """Hydrogen-capped cluster of all atoms within ``shells`` bonds of atom ``centre``.
 
@@ -263,6 +288,21 @@ def _blank_labels(atoms: Atoms, source, frame_index, method) -> Atoms:
     return out
 
 
+DEFECT = -2  # label_status of a site skipped for a coordination defect (-1: DFT failed)
+
+
+def drop_defect_labels(atoms: Atoms) -> list[int]:
+    """Withdraw labels of sites that :func:`coordination_defect` rejects (labelled before
+    the rule existed): their status becomes ``DEFECT`` and their tensors NaN."""
+    bonds = _bonds(atoms)
+    dropped = [int(i) for i in np.flatnonzero(atoms.arrays["label_status"] == 1) if coordination_defect(atoms, i, bonds)]
+    for i in dropped:
+        atoms.arrays["label_status"][i] = DEFECT
+        for t in ("efg", "ms"):
+            atoms.arrays[t][i] = np.nan
+    return dropped
+
+
 def _save(path: Path, images) -> None:
     """Atomic rewrite: a crash mid-write leaves the previous file intact."""
     import os
@@ -292,6 +332,8 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
     for a in done:
         for t in ("efg", "ms"):
             a.arrays.setdefault(t, np.full((len(a), 3, 3), np.nan))
+    for a in done:
+        drop_defect_labels(a)
     index = {(a.info.get("source"), int(a.info.get("source_frame", -1))): k for k, a in enumerate(done)}
     want = [p for p in ("efg", "ms") if p in properties]
     seconds: list[float] = []  # per labelled site, for the ETA
@@ -312,6 +354,12 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
             if max_sites is not None and n_done >= max_sites:
                 break
             if labelled(i) or rec.arrays["label_status"][i] < 0:
+                continue
+            defect = coordination_defect(rec, i, bonds)
+            if defect:
+                rec.arrays["label_status"][i] = DEFECT
+                print(f"{source} frame {frame_index} atom {i}: skipped (coordination defect: {defect})", file=log, flush=True)
+                _save(out_path, done)
                 continue
             cluster = carve_cluster(rec, i, shells, bonds)
             t0 = time.perf_counter()

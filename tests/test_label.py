@@ -139,3 +139,27 @@ def test_label_sites_resumes_and_refuses_another_method(tmp_path):
 def test_cli_label_errors_name_the_file(tmp_path, capsys):
     assert main(["label", str(tmp_path / "missing.extxyz"), "-o", str(tmp_path / "o.extxyz")]) == 2
     assert "missing.extxyz" in capsys.readouterr().err
+
+
+def test_coordination_defects_are_skipped_and_old_labels_withdrawn():
+    quartz = ase.io.read(QUARTZ)
+    o = int(np.flatnonzero(quartz.numbers == 8)[0])
+    assert label.coordination_defect(quartz, o) is None
+    assert label.coordination_defect(quartz, int(np.flatnonzero(quartz.numbers == 14)[0])) is None
+    # take away one O of a Si next to our O: that Si becomes 3-coordinated
+    bonds = label._bonds(quartz)
+    si = bonds[o][0][0]
+    other_o = next(nb for nb, _ in bonds[si] if nb != o)
+    defect = quartz.copy()
+    del defect[other_o]
+    o_new = o - (other_o < o)
+    assert "bonded to 3 atoms (OOO), not 4 O" in label.coordination_defect(defect, o_new)
+    # a label made before the rule is withdrawn: NaN tensors, status DEFECT
+    defect.arrays["efg"] = np.ones((len(defect), 3, 3))
+    defect.arrays["ms"] = np.ones((len(defect), 3, 3))
+    defect.arrays["label_status"] = np.ones(len(defect), dtype=int)
+    dropped = label.drop_defect_labels(defect)
+    assert o_new in dropped and np.isnan(defect.arrays["efg"][o_new]).all()
+    assert (defect.arrays["label_status"][dropped] == label.DEFECT).all()
+    kept = np.setdiff1d(np.arange(len(defect)), dropped)
+    assert (defect.arrays["label_status"][kept] == 1).all() and np.isfinite(defect.arrays["ms"][kept]).all()
