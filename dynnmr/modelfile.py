@@ -22,7 +22,7 @@ FORMAT = "dynnmr-model"
 FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).parent / "data" / "models"
 #: The default model for `dynnmr analyze` / `predict` when none is given.
-DEFAULT_MODEL = "silicate-29si"
+DEFAULT_MODEL = "sio2"
 
 
 def sha256_files(paths) -> str:

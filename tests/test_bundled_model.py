@@ -1,48 +1,101 @@
-"""The bundled `silicate-29si` model: self-description, its test metrics reproduce, shift reference."""
+"""The bundled models `silicate-29si` and `sio2` (the default): self-description, their test
+metrics reproduce, shift references, and sio2's 17O against experiment."""
 
 import numpy as np
 import pytest
+import yaml
 
 from dynnmr import io
 from dynnmr import tensors as T
-from dynnmr.modelfile import BUNDLED_DIR, load_model
+from dynnmr.isotopes import get_isotope
+from dynnmr.modelfile import BUNDLED_DIR, DEFAULT_MODEL, load_model
 from dynnmr.predict import predict_images
 from dynnmr.train import predict_samples, recorded_test_samples, split_metrics
 
+REPO = BUNDLED_DIR.parents[2]
+QUARTZ = io.read(BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
+CRISTOBALITE = io.read(BUNDLED_DIR.parent / "alpha_cristobalite.extxyz")[0]
 
-@pytest.fixture(scope="module")
-def bundled():
-    return load_model("silicate-29si")
+
+@pytest.fixture(scope="module", params=["silicate-29si", "sio2"])
+def bundled(request):
+    return load_model(request.param)
+
+
+def training_data(info, shared_data):
+    """The model's data items with today's paths: GIPAW from shared/, labels from the repo."""
+    out = []
+    for item in info["training_config"]["data"]:
+        item = {"path": item, "scale": {}} if isinstance(item, str) else dict(item)
+        name = item["path"].rsplit("/", 1)[-1]
+        item["path"] = str(shared_data / name if name.endswith(".json") else REPO / "trajectories" / "labels" / name)
+        out.append(item)
+    return out
 
 
 def test_bundled_model_describes_itself(bundled):
     model, info = bundled
-    assert info["targets"] == ["ms"] and info["units"] == {"ms": "ppm"}
-    assert info["covered_species"] == {"ms": [14]}
+    assert info["units"] == {t: {"ms": "ppm", "efg": "au"}[t] for t in info["targets"]}
     assert info["hyperparameters"]["channels"] == 32 and len(info["training_data_sha256"]) == 64
     assert set(info["metrics"]["ms"]["Si"]) >= {"irreps", "sigma_iso_ppm", "symmetric_component_mae_ppm"}
-    assert (BUNDLED_DIR / "silicate-29si.metrics.json").exists()
+    assert (BUNDLED_DIR / f"{info['name']}.metrics.json").exists()
+    if info["name"] == "sio2":
+        assert info["targets"] == ["ms", "efg"]
+        assert info["covered_species"] == {"ms": [8, 14], "efg": [8]}
+        assert set(info["metrics"]["efg"]["O"]) >= {"Cq_MHz", "eta_Q"}
+    else:
+        assert info["targets"] == ["ms"] and info["covered_species"] == {"ms": [14]}
+
+
+def test_default_model_is_sio2():
+    assert DEFAULT_MODEL == "sio2"
 
 
 def test_test_split_metrics_reproduce(bundled, shared_data):
-    """Re-evaluate the model on the test structures it records; the stored numbers must come back."""
+    """Re-evaluate each model on the test sites it records; the stored numbers must come back."""
     model, info = bundled
-    test = recorded_test_samples(info, [shared_data / "silicate_29si_gipaw.json"])
-    assert len(test) == len(info["test_structures"]) == 38
-    pred, ref, sp = predict_samples(model, test, ["ms"])
-    got = split_metrics(pred, ref, sp)["ms"]["Si"]
-    stored = info["metrics"]["ms"]["Si"]
-    for key in ("sigma_iso_ppm", "zeta_ppm", "span_ppm"):
-        assert got[key]["mae"] == pytest.approx(stored[key]["mae"], rel=1e-4)
-    assert got["symmetric_component_mae_ppm"] == pytest.approx(stored["symmetric_component_mae_ppm"], rel=1e-4)
+    test = recorded_test_samples(info, training_data(info, shared_data))
+    assert len(test) == len(info["test_structures"])
+    got = split_metrics(*predict_samples(model, test, info["targets"]))
+    for t, per_species in info["metrics"].items():
+        for el, stored in per_species.items():
+            keys = ("sigma_iso_ppm", "zeta_ppm", "span_ppm") if t == "ms" else ("Cq_MHz", "eta_Q")
+            for key in keys:
+                assert got[t][el][key]["mae"] == pytest.approx(stored[key]["mae"], rel=1e-4), (t, el, key)
 
 
-def test_quartz_reference_gives_experimental_shift(bundled):
+@pytest.mark.parametrize("element, shift_ppm", [("Si", -107.4), ("O", 40.8)])
+def test_quartz_reference_gives_experimental_shift(bundled, element, shift_ppm):
     model, info = bundled
-    quartz = io.read(BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
-    ms = predict_images(model, info, [quartz])[0].arrays["ms"]
-    si = quartz.numbers == 14
-    sigma_ref = info["shift_reference"]["Si"]["sigma_ref_ppm"]
-    delta = T.shift_iso(T.isotropic(ms[si]), sigma_ref)
-    np.testing.assert_allclose(delta, -107.4, atol=1e-3)  # the three Si are equivalent
-    assert np.isnan(ms[~si]).all()
+    if element not in info["shift_reference"]:
+        assert element == "O" and info["name"] == "silicate-29si"
+        return
+    ms = predict_images(model, info, [QUARTZ])[0].arrays["ms"]
+    sites = QUARTZ.get_chemical_symbols() == np.array(element)
+    sigma_ref = info["shift_reference"][element]["sigma_ref_ppm"]
+    np.testing.assert_allclose(T.shift_iso(T.isotropic(ms[sites]), sigma_ref), shift_ppm, atol=1e-3)
+    if info["name"] == "silicate-29si":
+        assert np.isnan(ms[~sites]).all()
+
+
+def test_sio2_17o_quadrupolar_coupling_against_experiment():
+    """alpha-quartz 5.21 MHz / 0.19 and alpha-cristobalite 5.3 MHz / 0.125 (experiment)."""
+    model, info = load_model("sio2")
+    q = get_isotope("17O").quadrupole_moment_mb
+    for atoms, cq_exp, eta_exp in [(QUARTZ, 5.21, 0.19), (CRISTOBALITE, 5.3, 0.125)]:
+        efg = predict_images(model, info, [atoms])[0].arrays["efg"][atoms.numbers == 8]
+        p = T.efg_parameters(efg)
+        cq = np.abs(T.quadrupolar_coupling_hz(p["Vzz"], q)) / 1e6
+        np.testing.assert_allclose(cq, cq.mean(), rtol=1e-5)  # symmetry-equivalent O sites agree
+        assert abs(cq.mean() - cq_exp) < 0.15 * cq_exp
+        assert abs(p["eta_Q"].mean() - eta_exp) < 0.1
+
+
+def test_sio2_config_is_the_bundled_models_recipe():
+    """configs/sio2.yaml (the one-command retrain) holds what the bundled file was trained with."""
+    _, info = load_model("sio2")
+    cfg = yaml.safe_load((REPO / "configs" / "sio2.yaml").read_text())
+    assert {k: v for k, v in info["training_config"]["model"].items()} == cfg["model"]
+    assert info["training_config"]["training"]["loss"] == cfg["training"]["loss"]
+    scales = [d.get("scale") for d in cfg["data"] if isinstance(d, dict)]
+    assert scales == [{"efg": 0.91}]
