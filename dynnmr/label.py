@@ -332,7 +332,6 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
     for a in done:
         for t in ("efg", "ms"):
             a.arrays.setdefault(t, np.full((len(a), 3, 3), np.nan))
-    for a in done:
         drop_defect_labels(a)
     index = {(a.info.get("source"), int(a.info.get("source_frame", -1))): k for k, a in enumerate(done)}
     want = [p for p in ("efg", "ms") if p in properties]
