@@ -82,9 +82,12 @@ def convergence_study(path=HERE / "convergence.json"):
     sites = [("alpha_quartz", io.read(DATA / "alpha_quartz.extxyz")[0], None),
              ("alpha_cristobalite", io.read(DATA / "alpha_cristobalite.extxyz")[0], None)]  # fmt: skip
     glass = label.frame_to_atoms(next(iread(HERE.parent / "amorphous_sio2.extxyz.gz")))
-    closed = [int(i) for i in label.candidate_sites(glass, ("O",))
-              if label.carve_cluster(glass, int(i), 3).numbers.sum() % 2 == 0]  # skip defect (open-shell) sites
-    sites.append(("amorphous_sio2", glass, closed[0]))
+    bonds = label._bonds(glass)
+    # the first site the labels would take (regular coordination) with closed-shell 2- and 3-shell clusters
+    site = next(int(i) for i in label.candidate_sites(glass, ("O",))
+                if label.coordination_defect(glass, int(i), bonds) is None
+                and all(label.carve_cluster(glass, int(i), n, bonds).numbers.sum() % 2 == 0 for n in (2, 3)))  # fmt: skip
+    sites.append(("amorphous_sio2", glass, site))
     for name, atoms, o in sites:
         o = atoms.get_chemical_symbols().index("O") if o is None else o
         for shells in (2, 3):
