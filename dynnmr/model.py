@@ -64,7 +64,7 @@ class Interaction(nn.Module):
     keeps only what the readouts use).
     """
 
-    def __init__(self, irreps_in, irreps_wanted, irreps_sh, num_basis, radial_hidden, avg_neighbours):
+    def __init__(self, irreps_in, irreps_wanted, irreps_sh, num_basis, radial_hidden, avg_neighbours, products=0):
         super().__init__()
         self.norm = 1.0 / math.sqrt(avg_neighbours)
         self.linear_up = o3.Linear(irreps_in, irreps_in)
@@ -95,13 +95,52 @@ class Interaction(nn.Module):
         self.linear_down = o3.Linear(irreps_sorted.simplify(), self.gate.irreps_in)
         self.self_connection = o3.Linear(irreps_in, self.gate.irreps_in)
         self.irreps_out = self.gate.irreps_out
+        self.product = Product(irreps_sorted.simplify(), self.gate.irreps_in, products) if products else None
 
     def forward(self, h, sh, radial, src, dst):
         x = self.linear_up(h)
         messages = self.tp(x[src], sh, self.radial(radial))
         agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
         agg.index_add_(0, dst, messages)
-        return self.gate(self.self_connection(h) + self.linear_down(agg * self.norm))
+        agg = agg * self.norm
+        z = self.self_connection(h) + self.linear_down(agg)
+        if self.product is not None:
+            z = z + self.product(agg)
+        return self.gate(z)
+
+
+class Product(nn.Module):
+    """Body-order raise of an atom's aggregated messages A: z = Linear(A' (x) A'), A' = Linear(A).
+
+    The MACE idea at its smallest (correlation order 2): a message block alone sums
+    two-body terms (centre, neighbour); the channel-wise product of the sum with itself
+    holds three-body terms (two neighbours and the angle between them) inside one layer.
+    Per atom, not per edge, so it adds little to the cost.
+    """
+
+    def __init__(self, irreps_agg, irreps_out, channels):
+        super().__init__()
+        mid = o3.Irreps([(channels, ir) for _, ir in irreps_agg])
+        self.pre = o3.Linear(irreps_agg, mid)
+        wanted = {ir for _, ir in irreps_out}
+        out, instr = [], []
+        for i, (_, ir1) in enumerate(mid):
+            for j, (_, ir2) in enumerate(mid):
+                if j < i:  # A'_i A'_j = A'_j A'_i up to a sign: one of each pair
+                    continue
+                for ir in ir1 * ir2:
+                    if ir in wanted:
+                        instr.append((i, j, len(out), "uuu", True))
+                        out.append((channels, ir))
+        irreps_mid = o3.Irreps(out)
+        sorted_irreps, perm, _ = irreps_mid.sort()
+        instr = [(a, b, perm[c], m, t) for a, b, c, m, t in instr]
+        self.tp = o3.TensorProduct(mid, mid, sorted_irreps, instr)
+        self.post = o3.Linear(sorted_irreps.simplify(), irreps_out)
+
+    def forward(self, agg):
+        a = self.pre(agg)
+        return self.post(self.tp(a, a))
 
 
 class TensorGNN(nn.Module):
@@ -113,7 +152,8 @@ class TensorGNN(nn.Module):
     """
 
     def __init__(self, species, targets=("ms",), channels=32, vector_channels=None, lmax=2, layers=2,
-                 cutoff=5.0, num_basis=8, radial_hidden=32, avg_neighbours=20.0, readout_hidden=0):  # fmt: skip
+                 cutoff=5.0, num_basis=8, radial_hidden=32, avg_neighbours=20.0, readout_hidden=0,
+                 products=0):  # fmt: skip
         super().__init__()
         self.species = [int(z) for z in species]
         self.targets = list(targets)
@@ -130,7 +170,7 @@ class TensorGNN(nn.Module):
         blocks = []
         for k in range(layers):
             wanted = last if k == layers - 1 else hidden
-            block = Interaction(irreps, wanted, self.irreps_sh, num_basis, radial_hidden, avg_neighbours)
+            block = Interaction(irreps, wanted, self.irreps_sh, num_basis, radial_hidden, avg_neighbours, products)
             blocks.append(block)
             irreps = block.irreps_out
         self.blocks = nn.ModuleList(blocks)

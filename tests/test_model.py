@@ -15,14 +15,14 @@ from test_tensors import random_rotations
 QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
 
 
-def make_model(targets=("ms", "efg"), layers=2, readout_hidden=0):
+def make_model(targets=("ms", "efg"), layers=2, **options):
     """A small random model built in float64 (e3nn bakes constants in the dtype at build time)."""
     torch.manual_seed(0)
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         model = TensorGNN(species=[1, 6, 8, 14], targets=targets, channels=8, vector_channels=4, layers=layers, cutoff=4.0,
-                           readout_hidden=readout_hidden)  # fmt: skip
+                           **options)  # fmt: skip
     finally:
         torch.set_default_dtype(old)
     # non-trivial normalisation (one scale per species and irrep) so the physical mapping is exercised
@@ -50,9 +50,9 @@ def assert_rel_close(a, b, rtol=1e-10):
     assert np.abs(a - b).max() <= rtol * scale, np.abs(a - b).max() / scale
 
 
-@pytest.mark.parametrize("layers, readout_hidden", [(2, 0), (3, 0), (2, 16)])
-def test_rotation_equivariance_periodic(layers, readout_hidden):
-    model = make_model(layers=layers, readout_hidden=readout_hidden)
+@pytest.mark.parametrize("layers, options", [(2, {}), (3, {}), (2, {"readout_hidden": 16}), (2, {"products": 4})])
+def test_rotation_equivariance_periodic(layers, options):
+    model = make_model(layers=layers, **options)
     atoms = rattled_quartz()
     out = predict(model, [atoms])
     assert np.abs(T.antisymmetric_vector(out["ms"])).max() > 1e-6  # the 1e channel is live
@@ -65,8 +65,9 @@ def test_rotation_equivariance_periodic(layers, readout_hidden):
             assert_rel_close(out_r[t], rot @ out[t] @ rot.T)
 
 
-def test_rotation_and_reflection_molecule_without_cell():
-    model = make_model()
+@pytest.mark.parametrize("options", [{}, {"products": 4}])
+def test_rotation_and_reflection_molecule_without_cell(options):
+    model = make_model(**options)
     mol = molecule("CH3CH2OH")
     mol.rattle(0.05, seed=1)
     out = predict(model, [mol])
@@ -86,6 +87,23 @@ def test_scalar_readout_mlp_changes_only_the_isotropic_part():
     dev = lambda x: x - T.isotropic(x)[:, None, None] * np.eye(3)  # noqa: E731
     np.testing.assert_allclose(dev(a["ms"]), dev(b["ms"]), rtol=0, atol=1e-12)
     np.testing.assert_allclose(a["efg"], b["efg"], rtol=0, atol=1e-12)
+
+
+def test_product_adds_angular_terms_and_zero_product_is_the_plain_model():
+    """With its output weights zeroed the product block is the plain model; otherwise it
+    changes every irrep of the prediction (three-body terms reach all of them)."""
+    plain, prod = make_model(), make_model(products=4)
+    prod.load_state_dict(plain.state_dict(), strict=False)  # same weights, plus the products
+    a = predict(plain, [rattled_quartz()])
+    b = predict(prod, [rattled_quartz()])
+    for t in a:
+        assert np.abs(a[t] - b[t]).max() > 1e-6 * np.abs(a[t]).max()
+    with torch.no_grad():
+        for block in prod.blocks:
+            block.product.post.weight.zero_()
+    c = predict(prod, [rattled_quartz()])
+    for t in a:
+        np.testing.assert_allclose(c[t], a[t], rtol=0, atol=1e-12)
 
 
 def test_translation_and_permutation():
