@@ -36,7 +36,7 @@ def training_data(info, shared_data):
 def test_bundled_model_describes_itself(bundled):
     model, info = bundled
     assert info["units"] == {t: {"ms": "ppm", "efg": "au"}[t] for t in info["targets"]}
-    assert info["hyperparameters"]["channels"] == 32 and len(info["training_data_sha256"]) == 64
+    assert info["hyperparameters"]["layers"] == 2 and len(info["training_data_sha256"]) == 64
     assert set(info["metrics"]["ms"]["Si"]) >= {"irreps", "sigma_iso_ppm", "symmetric_component_mae_ppm"}
     assert (BUNDLED_DIR / f"{info['name']}.metrics.json").exists()
     if info["name"] == "sio2":
@@ -91,11 +91,13 @@ def test_sio2_17o_quadrupolar_coupling_against_experiment():
         assert abs(p["eta_Q"].mean() - eta_exp) < 0.1
 
 
-def test_sio2_config_is_the_bundled_models_recipe():
-    """configs/sio2.yaml (the one-command retrain) holds what the bundled file was trained with."""
-    _, info = load_model("sio2")
-    cfg = yaml.safe_load((REPO / "configs" / "sio2.yaml").read_text())
-    assert info["training_config"]["model"] == cfg["model"]
-    assert info["training_config"]["training"]["loss"] == cfg["training"]["loss"]
+def test_config_is_the_bundled_models_recipe(bundled):
+    """configs/NAME.yaml (the one-command retrain) holds what the bundled file was trained with."""
+    _, info = bundled
+    cfg = yaml.safe_load((REPO / "configs" / f"{info['name']}.yaml").read_text())
+    trained = info["training_config"]
+    assert trained["model"] == cfg["model"] and trained["targets"] == cfg["targets"] and trained["split"] == cfg["split"]
+    assert {k: trained["training"][k] for k in cfg["training"]} == cfg["training"]
+    assert {k: v for k, v in info["hyperparameters"].items() if k != "avg_neighbours"} == cfg["model"]
     scales = [d.get("scale") for d in cfg["data"] if isinstance(d, dict)]
-    assert scales == [{"efg": 0.91}]
+    assert scales == ([{"efg": 0.91}] if info["name"] == "sio2" else [])
