@@ -2,7 +2,8 @@
 
 NequIP-style: species embedding -> ``layers`` interaction blocks (spherical harmonics of
 edge directions, Bessel radial basis with a smooth cutoff, per-edge weighted tensor
-products, gated nonlinearity, residual) -> one linear readout per target. Readouts are
+products, optionally a MACE-like product of each atom's summed messages for three-body
+terms, gated nonlinearity, residual) -> one linear readout per target. Readouts are
 the irreps of the spherical decomposition (:mod:`dynnmr.tensors`):
 
 * ``ms`` (magnetic shielding): ``0e + 1e + 2e`` (9 numbers = the full 3x3 tensor)
