@@ -57,6 +57,24 @@ class RadialBasis(nn.Module):
         return math.sqrt(2 / self.cutoff) * torch.sin(self.freq * r[:, None]) / r[:, None] * env[:, None]
 
 
+def _paths(irreps1, irreps2, irreps_wanted, mode, upper_only=False):
+    """Tensor-product paths from ``irreps1 x irreps2`` to every irrep that ``irreps_wanted``
+    lists, one output block (of irreps1's multiplicity) per path, in e3nn's sorted order.
+    Returns ``(output irreps, instructions)``; ``upper_only`` keeps pairs with j >= i."""
+    wanted = {ir for _, ir in irreps_wanted}
+    out, instr = [], []
+    for i, (mul, ir1) in enumerate(irreps1):
+        for j, (_, ir2) in enumerate(irreps2):
+            if upper_only and j < i:
+                continue
+            for ir in ir1 * ir2:
+                if ir in wanted:
+                    instr.append((i, j, len(out), mode, True))
+                    out.append((mul, ir))
+    irreps_sorted, perm, _ = o3.Irreps(out).sort()
+    return irreps_sorted, [(a, b, perm[c], m, t) for a, b, c, m, t in instr]
+
+
 class Interaction(nn.Module):
     """One message-passing block: h_i <- gate(self(h_i) + sum_j TP(h_j, Y(r_ij); R(|r_ij|))).
 
@@ -69,24 +87,14 @@ class Interaction(nn.Module):
         super().__init__()
         self.norm = 1.0 / math.sqrt(avg_neighbours)
         self.linear_up = o3.Linear(irreps_in, irreps_in)
-        wanted = {ir for _, ir in irreps_wanted}
-        out, instr = [], []
-        for i, (mul, ir_in) in enumerate(irreps_in):
-            for j, (_, ir_sh) in enumerate(irreps_sh):
-                for ir_out in ir_in * ir_sh:
-                    if ir_out in wanted:
-                        instr.append((i, j, len(out), "uvu", True))
-                        out.append((mul, ir_out))
-        irreps_mid = o3.Irreps(out)
-        irreps_sorted, perm, _ = irreps_mid.sort()
-        instr = [(a, b, perm[c], m, t) for a, b, c, m, t in instr]
+        irreps_sorted, instr = _paths(irreps_in, irreps_sh, irreps_wanted, "uvu")
         self.tp = o3.TensorProduct(
             irreps_in, irreps_sh, irreps_sorted, instr, shared_weights=False, internal_weights=False
         )
         self.radial = e3nn_nn.FullyConnectedNet(
             [num_basis, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
         )
-        produced = {ir for _, ir in irreps_mid}
+        produced = {ir for _, ir in irreps_sorted}
         kept = o3.Irreps([(m, ir) for m, ir in irreps_wanted if ir in produced])
         # gate: scalars pass through silu; each l>0 block gated by its own scalar
         scalars = o3.Irreps([(m, ir) for m, ir in kept if ir.l == 0])
@@ -123,19 +131,8 @@ class Product(nn.Module):
         super().__init__()
         mid = o3.Irreps([(channels, ir) for _, ir in irreps_agg])
         self.pre = o3.Linear(irreps_agg, mid)
-        wanted = {ir for _, ir in irreps_out}
-        out, instr = [], []
-        for i, (_, ir1) in enumerate(mid):
-            for j, (_, ir2) in enumerate(mid):
-                if j < i:  # A'_i A'_j = A'_j A'_i up to a sign: one of each pair
-                    continue
-                for ir in ir1 * ir2:
-                    if ir in wanted:
-                        instr.append((i, j, len(out), "uuu", True))
-                        out.append((channels, ir))
-        irreps_mid = o3.Irreps(out)
-        sorted_irreps, perm, _ = irreps_mid.sort()
-        instr = [(a, b, perm[c], m, t) for a, b, c, m, t in instr]
+        # A'_i A'_j = A'_j A'_i up to a sign: one of each pair (j >= i)
+        sorted_irreps, instr = _paths(mid, mid, irreps_out, "uuu", upper_only=True)
         self.tp = o3.TensorProduct(mid, mid, sorted_irreps, instr)
         self.post = o3.Linear(sorted_irreps.simplify(), irreps_out)
 
