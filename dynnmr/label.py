@@ -84,6 +84,11 @@ def coordination_defect(atoms: Atoms, centre: int, bonds=None) -> str | None:
     return None
 
 
+def closed_shell(cluster: Atoms) -> bool:
+    """An even electron count (neutral cluster): what the restricted (closed-shell) DFT needs."""
+    return int(cluster.numbers.sum()) % 2 == 0
+
+
 def carve_cluster(atoms: Atoms, centre: int, shells: int = 2, bonds=None) -> Atoms:
     """Hydrogen-capped cluster of all atoms within ``shells`` bonds of atom ``centre``.
 
@@ -233,8 +238,8 @@ def compute_site(cluster: Atoms, properties=("efg", "ms"), xc="b3lyp", basis="pc
     if threads:
         lib.num_threads(threads)
     symbols = cluster.get_chemical_symbols()
-    n_elec = int(cluster.numbers.sum())
-    if n_elec % 2:
+    if not closed_shell(cluster):
+        n_elec = int(cluster.numbers.sum())
         raise ValueError(f"cluster has an odd number of electrons ({n_elec}); a closed shell is required")
     labels = [s + "1" if k == 0 else s for k, s in enumerate(symbols)]  # the centre gets its own basis
     basis_sets = named_basis(basis, symbols)

@@ -86,7 +86,7 @@ def convergence_study(path=HERE / "convergence.json"):
     # the first site the labels would take (regular coordination) with closed-shell 2- and 3-shell clusters
     site = next(int(i) for i in label.candidate_sites(glass, ("O",))
                 if label.coordination_defect(glass, int(i), bonds) is None
-                and all(label.carve_cluster(glass, int(i), n, bonds).numbers.sum() % 2 == 0 for n in (2, 3)))  # fmt: skip
+                and all(label.closed_shell(label.carve_cluster(glass, int(i), n, bonds)) for n in (2, 3)))  # fmt: skip
     sites.append(("amorphous_sio2", glass, site))
     for name, atoms, o in sites:
         o = atoms.get_chemical_symbols().index("O") if o is None else o
