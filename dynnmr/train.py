@@ -34,7 +34,8 @@ DEFAULTS = {
     "model": {"channels": 32, "vector_channels": 16, "lmax": 2, "layers": 2, "cutoff": 5.0,
               "num_basis": 8, "radial_hidden": 32},
     "training": {"epochs": 300, "batch_atoms": 2500, "lr": 0.005, "min_lr": 1e-5, "patience": 40,
-                 "lr_patience": 10, "seed": 0, "threads": 2, "loss": "mse", "ema": 0.0},
+                 "lr_patience": 10, "seed": 0, "threads": 2, "loss": "mse", "ema": 0.0,
+                 "irrep_weights": [1.0, 1.0, 1.0]},
     "references": {},
 }  # fmt: skip
 
@@ -169,9 +170,18 @@ def batch_inputs(batch, targets, dtype=torch.float32):
     return graph, torch.from_numpy(sites), labels
 
 
-def batch_loss(model, graph, sites, labels, kind="mse"):
+def component_weights(target, irrep_weights=(1.0, 1.0, 1.0)):
+    """Loss weight of each spherical component of ``target``: its irrep's weight (l = 0, 1, 2)."""
+    return torch.tensor([float(irrep_weights[l]) for c in TARGET_COMPONENTS[target]
+                         for l, sl in T.IRREP_SLICES.items() if sl.start <= c < sl.stop])  # fmt: skip
+
+
+def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0, 1.0)):
     """Mean squared (``mse``) or absolute (``l1``, for MAE targets) error of standardised
-    components over labelled sites, averaged over targets."""
+    components over labelled sites, averaged over targets. ``irrep_weights`` (l = 0, 1, 2)
+    weight the components' mean errors; equal weights give the plain mean over components,
+    and a larger l = 0 weight steers training towards sigma_iso, a smaller l = 1 weight away
+    from the antisymmetric part, which NMR spectra do not see to first order."""
     out, idx = model.normalised(graph, sites=sites)
     losses = []
     for t, (pos, y) in labels.items():
@@ -180,7 +190,8 @@ def batch_loss(model, graph, sites, labels, kind="mse"):
         s = idx[pos]
         target = (y - getattr(model, f"{t}_shift")[s]) / getattr(model, f"{t}_scale")[s]
         err = out[t][pos] - target
-        losses.append((err**2 if kind == "mse" else err.abs()).mean())
+        w = component_weights(t, irrep_weights).to(err.dtype)
+        losses.append(((err**2 if kind == "mse" else err.abs()).mean(0) * w).sum() / w.sum())
     return torch.stack(losses).mean()
 
 
@@ -304,6 +315,8 @@ def train(config_path, out_dir, epochs=None, log=_log):
     tr = cfg["training"]
     if tr["loss"] not in ("mse", "l1"):
         raise ValueError(f"{config_path}: training.loss must be mse or l1, not {tr['loss']!r}")
+    if len(tr["irrep_weights"]) != 3 or min(tr["irrep_weights"]) < 0 or max(tr["irrep_weights"]) <= 0:
+        raise ValueError(f"{config_path}: training.irrep_weights must be three weights >= 0 for l = 0, 1, 2")
     if epochs is not None:
         tr["epochs"] = int(epochs)
     out = Path(out_dir)
@@ -349,7 +362,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
         total, n = 0.0, 0
         for batch in batches(train_s, order, tr["batch_atoms"]):
             graph, sites, labels = batch_inputs(batch, targets)
-            loss = batch_loss(model, graph, sites, labels, tr["loss"])
+            loss = batch_loss(model, graph, sites, labels, tr["loss"], tr["irrep_weights"])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -358,7 +371,7 @@ def train(config_path, out_dir, epochs=None, log=_log):
             total, n = total + loss.item(), n + 1
         model.eval()
         with torch.no_grad(), (ema.swapped_in(model) if ema is not None else contextlib.nullcontext()):
-            val = float(np.mean([batch_loss(model, *b, tr["loss"]).item() for b in val_batches]))
+            val = float(np.mean([batch_loss(model, *b, tr["loss"], tr["irrep_weights"]).item() for b in val_batches]))
             current = copy.deepcopy(model.state_dict())
         sched.step(val)
         state["epoch"] = epoch + 1

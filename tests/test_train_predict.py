@@ -249,3 +249,30 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
     assert sum(len(s["ms"][0]) for s in test) < sum(len(s["ms"][0]) for s in now)
     got = split_metrics(*predict_samples(model, test, ["ms"]))["ms"]["Si"]
     assert got["sigma_iso_ppm"]["mae"] == pytest.approx(info["metrics"]["ms"]["Si"]["sigma_iso_ppm"]["mae"], rel=1e-6)
+
+
+def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
+    from dynnmr.model import TensorGNN
+    from dynnmr.train import batch_inputs, batch_loss, load_config, load_samples
+
+    torch.manual_seed(0)
+    cfg = load_config(tiny_config)
+    samples = load_samples(cfg["data"], ["ms"], 4.0)[:3]
+    model = TensorGNN(species=[8, 14], targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8)
+    graph, sites, labels = batch_inputs(samples, ["ms"])
+    out, idx = model.normalised(graph, sites=sites)
+    pos, y = labels["ms"]
+    err = (out["ms"][pos] - (y - model.ms_shift[idx[pos]]) / model.ms_scale[idx[pos]]).abs().mean(0)
+    with torch.no_grad():
+        loss = lambda w: float(batch_loss(model, graph, sites, labels, "l1", w))  # noqa: E731
+        assert loss([1, 1, 1]) == pytest.approx(float(err.mean()), rel=1e-6)
+        assert loss([1, 0, 0]) == pytest.approx(float(err[0]), rel=1e-6)
+        assert loss([0, 0, 2]) == pytest.approx(float(err[4:].mean()), rel=1e-6)
+        assert loss([4, 0.5, 1]) == pytest.approx(float((4 * err[0] + 0.5 * err[1:4].sum() + err[4:].sum()) / 10.5), rel=1e-6)
+    bad = yaml.safe_load(tiny_config.read_text())
+    bad["data"] = [str(tiny_config.parent / "data.extxyz")]
+    bad["training"]["irrep_weights"] = [1, 1]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match="irrep_weights"):
+        train(path, tmp_path / "bad", log=lambda m: None)
