@@ -176,6 +176,27 @@ def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
         load_config(path)
 
 
+def test_data_item_species_keeps_only_those_elements_labels(tiny_config, tmp_path):
+    from dynnmr.train import load_config, load_samples
+
+    images = io.read(tiny_config.parent / "data.extxyz")[:3]
+    for a in images:  # an O label next to the Si ones, as a cluster file would mix them
+        a.arrays["ms"][a.numbers == 8] = np.eye(3) * 250.0
+    io.write_extxyz(tmp_path / "mixed.extxyz", images)
+    cfg = yaml.safe_load(tiny_config.read_text())
+    path = tmp_path / "species.yaml"
+    for only, keep in (([], {8, 14}), (["O"], {8}), (["Si", "O"], {8, 14})):
+        cfg["data"] = [{"path": "mixed.extxyz", "species": {"ms": only}} if only else "mixed.extxyz"]
+        path.write_text(yaml.safe_dump(cfg))
+        for a, s in zip(images, load_samples(load_config(path)["data"], ["ms"], 4.0)):
+            want = np.flatnonzero(np.isfinite(a.arrays["ms"]).all(axis=(1, 2)) & np.isin(a.numbers, sorted(keep)))
+            assert np.array_equal(s["ms"][0], want) and len(want)
+    cfg["data"] = [{"path": "mixed.extxyz", "species": {"ms": ["Xx"]}}]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="unknown element"):
+        load_config(path)
+
+
 def test_ema_option_averages_weights_and_resumes(tiny_config, tmp_path):
     cfg = yaml.safe_load(tiny_config.read_text())
     cfg["data"] = [str(tiny_config.parent / "data.extxyz")]
