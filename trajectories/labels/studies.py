@@ -2,6 +2,7 @@
 
     python trajectories/labels/studies.py angle        # 17O C_Q, eta_Q against the Si-O-Si angle
     python trajectories/labels/studies.py convergence  # C_Q, eta_Q, sigma_iso: 2 against 3 bond shells
+    python trajectories/labels/studies.py si [MODEL]   # cluster against periodic 29Si sigma_iso
 
 angle: the alpha-quartz O-centred cluster, (HO)3Si-O-Si(OH)3 with the crystal's bond
 lengths, its two halves turned rigidly about the bridging O in the Si-O-Si plane so the
@@ -10,6 +11,10 @@ angle runs 130-180 deg. Expected: C_Q rises and eta_Q falls to 0 as the angle op
 convergence: O sites of experimental alpha-quartz and alpha-cristobalite and of the
 bundled glass, cut with 2 bond shells (O + 2 Si + 6 OH) and with 3 (the 6 outer Si kept,
 capped as SiH3).
+si: the Si-centred cluster labels in sio2_clusters.extxyz against the periodic (GIPAW-
+trained) model's sigma_iso of the same Si atoms in the same frames (default `sio2`):
+a slope near 1 and a high correlation mean the clusters follow the periodic trends, the
+intercept is the difference in reference level. Written to si_trends.json and .png.
 
 Each point is appended to a JSON file as it finishes (rerun to continue); `plot` draws
 angle.png from it.
@@ -96,6 +101,41 @@ def convergence_study(path=HERE / "convergence.json"):
                     lambda: _efg_summary(label.compute_site(label.carve_cluster(atoms, o, shells), props)))
 
 
+def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_trends.json"):
+    from scipy.stats import linregress
+
+    from dynnmr.modelfile import load_model
+    from dynnmr.train import load_samples, predict_samples
+
+    net, info = load_model(model)
+    samples = load_samples([{"path": labels, "species": {"ms": [14]}}], ["ms"], net.cutoff)
+    samples = [s for s in samples if len(s["ms"][0])]
+    if not samples:
+        raise SystemExit(f"{labels}: no Si-centred shielding labels yet (run.sh makes them last)")
+    pred, ref, _ = predict_samples(net, samples, ["ms"])
+    periodic, cluster = isotropic(pred["ms"]), isotropic(ref["ms"])
+    fit = linregress(periodic, cluster)
+    res = {"model": info["name"], "n_sites": len(cluster), "slope": float(fit.slope), "intercept_ppm": float(fit.intercept),
+           "r": float(fit.rvalue), "periodic_sigma_iso_ppm": periodic.tolist(), "cluster_sigma_iso_ppm": cluster.tolist(),
+           "frames": [s["id"] for s in samples for _ in s["ms"][0]]}  # fmt: skip
+    out.write_text(json.dumps(res, indent=1))
+    print({k: res[k] for k in ("model", "n_sites", "slope", "intercept_ppm", "r")})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot(periodic, cluster, "ko", ms=4)
+    x = np.array([periodic.min(), periodic.max()])
+    ax.plot(x, fit.intercept + fit.slope * x, "r-", label=f"slope {fit.slope:.2f}, r {fit.rvalue:.2f}")
+    ax.set_xlabel(f"29Si sigma_iso, periodic model {info['name']} (ppm)")
+    ax.set_ylabel("29Si sigma_iso, cluster B3LYP (ppm)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+
+
 def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
     import matplotlib
 
@@ -119,4 +159,4 @@ def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
 
 
 if __name__ == "__main__":
-    {"angle": angle_study, "convergence": convergence_study, "plot": plot}[sys.argv[1]]()
+    {"angle": angle_study, "convergence": convergence_study, "plot": plot, "si": si_study}[sys.argv[1]](*sys.argv[2:])
