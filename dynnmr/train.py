@@ -206,7 +206,7 @@ def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0,
         s = idx[pos]
         target = (y - getattr(model, f"{t}_shift")[s]) / getattr(model, f"{t}_scale")[s]
         err = out[t][pos] - target
-        w = component_weights(t, irrep_weights).to(err.dtype)
+        w = component_weights(t, irrep_weights).to(err.device, err.dtype)
         losses.append(((err**2 if kind == "mse" else err.abs()).mean(0) * w).sum() / w.sum())
     return torch.stack(losses).mean()
 
