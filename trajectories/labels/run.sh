@@ -20,10 +20,11 @@ $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 12 --pro
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 200 --properties efg
 $L $T/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2001:1000 --max-sites 12 --properties efg
 $L $T/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2001:1000 --max-sites 12 --properties efg
-# more shielding on the sites that already have an EFG
-$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 6
-$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 80
-# Si-centred clusters (Si(OSiH3)4-like, about 6 min each), to compare with periodic 29Si
+# Si-centred clusters (Si(OSiH3)4-like, about 6 min each), to compare with periodic 29Si;
+# before the long shielding block, so that the comparison (studies.py si) can start early
 $L dynnmr/data/alpha_quartz.extxyz -o $OUT --sites Si --max-sites 1 --properties ms
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --sites Si --max-sites 4 --properties ms
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --sites Si --max-sites 10 --properties ms
+# more shielding on the sites that already have an EFG
+$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 6
+$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 80
