@@ -8,7 +8,7 @@ angle: the alpha-quartz O-centred cluster, (HO)3Si-O-Si(OH)3 with the crystal's 
 lengths, its two halves turned rigidly about the bridging O in the Si-O-Si plane so the
 angle runs 130-180 deg. Expected: C_Q rises and eta_Q falls to 0 as the angle opens to
 180 deg (linear Si-O-Si is axially symmetric).
-convergence: O sites of experimental alpha-quartz and alpha-cristobalite and two of the
+convergence: O sites of experimental alpha-quartz and alpha-cristobalite and three of the
 bundled glass, cut with 2 bond shells (O + 2 Si + 6 OH) and with 3 (the 6 outer Si kept,
 capped as SiH3).
 si: the Si-centred cluster labels in sio2_clusters.extxyz against the periodic (GIPAW-
@@ -37,11 +37,17 @@ Q_MB = get_isotope("17O").quadrupole_moment_mb
 
 
 def _record(path, key, fn):
+    """Compute ``fn()`` once for ``key`` and keep it in ``path``; a failed calculation (an
+    SCF that does not converge, an open shell) is kept as its error, not retried."""
     results = json.loads(path.read_text()) if path.exists() else {}
     if key in results:
         return results
     t0 = time.perf_counter()
-    results[key] = {**fn(), "seconds": time.perf_counter() - t0}
+    try:
+        value = fn()
+    except (RuntimeError, ValueError) as exc:
+        value = {"error": str(exc)}
+    results[key] = {**value, "seconds": time.perf_counter() - t0}
     path.write_text(json.dumps(results, indent=1))
     print(key, results[key], flush=True)
     return results
@@ -88,12 +94,12 @@ def convergence_study(path=HERE / "convergence.json"):
              ("alpha_cristobalite", io.read(DATA / "alpha_cristobalite.extxyz")[0], None)]  # fmt: skip
     glass = label.frame_to_atoms(next(iread(HERE.parent / "amorphous_sio2.extxyz.gz")))
     bonds = label._bonds(glass)
-    # the first two sites the labels would take (regular coordination) with closed-shell
+    # the first three sites the labels would take (regular coordination) with closed-shell
     # 2- and 3-shell clusters
     regular = (int(i) for i in label.candidate_sites(glass, ("O",))
                if label.coordination_defect(glass, int(i), bonds) is None
                and all(label.closed_shell(label.carve_cluster(glass, int(i), n, bonds)) for n in (2, 3)))  # fmt: skip
-    sites += [("amorphous_sio2", glass, next(regular)) for _ in range(2)]
+    sites += [("amorphous_sio2", glass, next(regular)) for _ in range(3)]
     for name, atoms, o in sites:
         o = atoms.get_chemical_symbols().index("O") if o is None else o
         for shells in (2, 3):
