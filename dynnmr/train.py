@@ -331,8 +331,10 @@ def train(config_path, out_dir, epochs=None, log=_log):
     tr = cfg["training"]
     if tr["loss"] not in ("mse", "l1"):
         raise ValueError(f"{config_path}: training.loss must be mse or l1, not {tr['loss']!r}")
-    if len(tr["irrep_weights"]) != 3 or min(tr["irrep_weights"]) < 0 or max(tr["irrep_weights"]) <= 0:
-        raise ValueError(f"{config_path}: training.irrep_weights must be three weights >= 0 for l = 0, 1, 2")
+    if len(tr["irrep_weights"]) != 3 or min(tr["irrep_weights"]) < 0 or any(
+            component_weights(t, tr["irrep_weights"]).sum() <= 0 for t in cfg["targets"]):  # fmt: skip
+        raise ValueError(f"{config_path}: training.irrep_weights must be three weights >= 0 for l = 0, 1, 2, "
+                         f"not all zero on any target's irreps (efg has l = 2 only)")  # fmt: skip
     if epochs is not None:
         tr["epochs"] = int(epochs)
     out = Path(out_dir)

@@ -292,8 +292,9 @@ def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
         assert loss([4, 0.5, 1]) == pytest.approx(float((4 * err[0] + 0.5 * err[1:4].sum() + err[4:].sum()) / 10.5), rel=1e-6)
     bad = yaml.safe_load(tiny_config.read_text())
     bad["data"] = [str(tiny_config.parent / "data.extxyz")]
-    bad["training"]["irrep_weights"] = [1, 1]
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(bad))
-    with pytest.raises(ValueError, match="irrep_weights"):
-        train(path, tmp_path / "bad", log=lambda m: None)
+    for weights, targets in (([1, 1], ["ms"]), ([1, 1, 0], ["ms", "efg"]), ([0, 0, 0], ["ms"])):
+        bad["training"]["irrep_weights"], bad["targets"] = weights, targets
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(ValueError, match="irrep_weights"):
+            train(path, tmp_path / "bad", log=lambda m: None)
