@@ -32,6 +32,14 @@ TARGET_UNITS = {"ms": "ppm", "efg": "au"}
 TARGET_COMPONENTS = {"ms": list(range(9)), "efg": list(range(4, 9))}
 
 
+def target_irrep_columns(target) -> dict:
+    """``{l: columns}``: which of ``target``'s components (positions in
+    ``TARGET_COMPONENTS[target]``) belong to irrep l, for the irreps it has."""
+    comps = TARGET_COMPONENTS[target]
+    cols = {l: [c for c, full in enumerate(comps) if sl.start <= full < sl.stop] for l, sl in T.IRREP_SLICES.items()}
+    return {l: c for l, c in cols.items() if c}
+
+
 def hidden_irreps(channels: int, lmax: int, vector_channels: int | None = None) -> o3.Irreps:
     """Hidden features: ``channels`` scalars, ``vector_channels`` of each l>=1, both parities."""
     v = vector_channels or channels
@@ -201,12 +209,10 @@ class TensorGNN(nn.Module):
         is refused.
         """
         scale, shift = torch.as_tensor(scale, dtype=torch.float64), torch.as_tensor(shift, dtype=torch.float64)
-        comps = TARGET_COMPONENTS[target]
-        for l, sl in T.IRREP_SLICES.items():
-            cols = [c for c, full in enumerate(comps) if sl.start <= full < sl.stop]
-            if cols and not torch.allclose(scale[:, cols], scale[:, cols[:1]].expand(-1, len(cols))):
+        for l, cols in target_irrep_columns(target).items():
+            if not torch.allclose(scale[:, cols], scale[:, cols[:1]].expand(-1, len(cols))):
                 raise ValueError(f"{target}: l={l} components need one common scale per species")
-            if cols and l > 0 and shift[:, cols].abs().max() > 0:
+            if l > 0 and shift[:, cols].abs().max() > 0:
                 raise ValueError(f"{target}: a shift of l={l} components would break equivariance")
         getattr(self, f"{target}_scale").copy_(scale)
         getattr(self, f"{target}_shift").copy_(shift)

@@ -24,7 +24,7 @@ from . import evaluate, io
 from . import tensors as T
 from .graphs import collate, structure_arrays
 from .isotopes import isotope_for
-from .model import TARGET_COMPONENTS, TensorGNN
+from .model import TARGET_COMPONENTS, TensorGNN, target_irrep_columns
 from .modelfile import save_model, sha256_files
 
 DEFAULTS = {
@@ -147,10 +147,7 @@ def normalisation(samples, target, species):
         if len(y) < 2:
             continue
         covered.append(int(z))
-        for l, sl in T.IRREP_SLICES.items():
-            cols = [c for c, full in enumerate(comps) if sl.start <= full < sl.stop]
-            if not cols:
-                continue
+        for l, cols in target_irrep_columns(target).items():
             if l == 0:
                 shift[k, cols] = y[:, cols].mean()
                 scale[k, cols] = max(y[:, cols].std(), 1e-6)
@@ -188,8 +185,10 @@ def batch_inputs(batch, targets, dtype=torch.float32):
 
 def component_weights(target, irrep_weights=(1.0, 1.0, 1.0)):
     """Loss weight of each spherical component of ``target``: its irrep's weight (l = 0, 1, 2)."""
-    return torch.tensor([float(irrep_weights[l]) for c in TARGET_COMPONENTS[target]
-                         for l, sl in T.IRREP_SLICES.items() if sl.start <= c < sl.stop])  # fmt: skip
+    w = torch.zeros(len(TARGET_COMPONENTS[target]))
+    for l, cols in target_irrep_columns(target).items():
+        w[cols] = float(irrep_weights[l])
+    return w
 
 
 def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0, 1.0)):
