@@ -46,7 +46,7 @@ def cmd_params(args):
 def cmd_train(args):
     from .train import train
 
-    train(args.config, args.output, epochs=args.epochs)
+    train(args.config, args.output, epochs=args.epochs, seed=args.seed)
     return 0
 
 
@@ -227,6 +227,8 @@ def build_parser():
     q.add_argument("config", help="YAML config (see configs/silicate-29si.yaml)")
     q.add_argument("-o", "--output", required=True, help="output folder: checkpoint, metrics.json, plots, model")
     q.add_argument("--epochs", type=int, help="override the config's maximum number of epochs")
+    q.add_argument("--seed", type=int,
+                   help="override training.seed (initial weights, shuffling); the split keeps split.seed")  # fmt: skip
     q.set_defaults(func=cmd_train)
 
     from .modelfile import DEFAULT_MODEL

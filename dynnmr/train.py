@@ -324,10 +324,31 @@ def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def train(config_path, out_dir, epochs=None, log=_log):
-    """Train (or resume) per the config; returns the path of the written model file."""
+def _config_changes(saved, cfg):
+    """Config entries (``section.key``) that differ from a checkpoint's; the epoch limit may.
+
+    Checkpoints from before configs were saved in them (``saved`` None) are not checked.
+    """
+    if saved is None:
+        return []
+    keys = [(sec, k) for sec in {*saved, *cfg} for k in (set(saved.get(sec, {})) | set(cfg.get(sec, {}))
+            if isinstance(cfg.get(sec, saved.get(sec)), dict) else [None])]  # fmt: skip
+    get = lambda c, sec, k: c.get(sec) if k is None else (c.get(sec) or {}).get(k)  # noqa: E731
+    return sorted(sec if k is None else f"{sec}.{k}" for sec, k in keys
+                  if (sec, k) != ("training", "epochs") and get(saved, sec, k) != get(cfg, sec, k))  # fmt: skip
+
+
+def train(config_path, out_dir, epochs=None, seed=None, log=_log):
+    """Train (or resume) per the config; returns the path of the written model file.
+
+    ``epochs`` and ``seed`` override the config's ``training.epochs`` and
+    ``training.seed`` (weight initialisation and shuffling; the split keeps
+    ``split.seed``, so runs with different seeds are tested on the same structures).
+    """
     cfg = load_config(config_path)
     tr = cfg["training"]
+    if seed is not None:
+        tr["seed"] = int(seed)
     if tr["loss"] not in ("mse", "l1"):
         raise ValueError(f"{config_path}: training.loss must be mse or l1, not {tr['loss']!r}")
     if len(tr["irrep_weights"]) != 3 or min(tr["irrep_weights"]) < 0 or any(
@@ -363,6 +384,10 @@ def train(config_path, out_dir, epochs=None, log=_log):
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
+        changed = _config_changes(saved.get("config"), cfg)
+        if changed:
+            raise ValueError(f"{ckpt} was written with another {', '.join(changed)} than {config_path} and the options "
+                             f"now give; resuming would mix two runs: use a new output folder")  # fmt: skip
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
@@ -400,7 +425,8 @@ def train(config_path, out_dir, epochs=None, log=_log):
         log(f"epoch {state['epoch']}/{tr['epochs']}  train {total / n:.4f}  val {val:.4f}  best {state['best_val']:.4f}"
             f" (epoch {state['best_epoch']})  lr {opt.param_groups[0]['lr']:.2g}  {rate:.1f} s/epoch  ETA {eta / 60:.1f} min")  # fmt: skip
         tmp = out / "checkpoint.pt.tmp"
-        saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "state": state}
+        saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "state": state, "config": cfg}  # fmt: skip
         if ema is not None:
             saved["ema"] = ema.state
         torch.save(saved, tmp)

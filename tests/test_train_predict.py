@@ -51,6 +51,14 @@ def test_training_is_deterministic_and_resumable(tiny_config, tmp_path):
     assert [h["epoch"] for h in hist] == [1, 2]
     for k, v in weights(a).items():
         assert torch.equal(v, weights(c)[k]), k
+    # another seed changes the weights but not the split; resuming a run with it is refused
+    d = train(tiny_config, tmp_path / "d", seed=5, log=lambda m: None)
+    assert not torch.equal(weights(a)["embedding.weight"], weights(d)["embedding.weight"])
+    info = lambda p: modelfile.load_model(p)[1]  # noqa: E731
+    assert info(d)["test_structures"] == info(a)["test_structures"]
+    with pytest.raises(ValueError, match="another training.seed"):
+        train(tiny_config, tmp_path / "c", epochs=3, seed=5, log=lambda m: None)
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["history"] == hist
 
 
 def test_model_file_is_self_describing(tiny_config, tmp_path):
