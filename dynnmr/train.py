@@ -324,18 +324,28 @@ def _log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def _config_changes(saved, cfg):
-    """Config entries (``section.key``) that differ from a checkpoint's; the epoch limit may.
+RESUME_MAY_CHANGE = {"training.epochs", "training.threads"}
 
-    Checkpoints from before configs were saved in them (``saved`` None) are not checked.
-    """
+
+def _flat(cfg) -> dict:
+    """``{"section.key": value}`` one level deep; sections that are not dicts stay whole."""
+    out = {}
+    for sec, val in cfg.items():
+        if isinstance(val, dict):
+            out.update({f"{sec}.{k}": v for k, v in val.items()})
+        else:
+            out[sec] = val
+    return out
+
+
+def _config_changes(saved, cfg):
+    """Config entries that differ from a checkpoint's, except :data:`RESUME_MAY_CHANGE`
+    (a longer run, another machine). Checkpoints from before configs were saved in them
+    (``saved`` None) are not checked."""
     if saved is None:
         return []
-    keys = [(sec, k) for sec in {*saved, *cfg} for k in (set(saved.get(sec, {})) | set(cfg.get(sec, {}))
-            if isinstance(cfg.get(sec, saved.get(sec)), dict) else [None])]  # fmt: skip
-    get = lambda c, sec, k: c.get(sec) if k is None else (c.get(sec) or {}).get(k)  # noqa: E731
-    return sorted(sec if k is None else f"{sec}.{k}" for sec, k in keys
-                  if (sec, k) != ("training", "epochs") and get(saved, sec, k) != get(cfg, sec, k))  # fmt: skip
+    a, b = _flat(saved), _flat(cfg)
+    return sorted(k for k in a.keys() | b.keys() if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k))
 
 
 def train(config_path, out_dir, epochs=None, seed=None, log=_log):
