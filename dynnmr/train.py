@@ -211,23 +211,28 @@ def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0,
 
 
 def predict_samples(model, samples, targets, batch_atoms=4000):
-    """Predicted and reference tensors (numpy, physical units) on the labelled sites."""
-    pred = {t: [] for t in targets}
-    ref = {t: [] for t in targets}
-    species = {t: [] for t in targets}
+    """Predicted and reference tensors (numpy, physical units) on the labelled sites.
+
+    Returns ``(pred, ref, species, structure)``, each ``{target: array over sites}``;
+    ``structure`` is the index in ``samples`` of each site's structure.
+    """
+    out = {k: {t: [] for t in targets} for k in ("pred", "ref", "species", "structure")}
     model.eval()
+    first = 0  # index in ``samples`` of the batch's first structure
     with torch.no_grad():
         for batch in batches(samples, range(len(samples)), batch_atoms):
             graph, sites, labels = batch_inputs(batch, targets)
-            out = model(graph, sites=sites)
+            pred = model(graph, sites=sites)
             for t, (pos, y) in labels.items():
-                pred[t].append(out[t][pos].numpy().astype(np.float64))
+                out["pred"][t].append(pred[t][pos].numpy().astype(np.float64))
                 comps = np.zeros((len(y), 9))
                 comps[:, TARGET_COMPONENTS[t]] = y.numpy()
-                ref[t].append(T.from_spherical(comps))
-                species[t].append(graph.numbers[sites[pos]].numpy())
-    cat = lambda d: {t: np.concatenate(v) if v else np.zeros((0, 3, 3)) for t, v in d.items()}  # noqa: E731
-    return cat(pred), cat(ref), {t: np.concatenate(v) if v else np.zeros(0, int) for t, v in species.items()}
+                out["ref"][t].append(T.from_spherical(comps))
+                out["species"][t].append(graph.numbers[sites[pos]].numpy())
+                out["structure"][t].append(graph.batch[sites[pos]].numpy() + first)
+            first += len(batch)
+    empty = {"pred": np.zeros((0, 3, 3)), "ref": np.zeros((0, 3, 3)), "species": np.zeros(0, int), "structure": np.zeros(0, int)}
+    return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in empty)
 
 
 def recorded_test_samples(info, data, targets=None):
@@ -255,8 +260,12 @@ def recorded_test_samples(info, data, targets=None):
     return test
 
 
-def split_metrics(pred, ref, species, plot_dir=None, name=""):
-    """Metrics per target and species; parity plots as ``plot_dir/parity_{target}_{El}.png``."""
+def split_metrics(pred, ref, species, structure=None, plot_dir=None, name=""):
+    """Metrics per target and species; parity plots as ``plot_dir/parity_{target}_{El}.png``.
+
+    ``structure`` (per target, each site's structure) adds the shieldings' offset-free
+    errors (:func:`dynnmr.evaluate.offset_free_metrics`).
+    """
     from ase.data import chemical_symbols
 
     out = {}
@@ -265,7 +274,7 @@ def split_metrics(pred, ref, species, plot_dir=None, name=""):
             m = species[t] == z
             el = chemical_symbols[int(z)]
             if t == "ms":
-                res = evaluate.shielding_metrics(pred[t][m], ref[t][m])
+                res = evaluate.shielding_metrics(pred[t][m], ref[t][m], groups=None if structure is None else structure[t][m])
             else:
                 res = evaluate.efg_metrics(pred[t][m], ref[t][m], isotope_for(el).quadrupole_moment_mb)
             out.setdefault(t, {})[el] = res
@@ -444,8 +453,7 @@ def train(config_path, out_dir, epochs=None, seed=None, log=_log):
     model.load_state_dict(state["best_state"])
     model.eval()
     test = [samples[i] for i in parts["test"]]
-    pred, ref, sp = predict_samples(model, test, targets)
-    metrics = split_metrics(pred, ref, sp, plot_dir=out, name=cfg["name"])
+    metrics = split_metrics(*predict_samples(model, test, targets), plot_dir=out, name=cfg["name"])
     by_source = {}
     sources = sorted({s["source"] for s in test})
     if len(sources) > 1:  # the same metrics for each data file's test structures

@@ -36,6 +36,29 @@ def test_isotropic_offset_moves_only_l0_and_sigma_iso():
     assert m["irreps"]["l0"]["pct_rmse"] == pytest.approx(100 * 2.0 / np.std(T.isotropic(ref)))
 
 
+def test_offset_free_errors_remove_each_structures_isotropic_offset():
+    """A constant isotropic offset per structure is invisible to the offset-free measure;
+    an error that varies within a structure is not, and one-site structures do not count."""
+    ref = shielding_set(9)
+    groups = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])  # structure 3 has one site
+    offsets = np.array([5.0, -3.0, 0.5, 9.0])[groups]
+    pred = ref + offsets[:, None, None] * np.eye(3)
+    m = evaluate.shielding_metrics(pred, ref, groups=groups)
+    assert m["sigma_iso_ppm"]["mae"] == pytest.approx(np.abs(offsets).mean())
+    free = m["offset_free"]
+    assert (free["n_sites"], free["n_structures"]) == (8, 3)
+    assert free["sigma_iso_mae_ppm"] == pytest.approx(0, abs=1e-12)
+    assert free["symmetric_component_mae_ppm"] == pytest.approx(0, abs=1e-12)
+    # +-1 ppm isotropic errors around each structure's offset, and a traceless error on one site
+    spread = np.array([1, -1, 0, 1, -1, 1, -1, 0, 4.0])
+    extra = np.zeros((9, 3, 3))
+    extra[2] = np.diag([3.0, -3.0, 0.0])
+    free = evaluate.offset_free_metrics(pred + spread[:, None, None] * np.eye(3) + extra, ref, groups)
+    assert free["sigma_iso_mae_ppm"] == pytest.approx(6 / 8)
+    assert free["symmetric_component_mae_ppm"] == pytest.approx((6 * 3 / 9 + 6 / 9) / 8)
+    assert "offset_free" not in evaluate.shielding_metrics(pred, ref)
+
+
 def test_rotation_is_measured_as_orientation_error():
     ref = shielding_set()
     rot = T.rotation_from_euler(0, 7.0, 0)

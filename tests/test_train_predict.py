@@ -278,6 +278,22 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
     assert sum(len(s["ms"][0]) for s in test) < sum(len(s["ms"][0]) for s in now)
     got = split_metrics(*predict_samples(model, test, ["ms"]))["ms"]["Si"]
     assert got["sigma_iso_ppm"]["mae"] == pytest.approx(info["metrics"]["ms"]["Si"]["sigma_iso_ppm"]["mae"], rel=1e-6)
+    assert got["offset_free"] == pytest.approx(info["metrics"]["ms"]["Si"]["offset_free"], nan_ok=True)
+
+
+def test_predicted_sites_know_their_structure(tiny_config):
+    """predict_samples' structure index (what the offset-free errors group by) across batches."""
+    from dynnmr.model import TensorGNN
+    from dynnmr.train import load_config, load_samples, predict_samples
+
+    samples = load_samples(load_config(tiny_config)["data"], ["ms"], 4.0)
+    species = sorted({int(z) for s in samples for z in s["numbers"]})
+    model = TensorGNN(species=species, targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8)
+    pred, ref, species, structure = predict_samples(model, samples, ["ms"], batch_atoms=30)  # several batches
+    expected = np.concatenate([np.full(len(s["ms"][0]), k) for k, s in enumerate(samples)])
+    np.testing.assert_array_equal(structure["ms"], expected)
+    np.testing.assert_allclose(ref["ms"], np.concatenate([s["ms"][1] for s in samples]), atol=1e-4)
+    assert (species["ms"] == 14).all() and pred["ms"].shape == ref["ms"].shape
 
 
 def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):

@@ -119,7 +119,7 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
     samples = [s for s in samples if len(s["ms"][0])]
     if not samples:
         raise SystemExit(f"{labels}: no Si-centred shielding labels yet (run.sh makes them after the O EFG sites)")
-    pred, ref, _ = predict_samples(net, samples, ["ms"])
+    pred, ref, *_ = predict_samples(net, samples, ["ms"])
     periodic, cluster = isotropic(pred["ms"]), isotropic(ref["ms"])
     fit = linregress(periodic, cluster)
     res = {"model": info["name"], "n_sites": len(cluster), "slope": float(fit.slope), "intercept_ppm": float(fit.intercept),
