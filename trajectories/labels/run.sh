@@ -15,11 +15,12 @@ $L dynnmr/data/alpha_cristobalite.extxyz -o $OUT --sites O --max-sites 1
 # shielding and EFG: alpha (0), mid-ramp (275) and beta (550) cristobalite, and the glass
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --max-sites 4
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 10
-# EFG only, many more sites over the ramp, the isotherms and the glass
+# EFG only, many more sites over the ramp, the isotherms (frames 0, 500, 1000, 1500 of
+# 2,000) and the glass
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 12 --properties efg
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 200 --properties efg
-$L $T/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2001:1000 --max-sites 12 --properties efg
-$L $T/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2001:1000 --max-sites 12 --properties efg
+$L $T/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:500 --max-sites 12 --properties efg
+$L $T/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:500 --max-sites 12 --properties efg
 # Si-centred clusters (Si(OSiH3)4-like, about 6 min each), to compare with periodic 29Si;
 # before the long shielding block, so that the comparison (studies.py si) can start early
 $L dynnmr/data/alpha_quartz.extxyz -o $OUT --sites Si --max-sites 1 --properties ms
