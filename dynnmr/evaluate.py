@@ -56,9 +56,10 @@ def offset_free_metrics(pred, ref, groups):
     d = T.symmetric_part(np.asarray(pred, float) - np.asarray(ref, float))
     diso = np.trace(d, axis1=-2, axis2=-1) / 3
     _, inv, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
-    centred = diso - (np.bincount(inv, diso) / counts)[inv]
+    offset = (np.bincount(inv, diso) / counts)[inv]  # each site's structure mean
     keep = counts[inv] >= 2
-    sym = np.abs(d - (diso - centred)[:, None, None] * np.eye(3)).mean(axis=(1, 2))
+    centred = diso - offset
+    sym = np.abs(d - offset[:, None, None] * np.eye(3)).mean(axis=(1, 2))
     mean = lambda x: float(np.mean(x[keep])) if keep.any() else float("nan")  # noqa: E731
     return {"n_sites": int(keep.sum()), "n_structures": int((counts >= 2).sum()),
             "sigma_iso_mae_ppm": mean(np.abs(centred)), "symmetric_component_mae_ppm": mean(sym)}  # fmt: skip

@@ -216,7 +216,9 @@ def predict_samples(model, samples, targets, batch_atoms=4000):
     Returns ``(pred, ref, species, structure)``, each ``{target: array over sites}``;
     ``structure`` is the index in ``samples`` of each site's structure.
     """
-    out = {k: {t: [] for t in targets} for k in ("pred", "ref", "species", "structure")}
+    empty = {"pred": np.zeros((0, 3, 3)), "ref": np.zeros((0, 3, 3)), "species": np.zeros(0, int),
+             "structure": np.zeros(0, int)}  # fmt: skip
+    out = {k: {t: [] for t in targets} for k in empty}
     model.eval()
     first = 0  # index in ``samples`` of the batch's first structure
     with torch.no_grad():
@@ -231,7 +233,6 @@ def predict_samples(model, samples, targets, batch_atoms=4000):
                 out["species"][t].append(graph.numbers[sites[pos]].numpy())
                 out["structure"][t].append(graph.batch[sites[pos]].numpy() + first)
             first += len(batch)
-    empty = {"pred": np.zeros((0, 3, 3)), "ref": np.zeros((0, 3, 3)), "species": np.zeros(0, int), "structure": np.zeros(0, int)}
     return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in empty)
 
 
