@@ -84,6 +84,28 @@ def coordination_defect(atoms: Atoms, centre: int, bonds=None) -> str | None:
     return None
 
 
+def mean_bridging_angle(atoms: Atoms, centre: int, bonds=None) -> float:
+    """Mean Si-O-Si angle (deg) at the O atoms bonded to Si atom ``centre`` (periodic images followed).
+
+    The structural variable 29Si shifts follow in silica (more shielded as the angles
+    open); NaN if the centre has no bridging O.
+    """
+    bonds = _bonds(atoms) if bonds is None else bonds
+    cell, pos, numbers = atoms.cell.array, atoms.positions, atoms.numbers
+    angles = []
+    for o, s1 in bonds.get(centre, []):
+        if numbers[o] != 8:
+            continue
+        back = pos[centre] - (pos[o] + s1 @ cell)  # O -> centre
+        for si, s2 in bonds.get(o, []):
+            if numbers[si] != 14 or (si == centre and not (s1 + s2).any()):
+                continue
+            out = pos[si] + s2 @ cell - pos[o]
+            cos = back @ out / np.linalg.norm(back) / np.linalg.norm(out)
+            angles.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    return float(np.mean(angles)) if angles else float("nan")
+
+
 def closed_shell(cluster: Atoms) -> bool:
     """An even electron count (neutral cluster): what the restricted (closed-shell) DFT needs."""
     return int(cluster.numbers.sum()) % 2 == 0

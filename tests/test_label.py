@@ -60,6 +60,18 @@ def test_si_centred_clusters():
     assert np.allclose(d.min(axis=1), 1.48)
 
 
+def test_mean_bridging_angle_of_quartz_and_a_linear_bridge():
+    crystal = ase.io.read(QUARTZ)
+    si = crystal.get_chemical_symbols().index("Si")
+    assert label.mean_bridging_angle(crystal, si) == pytest.approx(143.747, abs=0.01)
+    # (H3Si-O)-Si-(O-SiH3) with one linear and one 120 deg bridge: mean 150 deg
+    cos, sin = np.cos(np.radians(60)), np.sin(np.radians(60))
+    pos = [(0, 0, 0), (1.6, 0, 0), (3.2, 0, 0), (-1.6, 0, 0), (-1.6 - 1.6 * cos, 1.6 * sin, 0)]
+    mol = Atoms("SiOSiOSi", pos)
+    assert label.mean_bridging_angle(mol, 0) == pytest.approx(150.0)
+    assert np.isnan(label.mean_bridging_angle(Atoms("Si"), 0))
+
+
 def test_open_shell_cluster_is_refused():
     with pytest.raises(ValueError, match="odd number of electrons"):
         label.compute_site(Atoms("OH", [(0, 0, 0), (0, 0, 0.97)]), ("efg",), **FAST)

@@ -3,6 +3,7 @@
     python trajectories/labels/studies.py angle        # 17O C_Q, eta_Q against the Si-O-Si angle
     python trajectories/labels/studies.py convergence  # C_Q, eta_Q, sigma_iso: 2 against 3 bond shells
     python trajectories/labels/studies.py si [MODEL]   # cluster against periodic 29Si sigma_iso
+    python trajectories/labels/studies.py si_crystals [MODEL]  # quartz and cristobalite 29Si against experiment
 
 angle: the alpha-quartz O-centred cluster, (HO)3Si-O-Si(OH)3 with the crystal's bond
 lengths, its two halves turned rigidly about the bridging O in the Si-O-Si plane so the
@@ -14,7 +15,15 @@ capped as SiH3).
 si: the Si-centred cluster labels in sio2_clusters.extxyz against the periodic (GIPAW-
 trained) model's sigma_iso of the same Si atoms in the same frames (default `sio2`):
 a slope near 1 and a high correlation mean the clusters follow the periodic trends, the
-intercept is the difference in reference level. Written to si_trends.json and .png.
+intercept is the difference in reference level. Both are also fitted against each Si's
+mean Si-O-Si angle, the structural variable 29Si shifts are known to follow (sigma_iso
+rises as the angles open), so the two trends can be compared even where the sites span
+too narrow a range for the direct fit. Written to si_trends.json and .png.
+
+si_crystals: the Si-centred clusters of experimental alpha-quartz and alpha-cristobalite,
+and the model's periodic sigma_iso of the same crystals, against the measured shift
+difference of the two (cristobalite about 1.1 ppm more shielded): which way each goes
+with the mean Si-O-Si angle (143.7 and 146.5 deg). Written to si_crystals.json.
 
 Each point is appended to a JSON file as it finishes (rerun to continue); `plot` draws
 angle.png from it.
@@ -121,26 +130,63 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
         raise SystemExit(f"{labels}: no Si-centred shielding labels yet (run.sh makes them after the O EFG sites)")
     pred, ref, *_ = predict_samples(net, samples, ["ms"])
     periodic, cluster = isotropic(pred["ms"]), isotropic(ref["ms"])
+    images = io.read(labels)
+    angle = np.array([label.mean_bridging_angle(images[int(s["id"].rsplit(":", 1)[1])], int(a)) for s in samples for a in s["ms"][0]])
     fit = linregress(periodic, cluster)
     res = {"model": info["name"], "n_sites": len(cluster), "slope": float(fit.slope), "intercept_ppm": float(fit.intercept),
            "r": float(fit.rvalue), "periodic_sigma_iso_ppm": periodic.tolist(), "cluster_sigma_iso_ppm": cluster.tolist(),
-           "frames": [s["id"] for s in samples for _ in s["ms"][0]]}  # fmt: skip
+           "mean_si_o_si_deg": angle.tolist(), "frames": [s["id"] for s in samples for _ in s["ms"][0]]}  # fmt: skip
+    for name, y in (("periodic", periodic), ("cluster", cluster)):
+        f = linregress(angle, y)
+        res[f"{name}_vs_angle"] = {"slope_ppm_per_deg": float(f.slope), "r": float(f.rvalue), "stderr": float(f.stderr)}
     out.write_text(json.dumps(res, indent=1))
-    print({k: res[k] for k in ("model", "n_sites", "slope", "intercept_ppm", "r")})
+    print({k: res[k] for k in ("model", "n_sites", "slope", "intercept_ppm", "r", "periodic_vs_angle", "cluster_vs_angle")})
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.2, 4.2))
     ax.plot(periodic, cluster, "ko", ms=4)
     x = np.array([periodic.min(), periodic.max()])
     ax.plot(x, fit.intercept + fit.slope * x, "r-", label=f"slope {fit.slope:.2f}, r {fit.rvalue:.2f}")
     ax.set_xlabel(f"29Si sigma_iso, periodic model {info['name']} (ppm)")
     ax.set_ylabel("29Si sigma_iso, cluster B3LYP (ppm)")
     ax.legend()
+    # each against the mean angle, as deviations from its own mean (the levels differ)
+    for name, y, style in (("periodic", periodic, "ko"), ("cluster", cluster, "s")):
+        f = res[f"{name}_vs_angle"]
+        ax2.plot(angle, y - y.mean(), style, ms=4, mfc="none" if name == "cluster" else None,
+                 label=f"{name}: {f['slope_ppm_per_deg']:.2f} ppm/deg, r {f['r']:.2f}")  # fmt: skip
+    ax2.set_xlabel("mean Si-O-Si angle of the site (deg)")
+    ax2.set_ylabel("29Si sigma_iso - its mean (ppm)")
+    ax2.legend()
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
+
+
+def si_crystals_study(model="sio2", path=HERE / "si_crystals.json"):
+    from dynnmr.modelfile import load_model
+    from dynnmr.predict import predict_images
+
+    net, info = load_model(model)
+    measured = {"alpha_quartz": -107.4, "alpha_cristobalite": -108.5}  # delta_iso vs TMS (ppm), as in the README
+    rows = {}
+    for name, delta in measured.items():
+        atoms = io.read(DATA / f"{name}.extxyz")[0]
+        si = int(np.flatnonzero(atoms.numbers == 14)[0])
+        res = _record(path, name, lambda: {"cluster_sigma_iso_ppm": float(isotropic(
+            label.compute_site(label.carve_cluster(atoms, si, 2), ("ms",)).ms_ppm))})  # fmt: skip
+        periodic = isotropic(predict_images(net, info, [atoms])[0].arrays["ms"][atoms.numbers == 14]).mean()
+        rows[name] = {"mean_si_o_si_deg": label.mean_bridging_angle(atoms, si), "experiment_delta_ppm": delta,
+                      "cluster_sigma_iso_ppm": res[name].get("cluster_sigma_iso_ppm"),
+                      f"{info['name']}_sigma_iso_ppm": float(periodic)}  # fmt: skip
+    q, c = rows["alpha_quartz"], rows["alpha_cristobalite"]
+    diff = {"experiment": q["experiment_delta_ppm"] - c["experiment_delta_ppm"],  # sigma difference = -delta difference
+            "cluster": c["cluster_sigma_iso_ppm"] - q["cluster_sigma_iso_ppm"],
+            info["name"]: c[f"{info['name']}_sigma_iso_ppm"] - q[f"{info['name']}_sigma_iso_ppm"]}  # fmt: skip
+    print({"crystals": rows, "sigma_iso cristobalite - quartz (ppm)": diff})
+    return rows, diff
 
 
 def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
@@ -166,4 +212,5 @@ def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
 
 
 if __name__ == "__main__":
-    {"angle": angle_study, "convergence": convergence_study, "plot": plot, "si": si_study}[sys.argv[1]](*sys.argv[2:])
+    {"angle": angle_study, "convergence": convergence_study, "plot": plot, "si": si_study,
+     "si_crystals": si_crystals_study}[sys.argv[1]](*sys.argv[2:])
