@@ -66,39 +66,45 @@ def _data_entry(config_path, entry) -> dict:
     ``scale``: a constant factor on a target's labels from that file (e.g. a documented
     correction of cluster C_Q towards experiment). It multiplies the whole tensor, so
     eta_Q, the asymmetry and the orientation are unchanged; the stored labels stay the raw
-    DFT values. ``species``: use only these elements' labels of a target from that file
+    DFT values. ``offset``: a constant (ppm) added to the diagonal of a shielding target
+    after the scale, so ``scale: {ms: -1}, offset: {ms: C}`` turns a shift-like tensor
+    (C - sigma) into shielding sigma; refused for the traceless EFG. ``species``: use only these elements' labels of a target from that file
     (e.g. cluster 29Si shieldings, which sit on another reference level than periodic
     GIPAW, kept out of a joint training); the other labels stay in the file.
     """
     from ase.data import atomic_numbers
 
     entry = {"path": entry} if isinstance(entry, str) else dict(entry)
-    unknown = set(entry) - {"path", "scale", "species"}
+    unknown = set(entry) - {"path", "scale", "offset", "species"}
     if "path" not in entry or unknown:
         raise ValueError(f"{config_path}: a data item is a file name or {{path: FILE, scale: {{target: factor}}, "
-                         f"species: {{target: [elements]}}}}, not {entry!r}")  # fmt: skip
+                         f"offset: {{target: ppm}}, species: {{target: [elements]}}}}, not {entry!r}")  # fmt: skip
     scale = {str(t): float(f) for t, f in (entry.get("scale") or {}).items()}
+    offset = {str(t): float(c) for t, c in (entry.get("offset") or {}).items()}
+    if "efg" in offset:
+        raise ValueError(f"{config_path}: an offset is an isotropic shift; the EFG is traceless (data item {entry['path']})")
     species = {str(t): list(els) for t, els in (entry.get("species") or {}).items()}
-    bad = (set(scale) | set(species)) - set(TARGET_COMPONENTS)
+    bad = (set(scale) | set(offset) | set(species)) - set(TARGET_COMPONENTS)
     if bad:
-        raise ValueError(f"{config_path}: scale or species for unknown target(s) {sorted(bad)} in data item {entry['path']}")
+        raise ValueError(f"{config_path}: scale, offset or species for unknown target(s) {sorted(bad)} in data item {entry['path']}")
     unknown_el = sorted({str(e) for els in species.values() for e in els} - set(atomic_numbers))
     if unknown_el:
         raise ValueError(f"{config_path}: unknown element(s) {unknown_el} in species of data item {entry['path']}")
-    return {"path": str((Path(config_path).parent / entry["path"]).resolve()), "scale": scale,
+    return {"path": str((Path(config_path).parent / entry["path"]).resolve()), "scale": scale, "offset": offset,
             "species": {t: sorted(atomic_numbers[str(e)] for e in els) for t, els in species.items()}}  # fmt: skip
 
 
 def load_samples(data, targets, cutoff):
     """Per structure: graph arrays and, per target, labelled site indices and components.
 
-    ``data``: file names or :func:`_data_entry` dicts (their ``scale`` and ``species``
-    applied here).
+    ``data``: file names or :func:`_data_entry` dicts (their ``scale``, ``offset`` and
+    ``species`` applied here).
     """
     samples = []
     for entry in data:
         entry = {"path": entry} if isinstance(entry, (str, Path)) else entry
         path, scale, only = entry["path"], entry.get("scale", {}), entry.get("species", {})
+        offset = entry.get("offset", {})
         for k, atoms in enumerate(io.read(path)):
             s = structure_arrays(atoms, cutoff, source=path, frame=k)
             s["id"] = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"
@@ -112,7 +118,7 @@ def load_samples(data, targets, cutoff):
                 if t in only:
                     labelled &= np.isin(atoms.numbers, only[t])
                 sites = np.flatnonzero(labelled)
-                s[t] = (sites, arr[sites] * scale.get(t, 1.0))
+                s[t] = (sites, arr[sites] * scale.get(t, 1.0) + offset.get(t, 0.0) * np.eye(3))
             samples.append(s)
     return samples
 

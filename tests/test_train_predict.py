@@ -184,6 +184,26 @@ def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
         load_config(path)
 
 
+def test_data_item_negated_with_an_offset_gives_C_minus_the_label(tiny_config, tmp_path):
+    """scale -1 and offset C (ppm): a shift-like label T becomes C - T, trace and anisotropy alike."""
+    from dynnmr.train import load_config, load_samples
+
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [{"path": str(tiny_config.parent / "data.extxyz"), "scale": {"ms": -1}, "offset": {"ms": 500.0}}]
+    path = tmp_path / "negated.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    raw = load_samples([tiny_config.parent / "data.extxyz"], ["ms"], 4.0)
+    neg = load_samples(load_config(path)["data"], ["ms"], 4.0)
+    for r, s in zip(raw, neg):
+        assert len(r["ms"][0]) and np.array_equal(r["ms"][0], s["ms"][0])
+        np.testing.assert_allclose(np.trace(s["ms"][1], axis1=1, axis2=2), 1500.0 - np.trace(r["ms"][1], axis1=1, axis2=2))
+        np.testing.assert_allclose(s["ms"][1] - 500.0 * np.eye(3), -r["ms"][1], atol=1e-12)
+    cfg["data"] = [{"path": "data.extxyz", "offset": {"efg": 1.0}}]
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="traceless"):
+        load_config(path)
+
+
 def test_data_item_species_keeps_only_those_elements_labels(tiny_config, tmp_path):
     from dynnmr.train import load_config, load_samples
 
