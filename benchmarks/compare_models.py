@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dynnmr.modelfile import load_model
-from dynnmr.train import load_samples, predict_samples, split_metrics
+from dynnmr.train import load_samples, predict_samples, recorded_data, split_metrics
 
 LABELS = Path(__file__).parents[1] / "trajectories" / "labels" / "sio2_clusters.extxyz"
 
@@ -42,8 +42,7 @@ def main(argv=None):
         print(f"{path}: test frames of the label file {', '.join(test)}")
     frames = [int(k) for k in args.frames.split(",")]
     # the label file as the models trained on it (the EFG scale, the species of each target)
-    entry = next(dict(d) for d in models[0][1]["training_config"]["data"]
-                 if isinstance(d, dict) and Path(d["path"]).name == Path(args.labels).name)  # fmt: skip
+    entry = next(d for d in recorded_data(models[0][1], lambda name: name) if d["path"] == Path(args.labels).name)
     entry["path"] = args.labels
     samples = load_samples([entry], ["ms", "efg"], models[0][1]["hyperparameters"]["cutoff"])
     print("frame  model  EFG sites  |C_Q| MAE (MHz)  eta_Q MAE  O ms sites  sigma_iso MAE (ppm)")

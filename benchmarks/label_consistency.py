@@ -22,7 +22,7 @@ import torch
 
 from dynnmr import evaluate, io
 from dynnmr.modelfile import load_model
-from dynnmr.train import predict_samples, recorded_test_samples
+from dynnmr.train import predict_samples, recorded_data, recorded_test_samples
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "silicate_29si_gipaw.json"
 
@@ -60,7 +60,9 @@ def offset_free_errors(model, info, data):
     """Test-split MAEs (ppm) on the structures with >= 2 labelled sites: as they are
     (``evaluate.shielding_metrics`` on those sites) and after removing each structure's
     mean isotropic error (its ``offset_free`` part)."""
-    pred, ref, _, structure = predict_samples(model, recorded_test_samples(info, [data]), ["ms"])
+    labels = Path(__file__).resolve().parents[1] / "trajectories" / "labels"
+    items = recorded_data(info, lambda name: data if name == Path(data).name else labels / name)  # as trained on (sign, offset)
+    pred, ref, _, structure = predict_samples(model, recorded_test_samples(info, items), ["ms"])
     keep = np.bincount(structure["ms"])[structure["ms"]] >= 2
     m = evaluate.shielding_metrics(pred["ms"][keep], ref["ms"][keep], groups=structure["ms"][keep])
     return {"sigma_iso": m["sigma_iso_ppm"]["mae"], "sym": m["symmetric_component_mae_ppm"],

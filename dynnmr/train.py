@@ -242,6 +242,19 @@ def predict_samples(model, samples, targets, batch_atoms=4000):
     return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in empty)
 
 
+def recorded_data(info, locate):
+    """The data items a model file records (their scale, offset and species kept), each path
+    replaced by ``locate(file_name)``, where that file is now: the recorded paths are those
+    of the machine that trained the model. The result is what :func:`recorded_test_samples`
+    takes, so a model is tested against its labels as it trained on them."""
+    items = []
+    for item in info["training_config"]["data"]:
+        item = {"path": item} if isinstance(item, str) else dict(item)
+        item["path"] = str(locate(Path(item["path"]).name))
+        items.append(item)
+    return items
+
+
 def recorded_test_samples(info, data, targets=None):
     """The test structures a model file records, with the labels it was tested on.
 
