@@ -8,8 +8,8 @@ Usage: python benchmarks/gipaw_sign.py [--data PATH] [--model sio2]
    Si-O-Si angle. Measured shifts of the silica polymorphs become more negative (more
    shielding) as the angles open (alpha-quartz 143.7 deg, -107.4 ppm; alpha-cristobalite
    146.5 deg, about -108.5 ppm), and DFT reproduces that (Mauri et al., PRB 62, R4786, 2000).
-3. Anisotropy: the traceless symmetric part of the model's 29Si tensor (the model learns
-   the labels) against our own B3LYP GIAO tensors of the Si-centred clusters of the same
+3. Anisotropy: the traceless symmetric part of a model's 29Si tensor (a model learns the
+   labels; use one trained on the raw labels, e.g. the sio2 of commit ce9aa60) against our own B3LYP GIAO tensors of the Si-centred clusters of the same
    atoms (trajectories/labels/sio2_clusters.extxyz): the slope through zero of all
    components, and the cosine between the two per site.
 
@@ -26,7 +26,7 @@ from scipy.stats import linregress
 
 from dynnmr import io, label
 from dynnmr.modelfile import load_model
-from dynnmr.tensors import isotropic
+from dynnmr.tensors import irrep, isotropic
 from dynnmr.train import load_samples, predict_samples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,17 +57,12 @@ def angle_trend(path):
     return linregress(angles, iso), len(iso)
 
 
-def traceless(t):
-    s = 0.5 * (t + np.swapaxes(t, -1, -2))
-    return s - np.trace(s, axis1=-2, axis2=-1)[..., None, None] / 3 * np.eye(3)
-
-
 def anisotropy_against_clusters(model, labels):
     """Slope through zero and per-site cosines of model against cluster traceless 29Si tensors."""
     net, info = load_model(model)
     samples = load_samples([{"path": labels, "species": {"ms": [14]}}], ["ms"], net.cutoff)
     pred, ref, *_ = predict_samples(net, [s for s in samples if len(s["ms"][0])], ["ms"])
-    p, r = traceless(pred["ms"]).reshape(-1, 9), traceless(ref["ms"]).reshape(-1, 9)
+    p, r = irrep(pred["ms"], 2), irrep(ref["ms"], 2)  # the traceless symmetric parts
     cos = np.sum(p * r, axis=1) / np.linalg.norm(p, axis=1) / np.linalg.norm(r, axis=1)
     return float(p.ravel() @ r.ravel() / (r.ravel() @ r.ravel())), cos
 

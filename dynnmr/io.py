@@ -15,7 +15,8 @@ Formats:
 * Extended XYZ with per-atom columns ``ms`` and ``efg``, 9 numbers each in row-major
   order (xx, xy, xz, yx, ...), the layout of the published amorphous-SiO2 dataset.
 * The silicate JSON of ``shared/data`` (pymatgen structure dicts, ``atom_selector``
-  marking the labelled atoms, ``nmr_tensor`` their 3x3 shielding in ppm).
+  marking the labelled atoms, ``nmr_tensor`` their 3x3 tensors in ppm, read as they are:
+  described as shielding, they run as (constant - shielding); see :func:`read_silicate_json`).
 * Anything else ase can read (structures without tensors).
 """
 
@@ -119,7 +120,11 @@ def read_silicate_json(path) -> list[Atoms]:
     """Read the silicate 29Si GIPAW JSON: one periodic Atoms per structure, ``ms`` in ppm.
 
     Unlabelled atoms get NaN tensors; ``arrays["Qn"]`` holds the Q^n connectivity of
-    labelled Si (-1 elsewhere); ``info["structure_id"]`` the key in the file.
+    labelled Si (-1 elsewhere); ``info["structure_id"]`` the key in the file. The tensors
+    are the file's numbers, unchanged. The file calls them shielding, but they behave as
+    (constant - sigma): Q4 sites carry the lowest values and the traceless parts are the
+    negative of GIAO shielding tensors (benchmarks/gipaw_sign.py), so training negates
+    them (``scale: {ms: -1}, offset: {ms: 833.0}`` in ``configs/``).
     """
     path = _path(path)
     try:
