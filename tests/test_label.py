@@ -175,3 +175,14 @@ def test_coordination_defects_are_skipped_and_old_labels_withdrawn():
     assert (defect.arrays["label_status"][dropped] == label.DEFECT).all()
     kept = np.setdiff1d(np.arange(len(defect)), dropped)
     assert (defect.arrays["label_status"][kept] == 1).all() and np.isfinite(defect.arrays["ms"][kept]).all()
+
+
+def test_si_centred_cluster_with_a_3_coordinated_outer_si_is_a_defect():
+    """Glass Si 459 (amorphous_sio2 frame 0): its own tetrahedron and O are regular, but two
+    of its outer Si are 3-coordinated; its cluster gave a 29Si sigma_iso of 543 ppm."""
+    from dynnmr.reader import iread
+
+    glass = label.frame_to_atoms(next(iread(REPO / "trajectories" / "amorphous_sio2.extxyz.gz")))
+    bonds = label._bonds(glass)
+    assert all(len(bonds[o]) == 2 for o, _ in bonds[459]) and len(bonds[459]) == 4
+    assert "Si atom 750 bonded to 3 atoms (OOO), not 4 O" in label.coordination_defect(glass, 459, bonds)
