@@ -68,7 +68,8 @@ def _data_entry(config_path, entry) -> dict:
     eta_Q, the asymmetry and the orientation are unchanged; the stored labels stay the raw
     DFT values. ``offset``: a constant (ppm) added to the diagonal of a shielding target
     after the scale, so ``scale: {ms: -1}, offset: {ms: C}`` turns a shift-like tensor
-    (C - sigma) into shielding sigma; refused for the traceless EFG. ``species``: use only these elements' labels of a target from that file
+    (C - sigma) into shielding sigma; refused for the traceless EFG. ``species``: use only
+    these elements' labels of a target from that file
     (e.g. cluster 29Si shieldings, which sit on another reference level than periodic
     GIPAW, kept out of a joint training); the other labels stay in the file.
     """
