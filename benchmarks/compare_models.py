@@ -20,6 +20,14 @@ from dynnmr.train import load_samples, predict_samples, recorded_data, split_met
 LABELS = Path(__file__).parents[1] / "trajectories" / "labels" / "sio2_clusters.extxyz"
 
 
+def labels_as_trained(info, labels):
+    """The label file's frames as this model trained on them (its EFG scale, its species per target)."""
+    name = Path(labels).name
+    items = recorded_data(info, lambda recorded: labels if recorded == name else recorded)
+    entry = next(d for d in items if d["path"] == str(labels))
+    return load_samples([entry], ["ms", "efg"], info["hyperparameters"]["cutoff"])
+
+
 def frame_metrics(model, info, sample):
     """|C_Q| and eta_Q MAE (EFG) and sigma_iso MAE (O shielding) of one labelled frame."""
     got = split_metrics(*predict_samples(model, [sample], info["targets"]))
@@ -41,14 +49,11 @@ def main(argv=None):
         test = [s.split(":")[1] for s in info["test_structures"] if s.startswith(Path(args.labels).name)]
         print(f"{path}: test frames of the label file {', '.join(test)}")
     frames = [int(k) for k in args.frames.split(",")]
-    # the label file as the models trained on it (the EFG scale, the species of each target)
-    entry = next(d for d in recorded_data(models[0][1], lambda name: name) if d["path"] == Path(args.labels).name)
-    entry["path"] = args.labels
-    samples = load_samples([entry], ["ms", "efg"], models[0][1]["hyperparameters"]["cutoff"])
+    samples = [labels_as_trained(info, args.labels) for _, info in models]
     print("frame  model  EFG sites  |C_Q| MAE (MHz)  eta_Q MAE  O ms sites  sigma_iso MAE (ppm)")
     for k in frames:
-        for path, (model, info) in zip(args.models, models):
-            m = frame_metrics(model, info, samples[k])
+        for path, (model, info), own in zip(args.models, models, samples):
+            m = frame_metrics(model, info, own[k])
             print(f"{k:5d}  {Path(path).parent.name}/{Path(path).name}  {m['efg_sites']:3d}  {m['abs_Cq_MHz']:.4f}  "
                   f"{m['eta_Q']:.4f}  {m['ms_sites']:3d}  {m['sigma_iso_ppm']:.2f}")  # fmt: skip
 

@@ -9,9 +9,10 @@ Usage: python benchmarks/gipaw_sign.py [--data PATH] [--model sio2]
    shielding) as the angles open (alpha-quartz 143.7 deg, -107.4 ppm; alpha-cristobalite
    146.5 deg, about -108.5 ppm), and DFT reproduces that (Mauri et al., PRB 62, R4786, 2000).
 3. Anisotropy: the traceless symmetric part of a model's 29Si tensor (a model learns the
-   labels; use one trained on the raw labels, e.g. the sio2 of commit ce9aa60) against our own B3LYP GIAO tensors of the Si-centred clusters of the same
-   atoms (trajectories/labels/sio2_clusters.extxyz): the slope through zero of all
-   components, and the cosine between the two per site.
+   labels; use one trained on the raw labels, e.g. the sio2 of commit ce9aa60) against
+   our own B3LYP GIAO tensors of the Si-centred clusters of the same atoms
+   (trajectories/labels/sio2_clusters.extxyz): the slope through zero of all components,
+   and the cosine between the two per site.
 
 Prints the numbers quoted in benchmarks/README.md ("The sign of the GIPAW labels").
 """
