@@ -28,7 +28,7 @@ from scipy.stats import linregress
 from dynnmr import io, label
 from dynnmr.modelfile import load_model
 from dynnmr.tensors import irrep, isotropic
-from dynnmr.train import load_samples, predict_samples
+from dynnmr.train import predict_label_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "silicate_29si_gipaw.json"
@@ -61,9 +61,8 @@ def angle_trend(path):
 def anisotropy_against_clusters(model, labels):
     """Slope through zero and per-site cosines of model against cluster traceless 29Si tensors."""
     net, info = load_model(model)
-    samples = load_samples([{"path": labels, "species": {"ms": [14]}}], ["ms"], net.cutoff)
-    pred, ref, *_ = predict_samples(net, [s for s in samples if len(s["ms"][0])], ["ms"])
-    p, r = irrep(pred["ms"], 2), irrep(ref["ms"], 2)  # the traceless symmetric parts
+    pred, ref, _ = predict_label_file(net, labels)
+    p, r = irrep(pred, 2), irrep(ref, 2)  # the traceless symmetric parts
     cos = np.sum(p * r, axis=1) / np.linalg.norm(p, axis=1) / np.linalg.norm(r, axis=1)
     return float(p.ravel() @ r.ravel() / (r.ravel() @ r.ravel())), cos
 

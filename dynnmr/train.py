@@ -243,6 +243,19 @@ def predict_samples(model, samples, targets, batch_atoms=4000):
     return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in empty)
 
 
+def predict_label_file(model, path, target="ms", species=(14,)):
+    """Model against reference tensors at the ``species`` sites labelled with ``target`` in
+    one label file (e.g. the Si-centred B3LYP clusters of ``trajectories/labels``), in file
+    order. Returns ``(pred, ref, samples)``: two (n, 3, 3) arrays in the target's units and
+    the structures that hold a label. Raises ValueError when the file has none."""
+    samples = load_samples([{"path": path, "species": {target: list(species)}}], [target], model.cutoff)
+    samples = [s for s in samples if len(s[target][0])]
+    if not samples:
+        raise ValueError(f"{path}: no {target} labels on species {list(species)}")
+    pred, ref, *_ = predict_samples(model, samples, [target])
+    return pred[target], ref[target], samples
+
+
 def recorded_data(info, locate):
     """The data items a model file records (their scale, offset and species kept), each path
     replaced by ``locate(file_name)``, where that file is now: the recorded paths are those

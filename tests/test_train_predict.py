@@ -342,3 +342,22 @@ def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
         path.write_text(yaml.safe_dump(bad))
         with pytest.raises(ValueError, match="irrep_weights"):
             train(path, tmp_path / "bad", log=lambda m: None)
+
+
+def test_predict_label_file_takes_one_species_labels_and_names_an_empty_file(tiny_config):
+    """predict_label_file keeps only the asked species' sites, in file order, and refuses a file
+    with none of them (the silicate file labels Si only)."""
+    from dynnmr.model import TensorGNN
+    from dynnmr.train import load_config, predict_label_file
+
+    path = load_config(tiny_config)["data"][0]["path"]
+    images = io.read(path)
+    species = sorted({int(z) for a in images for z in a.numbers})
+    model = TensorGNN(species=species, targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8)
+    pred, ref, samples = predict_label_file(model, path, "ms", (14,))
+    si_labels = np.concatenate([a.arrays["ms"][a.numbers == 14].reshape(-1, 3, 3) for a in images])
+    si_labels = si_labels[np.isfinite(si_labels).all(axis=(1, 2))]  # NaN: an unlabelled Si
+    np.testing.assert_allclose(ref, si_labels, atol=1e-4)
+    assert pred.shape == ref.shape and len(samples) == len(images)
+    with pytest.raises(ValueError, match=r"data\.extxyz: no ms labels on species \[8\]"):
+        predict_label_file(model, path, "ms", (8,))

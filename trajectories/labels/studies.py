@@ -121,15 +121,14 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
     from scipy.stats import linregress
 
     from dynnmr.modelfile import load_model
-    from dynnmr.train import load_samples, predict_samples
+    from dynnmr.train import predict_label_file
 
     net, info = load_model(model)
-    samples = load_samples([{"path": labels, "species": {"ms": [14]}}], ["ms"], net.cutoff)
-    samples = [s for s in samples if len(s["ms"][0])]
-    if not samples:
-        raise SystemExit(f"{labels}: no Si-centred shielding labels yet (run.sh makes them after the O EFG sites)")
-    pred, ref, *_ = predict_samples(net, samples, ["ms"])
-    periodic, cluster = isotropic(pred["ms"]), isotropic(ref["ms"])
+    try:
+        pred, ref, samples = predict_label_file(net, labels)
+    except ValueError as err:
+        raise SystemExit(f"{err} yet (run.sh makes the Si-centred clusters after the O EFG sites)")
+    periodic, cluster = isotropic(pred), isotropic(ref)
     images = io.read(labels)
     angle = np.array([label.mean_bridging_angle(images[int(s["id"].rsplit(":", 1)[1])], int(a)) for s in samples for a in s["ms"][0]])
     fit = linregress(periodic, cluster)
