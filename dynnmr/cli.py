@@ -46,7 +46,7 @@ def cmd_params(args):
 def cmd_train(args):
     from .train import train
 
-    train(args.config, args.output, epochs=args.epochs, seed=args.seed)
+    train(args.config, args.output, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed)
     return 0
 
 
@@ -229,6 +229,8 @@ def build_parser():
     q.add_argument("--epochs", type=int, help="override the config's maximum number of epochs")
     q.add_argument("--seed", type=int,
                    help="override training.seed (initial weights, shuffling); the split keeps split.seed")  # fmt: skip
+    q.add_argument("--split-seed", type=int,
+                   help="override split.seed: other test/validation structures (to judge a recipe on more of the data)")  # fmt: skip
     q.set_defaults(func=cmd_train)
 
     from .modelfile import DEFAULT_MODEL

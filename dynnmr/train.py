@@ -391,17 +391,22 @@ def _config_changes(saved, cfg):
     return sorted(k for k in a.keys() | b.keys() if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k))
 
 
-def train(config_path, out_dir, epochs=None, seed=None, log=_log):
+def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_log):
     """Train (or resume) per the config; returns the path of the written model file.
 
     ``epochs`` and ``seed`` override the config's ``training.epochs`` and
     ``training.seed`` (weight initialisation and shuffling; the split keeps
     ``split.seed``, so runs with different seeds are tested on the same structures).
+    ``split_seed`` overrides ``split.seed``: other test and validation structures, for
+    judging a recipe on more of the data than one split holds out (a model file records
+    the seed and its test structures).
     """
     cfg = load_config(config_path)
     tr = cfg["training"]
     if seed is not None:
         tr["seed"] = int(seed)
+    if split_seed is not None:
+        cfg["split"]["seed"] = int(split_seed)
     if tr["loss"] not in ("mse", "l1"):
         raise ValueError(f"{config_path}: training.loss must be mse or l1, not {tr['loss']!r}")
     if len(tr["irrep_weights"]) != 3 or min(tr["irrep_weights"]) < 0 or any(

@@ -61,6 +61,23 @@ def test_training_is_deterministic_and_resumable(tiny_config, tmp_path):
     assert json.loads((tmp_path / "c" / "metrics.json").read_text())["history"] == hist
 
 
+def test_split_seed_holds_out_other_structures(tiny_config, tmp_path):
+    """`dynnmr train --split-seed`: the model file records the new seed and tests on the
+    structures that seed's split holds out; resuming a run under another split is refused."""
+    from dynnmr.train import load_config, load_samples, split_indices
+
+    main(["train", str(tiny_config), "-o", str(tmp_path / "s0"), "--epochs", "1"])
+    main(["train", str(tiny_config), "-o", str(tmp_path / "s3"), "--epochs", "1", "--split-seed", "3"])
+    info0, info3 = (modelfile.load_model(tmp_path / d / "tiny.pt")[1] for d in ("s0", "s3"))
+    assert info3["training_config"]["split"]["seed"] == 3 and info0["training_config"]["split"]["seed"] == 1
+    samples = load_samples(load_config(tiny_config)["data"], ["ms"], 4.0)
+    expected = [samples[i]["id"] for i in split_indices(len(samples), 0.25, 0.25, 3)["test"]]
+    assert sorted(info3["test_structures"]) == sorted(expected)
+    assert set(info3["test_structures"]) != set(info0["test_structures"])
+    with pytest.raises(ValueError, match="another split.seed"):
+        train(tiny_config, tmp_path / "s0", epochs=2, split_seed=3, log=lambda m: None)
+
+
 def test_model_file_is_self_describing(tiny_config, tmp_path):
     path = train(tiny_config, tmp_path / "m", log=lambda m: None)
     model, info = modelfile.load_model(path)
