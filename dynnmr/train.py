@@ -41,11 +41,20 @@ DEFAULTS = {
 
 
 def load_config(path) -> dict:
-    """Read a YAML config, fill defaults, and make data paths absolute (relative to the file)."""
+    """Read a YAML config, fill defaults, and make data paths absolute (relative to the file).
+
+    ``base: OTHER.yaml`` starts from another config (its paths relative to it) and changes
+    only what this file gives, section by section: a variant of a recipe (e.g. one that
+    holds out sites for evaluation) without a second copy of it.
+    """
     path = Path(path)
     with open(path) as fh:
         user = yaml.safe_load(fh) or {}
-    cfg = copy.deepcopy(DEFAULTS)
+    cfg = load_config(path.parent / user.pop("base")) if "base" in user else copy.deepcopy(DEFAULTS)
+    if "data" in user:
+        user["data"] = [_data_entry(path, entry) for entry in user["data"] or []]
+    for ref in (user.get("references") or {}).values():
+        ref["structure"] = str((path.parent / ref["structure"]).resolve())
     for key, value in user.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key].update(value)
@@ -53,9 +62,6 @@ def load_config(path) -> dict:
             cfg[key] = value
     if not cfg.get("data"):
         raise ValueError(f"{path}: config needs a 'data' list of tensor files")
-    cfg["data"] = [_data_entry(path, entry) for entry in cfg["data"]]
-    for ref in cfg["references"].values():
-        ref["structure"] = str((path.parent / ref["structure"]).resolve())
     return cfg
 
 
@@ -141,6 +147,36 @@ def split_indices(n, val, test, seed, groups=None):
         out["val"].append(perm[n_test : n_test + n_val])
         out["train"].append(perm[n_test + n_val :])
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def hold_out_sites(sample, targets, axis, slab, buffer_A):
+    """Split one large structure's labelled sites into a held-out slab and the rest.
+
+    Sites whose fractional coordinate along cell vector ``axis`` (wrapped into [0, 1))
+    lies in ``slab`` = [lo, hi) are held out; the others train only if they are at least
+    ``buffer_A`` (A, measured across the slab's planes, periodic) from it, so that no
+    training site has a held-out site among its nearest neighbours. Returns
+    ``(train, test)``, two copies of ``sample`` with the same id and graph and disjoint
+    labels: a test of the model on new environments of a structure that is the only one
+    of its kind (one glass frame), which a split by structures cannot give.
+    """
+    lo, hi = (float(x) for x in slab)
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"site_holdout slab must be [lo, hi) with 0 <= lo < hi <= 1, not {slab}")
+    cell = np.asarray(sample["cell"], float)
+    if abs(np.linalg.det(cell)) < 1e-6:
+        raise ValueError(f"{sample['id']}: site_holdout needs a periodic cell")
+    others = [cell[(axis + 1) % 3], cell[(axis + 2) % 3]]
+    height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(*others))  # plane spacing (A)
+    frac = np.linalg.solve(cell.T, np.asarray(sample["positions"], float).T).T[:, axis] % 1.0
+    inside = (frac >= lo) & (frac < hi)
+    gap = np.minimum((lo - frac) % 1.0, (frac - hi) % 1.0) * height  # distance to the slab (A)
+    train, test = dict(sample), dict(sample)
+    for t in targets:
+        sites, values = sample[t]
+        held, keep = inside[sites], ~inside[sites] & (gap[sites] >= buffer_A)
+        train[t], test[t] = (sites[keep], values[keep]), (sites[held], values[held])
+    return train, test
 
 
 def normalisation(samples, target, species):
@@ -399,7 +435,9 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     ``split.seed``, so runs with different seeds are tested on the same structures).
     ``split_seed`` overrides ``split.seed``: other test and validation structures, for
     judging a recipe on more of the data than one split holds out (a model file records
-    the seed and its test structures).
+    the seed and its test structures). ``split.site_holdout`` (structure, axis, slab,
+    buffer_A: :func:`hold_out_sites`) moves one structure out of the split and tests on
+    a slab of its sites; metrics.json reports those sites on their own.
     """
     cfg = load_config(config_path)
     tr = cfg["training"]
@@ -423,7 +461,21 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     samples = load_samples(cfg["data"], targets, cfg["model"]["cutoff"])
     parts = split_indices(len(samples), cfg["split"]["val"], cfg["split"]["test"], cfg["split"]["seed"],
                           groups=[s["source"] for s in samples])  # fmt: skip
-    train_s = [samples[i] for i in parts["train"]]
+    train_s, val_s, test = ([samples[i] for i in parts[k]] for k in ("train", "val", "test"))
+    holdout = cfg["split"].get("site_holdout")
+    if holdout:  # one structure's sites split by a slab: the far ones train, the slab tests
+        opts = dict(holdout)
+        if set(opts) != {"structure", "axis", "slab", "buffer_A"}:
+            raise ValueError(f"{config_path}: split.site_holdout needs structure (an id such as FILE:5), axis (0, 1 "
+                             f"or 2), slab ([lo, hi) fractional) and buffer_A, not {holdout!r}")  # fmt: skip
+        sid = opts.pop("structure")
+        found = [s for s in samples if s["id"] == sid]
+        if not found:
+            raise ValueError(f"{config_path}: split.site_holdout.structure {sid!r} is not among the data's structures")
+        train_s, val_s, test = ([s for s in part if s["id"] != sid] for part in (train_s, val_s, test))
+        kept, held = hold_out_sites(found[0], targets, **opts)
+        train_s.append(kept)
+        test.append(held)
     species = sorted({int(z) for s in samples for z in s["numbers"]})
     avg_nb = float(np.mean([len(s["dst"]) / len(s["numbers"]) for s in train_s]))
     hp = dict(cfg["model"], avg_neighbours=avg_nb)
@@ -453,7 +505,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
             ema.state = saved["ema"]
         state = saved["state"]
         log(f"resuming from {ckpt} at epoch {state['epoch']}")
-    val_batches = [batch_inputs(b, targets) for b in batches([samples[i] for i in parts["val"]], range(len(parts["val"])), 4000)]
+    val_batches = [batch_inputs(b, targets) for b in batches(val_s, range(len(val_s)), 4000)]
     t_start, e_start = time.time(), state["epoch"]
     while state["epoch"] < tr["epochs"] and state["epoch"] - state["best_epoch"] < tr["patience"]:
         epoch = state["epoch"]
@@ -491,23 +543,24 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
         tmp.replace(ckpt)
     model.load_state_dict(state["best_state"])
     model.eval()
-    test = [samples[i] for i in parts["test"]]
     metrics = split_metrics(*predict_samples(model, test, targets), plot_dir=out, name=cfg["name"])
     by_source = {}
     sources = sorted({s["source"] for s in test})
     if len(sources) > 1:  # the same metrics for each data file's test structures
         for src in sources:
             by_source[src] = split_metrics(*predict_samples(model, [s for s in test if s["source"] == src], targets))
+    if holdout:  # and for the held-out sites alone
+        by_source[f"{holdout['structure']} held-out sites"] = split_metrics(*predict_samples(model, test[-1:], targets))
     refs = shift_references(model, cfg)
     summary = {"name": cfg["name"], "test_metrics": metrics, "test_metrics_by_source": by_source,
                "best_epoch": state["best_epoch"],
-               "epochs_run": state["epoch"], "n_structures": {k: int(len(v)) for k, v in parts.items()},
+               "epochs_run": state["epoch"], "n_structures": {"train": len(train_s), "val": len(val_s), "test": len(test)},
                "shift_reference": refs, "config": cfg, "history": state["history"]}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     path = out / f"{cfg['name']}.pt"
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
                training_data_sha256=sha256_files([d["path"] for d in cfg["data"]]), training_config=cfg,
-               test_structures=[samples[i]["id"] for i in parts["test"]],
+               test_structures=[s["id"] for s in test],
                test_sites={s["id"]: {t: s[t][0].tolist() for t in targets} for s in test})  # fmt: skip
     log(f"wrote {path} and {out / 'metrics.json'}")
     return path

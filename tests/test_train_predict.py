@@ -378,3 +378,55 @@ def test_predict_label_file_takes_one_species_labels_and_names_an_empty_file(tin
     assert pred.shape == ref.shape and len(samples) == len(images)
     with pytest.raises(ValueError, match=r"data\.extxyz: no ms labels on species \[8\]"):
         predict_label_file(model, path, "ms", (8,))
+
+
+def test_hold_out_sites_by_slab_with_a_buffer_across_the_planes():
+    """Sites in the slab test, sites within buffer_A of it (periodic, across the planes of a
+    sheared cell) are dropped, the rest train."""
+    from dynnmr.train import hold_out_sites
+
+    cell = np.array([[10.0, 0, 0], [5.0, 8.0, 0], [0, 0, 10.0]])  # planes along a are 8.48 A apart
+    height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[1], cell[2]))
+    assert height == pytest.approx(800 / np.hypot(80, 50))
+    frac = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+    positions = np.outer(frac, cell[0]) + 0.37 * cell[1] + 0.2 * cell[2]  # b and c shifts do not matter
+    sample = {"id": "x:0", "cell": cell, "positions": positions, "ms": (np.arange(5), np.arange(5.0)[:, None, None] * np.ones((5, 3, 3)))}
+    # gaps to [0, 0.25): 0.3 -> 0.05, 0.5 -> 0.25, 0.7 -> 0.3, 0.9 -> 0.1 (of 8.48 A)
+    train, test = hold_out_sites(sample, ["ms"], 0, [0.0, 0.25], 2.2)
+    assert test["ms"][0].tolist() == [0] and train["ms"][0].tolist() == [3]
+    np.testing.assert_array_equal(train["ms"][1], sample["ms"][1][[3]])
+    train, _ = hold_out_sites(sample, ["ms"], 0, [0.0, 0.25], 2.0)
+    assert train["ms"][0].tolist() == [2, 3]
+    assert train["id"] == test["id"] == "x:0" and train["positions"] is positions
+    with pytest.raises(ValueError, match="slab"):
+        hold_out_sites(sample, ["ms"], 0, [0.5, 0.25], 2.0)
+
+
+def test_config_base_and_site_holdout_run(tiny_config, tmp_path):
+    """A config with `base:` changes only what it names; a site holdout trains without the
+    slab's labels and records them as the test, so recorded_test_samples gives them back."""
+    from dynnmr.train import load_config, load_samples, predict_samples, recorded_test_samples, split_metrics
+
+    base = load_config(tiny_config)
+    sid = load_samples(base["data"], ["ms"], 4.0)[0]["id"]
+    holdout = {"structure": sid, "axis": 0, "slab": [0.0, 0.5], "buffer_A": 0.5}
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(yaml.safe_dump({"base": str(tiny_config), "name": "variant", "split": {"site_holdout": holdout},
+                                       "training": {"epochs": 1}}))  # fmt: skip
+    cfg = load_config(variant)
+    assert cfg["data"] == base["data"] and cfg["model"] == base["model"] and cfg["references"] == base["references"]
+    assert cfg["split"] == dict(base["split"], site_holdout=holdout) and cfg["training"]["epochs"] == 1
+    assert cfg["training"]["lr"] == base["training"]["lr"] and cfg["name"] == "variant"
+    path = train(variant, tmp_path / "v", log=lambda m: None)
+    _, info = modelfile.load_model(path)
+    assert sid in info["test_structures"]
+    held = info["test_sites"][sid]["ms"]
+    full = load_samples(base["data"], ["ms"], 4.0)[0]["ms"][0]
+    assert 0 < len(held) < len(full)
+    summary = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    got = split_metrics(*predict_samples(modelfile.load_model(path)[0], [s for s in recorded_test_samples(info, base["data"]) if s["id"] == sid], ["ms"]))
+    assert got["ms"]["Si"]["sigma_iso_ppm"]["mae"] == pytest.approx(summary["test_metrics_by_source"][f"{sid} held-out sites"]["ms"]["Si"]["sigma_iso_ppm"]["mae"], rel=1e-6)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"base": str(tiny_config), "split": {"site_holdout": dict(holdout, structure="nope:1")}}))
+    with pytest.raises(ValueError, match="'nope:1' is not among"):
+        train(bad, tmp_path / "b", log=lambda m: None)
