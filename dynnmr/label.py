@@ -112,6 +112,20 @@ def mean_bridging_angle(atoms: Atoms, centre: int, bonds=None) -> float:
     return float(np.mean(angles)) if angles else float("nan")
 
 
+def bridging_geometry(atoms: Atoms, o: int, bonds=None) -> tuple[float, float, float]:
+    """Si-O-Si angle (deg) and the shorter and longer Si-O distances (A) at O atom ``o``
+    (periodic images followed): the variables 17O C_Q, eta_Q and shielding follow. NaN
+    unless ``o`` is bonded to exactly two Si."""
+    bonds = _bonds(atoms) if bonds is None else bonds
+    cell, pos = atoms.cell.array, atoms.positions
+    vec = [pos[si] + shift @ cell - pos[o] for si, shift in bonds.get(o, []) if atoms.numbers[si] == 14]
+    if len(vec) != 2:
+        return float("nan"), float("nan"), float("nan")
+    d = np.linalg.norm(vec, axis=1)
+    angle = np.degrees(np.arccos(np.clip(vec[0] @ vec[1] / d[0] / d[1], -1.0, 1.0)))
+    return float(angle), float(d.min()), float(d.max())
+
+
 def closed_shell(cluster: Atoms) -> bool:
     """An even electron count (neutral cluster): what the restricted (closed-shell) DFT needs."""
     return int(cluster.numbers.sum()) % 2 == 0

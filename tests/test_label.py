@@ -72,6 +72,20 @@ def test_mean_bridging_angle_of_quartz_and_a_linear_bridge():
     assert np.isnan(label.mean_bridging_angle(Atoms("Si"), 0))
 
 
+def test_bridging_geometry_of_quartz_and_a_bent_bridge():
+    crystal = ase.io.read(QUARTZ)
+    o = crystal.get_chemical_symbols().index("O")
+    angle, short, long = label.bridging_geometry(crystal, o)
+    assert angle == pytest.approx(143.747, abs=0.01)  # all Si-O-Si of alpha-quartz are equivalent
+    si = np.flatnonzero(crystal.numbers == 14)
+    d = np.sort(crystal.get_distances(o, si, mic=True))[:2]  # ase's minimum-image distances
+    assert (short, long) == pytest.approx(tuple(d), abs=1e-9) and short < long
+    cos, sin = np.cos(np.radians(150)), np.sin(np.radians(150))
+    mol = Atoms("SiOSi", [(1.7, 0, 0), (0, 0, 0), (1.6 * cos, 1.6 * sin, 0)])
+    assert label.bridging_geometry(mol, 1) == pytest.approx((150.0, 1.6, 1.7))
+    assert all(np.isnan(label.bridging_geometry(Atoms("SiO", [(0, 0, 0), (1.6, 0, 0)]), 1)))
+
+
 def test_open_shell_cluster_is_refused():
     with pytest.raises(ValueError, match="odd number of electrons"):
         label.compute_site(Atoms("OH", [(0, 0, 0), (0, 0, 0.97)]), ("efg",), **FAST)

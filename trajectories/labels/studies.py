@@ -4,6 +4,7 @@
     python trajectories/labels/studies.py convergence  # C_Q, eta_Q, sigma_iso: 2 against 3 bond shells
     python trajectories/labels/studies.py si [MODEL]   # cluster against periodic 29Si sigma_iso
     python trajectories/labels/studies.py si_crystals [MODEL]  # quartz and cristobalite 29Si against experiment
+    python trajectories/labels/studies.py coverage     # angles and Si-O distances of the labelled O sites
 
 angle: the alpha-quartz O-centred cluster, (HO)3Si-O-Si(OH)3 with the crystal's bond
 lengths, its two halves turned rigidly about the bridging O in the Si-O-Si plane so the
@@ -188,6 +189,71 @@ def si_crystals_study(model="sio2", path=HERE / "si_crystals.json"):
     return rows, diff
 
 
+def _kind(info):
+    """The kind of structure a labelled frame came from (for coverage by kind)."""
+    name = Path(info["source"]).name.split(".")[0]
+    return {"cristobalite_ramp": "ramp", "amorphous_sio2": "glass"}.get(name, name)
+
+
+def coverage_study(labels=HERE / "sio2_clusters.extxyz", out=HERE / "coverage.json"):
+    """Geometry of the labelled O sites (Si-O-Si angle, Si-O distances) by kind of structure,
+    and the labels' own trends with the angle: raw cluster C_Q, eta_Q and sigma_iso."""
+    from scipy.stats import linregress
+
+    rows = []
+    for atoms in io.read(labels):
+        bonds = label._bonds(atoms)
+        efg, ms = atoms.arrays["efg"], atoms.arrays["ms"]
+        for o in np.flatnonzero((atoms.numbers == 8) & np.isfinite(efg).all(axis=(1, 2))):
+            p = efg_parameters(efg[o])
+            rows.append((_kind(atoms.info), *label.bridging_geometry(atoms, int(o), bonds),
+                         abs(float(quadrupolar_coupling_hz(p["Vzz"], Q_MB))) / 1e6, float(p["eta_Q"]),
+                         float(isotropic(ms[o])) if np.isfinite(ms[o]).all() else np.nan))  # fmt: skip
+    kind = np.array([r[0] for r in rows])
+    angle, short, long, cq, eta, sigma = np.array([r[1:] for r in rows]).T
+    has_ms = np.isfinite(sigma)
+
+    def spread(x):
+        return [round(float(v), 3) for v in np.percentile(x, [0, 5, 50, 95, 100])] if len(x) else []
+
+    res = {"columns": "min, 5%, median, 95%, max", "by_kind": {}}
+    for k in dict.fromkeys(kind.tolist()):
+        for name, keep in (("efg", kind == k), ("ms", (kind == k) & has_ms)):
+            res["by_kind"][f"{k} {name}"] = {"n_sites": int(keep.sum()), "si_o_si_deg": spread(angle[keep]),
+                                             "si_o_short_A": spread(short[keep]), "si_o_long_A": spread(long[keep])}  # fmt: skip
+    mean_d = (short + long) / 2
+    for name, y, keep in (("abs_Cq_MHz", cq, np.isfinite(cq)), ("eta_Q", eta, np.isfinite(eta)), ("sigma_iso_ppm", sigma, has_ms)):
+        f = linregress(angle[keep], y[keep])
+        # the angle and the mean Si-O distance together (long bonds raise C_Q at any angle)
+        x = np.column_stack([np.ones(keep.sum()), angle[keep], mean_d[keep]])
+        coef, *_ = np.linalg.lstsq(x, y[keep], rcond=None)
+        r2 = 1 - np.sum((y[keep] - x @ coef) ** 2) / np.sum((y[keep] - y[keep].mean()) ** 2)
+        res[f"{name}_vs_angle"] = {"n_sites": int(keep.sum()), "slope_per_deg": float(f.slope),
+                                   "stderr": float(f.stderr), "r": float(f.rvalue),
+                                   "with_mean_si_o": {"per_deg": float(coef[1]), "per_A": float(coef[2]), "r2": float(r2)}}  # fmt: skip
+    out.write_text(json.dumps(res, indent=1))
+    for k, v in res["by_kind"].items():
+        print(f"{k:28s} {v['n_sites']:4d}  angle {v['si_o_si_deg']}  short {v['si_o_short_A']}  long {v['si_o_long_A']}")
+    for k in ("abs_Cq_MHz", "eta_Q", "sigma_iso_ppm"):
+        print(k, "vs angle:", res[f"{k}_vs_angle"])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for k in dict.fromkeys(kind.tolist()):
+        keep = kind == k
+        for ax, y in zip(axes, (cq, eta, sigma)):
+            ax.plot(angle[keep], y[keep], "o", ms=3, label=k)
+    for ax, name in zip(axes, ("17O |C_Q| (MHz, raw cluster)", "eta_Q", "17O sigma_iso (ppm)")):
+        ax.set_xlabel("Si-O-Si angle (deg)")
+        ax.set_ylabel(name)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+
+
 def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
     import matplotlib
 
@@ -212,4 +278,4 @@ def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
 
 if __name__ == "__main__":
     {"angle": angle_study, "convergence": convergence_study, "plot": plot, "si": si_study,
-     "si_crystals": si_crystals_study}[sys.argv[1]](*sys.argv[2:])
+     "si_crystals": si_crystals_study, "coverage": coverage_study}[sys.argv[1]](*sys.argv[2:])
