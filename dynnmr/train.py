@@ -492,12 +492,17 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tr["lr_patience"], min_lr=tr["min_lr"])
     state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "history": []}
     ckpt = out / "checkpoint.pt"
+    data_sha256 = sha256_files([d["path"] for d in cfg["data"]])
     if ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
         changed = _config_changes(saved.get("config"), cfg)
         if changed:
             raise ValueError(f"{ckpt} was written with another {', '.join(changed)} than {config_path} and the options "
                              f"now give; resuming would mix two runs: use a new output folder")  # fmt: skip
+        if saved.get("data_sha256", data_sha256) != data_sha256:  # e.g. a label file that grew since
+            raise ValueError(f"{ckpt}: the training data ({', '.join(Path(d['path']).name for d in cfg['data'])}) "
+                             f"changed since this checkpoint was written; resuming would train one model on two "
+                             f"data sets: use a new output folder")  # fmt: skip
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
@@ -536,7 +541,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
             f" (epoch {state['best_epoch']})  lr {opt.param_groups[0]['lr']:.2g}  {rate:.1f} s/epoch  ETA {eta / 60:.1f} min")  # fmt: skip
         tmp = out / "checkpoint.pt.tmp"
         saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "state": state, "config": cfg}  # fmt: skip
+                 "state": state, "config": cfg, "data_sha256": data_sha256}  # fmt: skip
         if ema is not None:
             saved["ema"] = ema.state
         torch.save(saved, tmp)
@@ -559,7 +564,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     path = out / f"{cfg['name']}.pt"
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
-               training_data_sha256=sha256_files([d["path"] for d in cfg["data"]]), training_config=cfg,
+               training_data_sha256=data_sha256, training_config=cfg,
                test_structures=[s["id"] for s in test],
                test_sites={s["id"]: {t: s[t][0].tolist() for t in targets} for s in test})  # fmt: skip
     log(f"wrote {path} and {out / 'metrics.json'}")

@@ -78,6 +78,26 @@ def test_split_seed_holds_out_other_structures(tiny_config, tmp_path):
         train(tiny_config, tmp_path / "s0", epochs=2, split_seed=3, log=lambda m: None)
 
 
+def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
+    """A label file that grew after a run started is not mixed into it on resume."""
+    import shutil
+
+    from dynnmr.train import load_config
+
+    shutil.copy(load_config(tiny_config)["data"][0]["path"], tmp_path / "data.extxyz")
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["references"]["Si"]["structure"] = str(modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    train(tmp_path / "c.yaml", tmp_path / "run", epochs=1, log=lambda m: None)
+    images = io.read(tmp_path / "data.extxyz")
+    io.write_extxyz(tmp_path / "data.extxyz", images[:-1])
+    with pytest.raises(ValueError, match=r"training data \(data.extxyz\) changed"):
+        train(tmp_path / "c.yaml", tmp_path / "run", epochs=2, log=lambda m: None)
+    io.write_extxyz(tmp_path / "data.extxyz", images)  # the same data again: resumes
+    train(tmp_path / "c.yaml", tmp_path / "run", epochs=2, log=lambda m: None)
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]] == [1, 2]
+
+
 def test_model_file_is_self_describing(tiny_config, tmp_path):
     path = train(tiny_config, tmp_path / "m", log=lambda m: None)
     model, info = modelfile.load_model(path)
