@@ -28,4 +28,9 @@ $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --sites Si --max-si
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --sites Si --max-sites 10 --properties ms
 # more shielding on the sites that already have an EFG
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 6
+# and on the isotherm frames (6 of each frame's 12; added 2026-12-02), so that both test
+# frames of the sio2 split (4 and 18, the 900 K frame 0) have O shieldings; crystalline
+# clusters also cost less than the glass ones (about 70 against 95 s)
+$L $T/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:500 --max-sites 6
+$L $T/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:500 --max-sites 6
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 80
