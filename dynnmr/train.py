@@ -164,10 +164,10 @@ def hold_out_sites(sample, targets, axis, slab, buffer_A):
     if not 0.0 <= lo < hi <= 1.0:
         raise ValueError(f"site_holdout slab must be [lo, hi) with 0 <= lo < hi <= 1, not {slab}")
     cell = np.asarray(sample["cell"], float)
-    if abs(np.linalg.det(cell)) < 1e-6:
+    volume = abs(np.linalg.det(cell))
+    if volume < 1e-6:
         raise ValueError(f"{sample['id']}: site_holdout needs a periodic cell")
-    others = [cell[(axis + 1) % 3], cell[(axis + 2) % 3]]
-    height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(*others))  # plane spacing (A)
+    height = volume / np.linalg.norm(np.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3]))  # plane spacing (A)
     frac = np.linalg.solve(cell.T, np.asarray(sample["positions"], float).T).T[:, axis] % 1.0
     inside = (frac >= lo) & (frac < hi)
     gap = np.minimum((lo - frac) % 1.0, (frac - hi) % 1.0) * height  # distance to the slab (A)
@@ -555,7 +555,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
         for src in sources:
             by_source[src] = split_metrics(*predict_samples(model, [s for s in test if s["source"] == src], targets))
     if holdout:  # and for the held-out sites alone
-        by_source[f"{holdout['structure']} held-out sites"] = split_metrics(*predict_samples(model, test[-1:], targets))
+        by_source[f"{holdout['structure']} held-out sites"] = split_metrics(*predict_samples(model, [held], targets))
     refs = shift_references(model, cfg)
     summary = {"name": cfg["name"], "test_metrics": metrics, "test_metrics_by_source": by_source,
                "best_epoch": state["best_epoch"],
