@@ -64,23 +64,24 @@ REGULAR_NEIGHBOURS = {"Si": ("O", 4), "O": ("Si", 2)}
 
 
 def coordination_defect(atoms: Atoms, centre: int, bonds=None) -> str | None:
-    """Why the site or a first-shell neighbour is not regularly coordinated, else None.
+    """Why an atom of the site's two-shell cluster is not regularly coordinated, else None.
 
     The labels describe regular bridging O (and Si in regular tetrahedra): a cluster
     around a 3- or 5-coordinated Si or a non-bridging/3-coordinated O is a different
     chemistry, and its capped cluster can have a near-degenerate electronic structure
     whose GIAO shielding is meaningless (e.g. 17O sigma_iso of -709 and 10,340 ppm at two
-    glass sites next to 5-coordinated Si). The Si bonded to the first shell are checked
-    too (the outer Si of a Si-centred cluster). Elements without a rule are not checked.
+    glass sites next to 5-coordinated Si). Every atom within two bonds is checked, since
+    the caps turn an irregular outer atom into an unphysical group: a 3-coordinated outer
+    Si of a Si-centred cluster into SiH2 (29Si sigma_iso 543 ppm, regular sites 430-441),
+    a 3-coordinated outer O of an O-centred cluster into OH2 with its two H 1.2 A apart
+    (17O sigma_iso 173 ppm, below every regular site's). Elements without a rule are not
+    checked.
     """
     bonds = _bonds(atoms) if bonds is None else bonds
     symbols = atoms.get_chemical_symbols()
     first = [nb for nb, _ in bonds.get(centre, [])]
-    # and every Si of a two-shell cluster: a Si-centred cluster's outer Si too, which a
-    # 3-coordinated Si turns into a capped SiH2 (one glass site gave 29Si sigma_iso 543 ppm,
-    # regular sites 430-441); an O-centred cluster has no Si beyond its first shell
-    outer_si = [nb2 for nb in first for nb2, _ in bonds.get(nb, []) if nb2 != centre and symbols[nb2] == "Si"]
-    for k in [centre] + first + outer_si:
+    second = [nb2 for nb in first for nb2, _ in bonds.get(nb, []) if nb2 != centre]
+    for k in [centre] + first + second:
         rule = REGULAR_NEIGHBOURS.get(symbols[k])
         if rule is None:
             continue

@@ -200,3 +200,20 @@ def test_si_centred_cluster_with_a_3_coordinated_outer_si_is_a_defect():
     bonds = label._bonds(glass)
     assert all(len(bonds[o]) == 2 for o, _ in bonds[459]) and len(bonds[459]) == 4
     assert "Si atom 750 bonded to 3 atoms (OOO), not 4 O" in label.coordination_defect(glass, 459, bonds)
+
+
+def test_o_centred_cluster_with_a_3_coordinated_outer_o_is_a_defect():
+    """Glass O 2333 (amorphous_sio2 frame 0): it bridges two regular Si, but an O of their
+    tetrahedra (O 1168) is bonded to three Si, so the cluster caps it into OH2 with its two
+    H atoms 1.2 A apart; that cluster gave 17O sigma_iso 173 ppm, below every regular site."""
+    from dynnmr.reader import iread
+
+    glass = label.frame_to_atoms(next(iread(REPO / "trajectories" / "amorphous_sio2.extxyz.gz")))
+    bonds = label._bonds(glass)
+    assert len(bonds[2333]) == 2 and all(len(bonds[si]) == 4 for si, _ in bonds[2333])
+    assert "O atom 1168 bonded to 3 atoms (SiSiSi), not 2 Si" in label.coordination_defect(glass, 2333, bonds)
+    cluster = label.carve_cluster(glass, 2333, 2, bonds)
+    h = cluster.positions[cluster.numbers == 1]
+    hh = np.linalg.norm(h[:, None] - h[None], axis=-1)[np.triu_indices(len(h), 1)]
+    assert (cluster.numbers == 1).sum() == 8 and hh.min() < 1.3  # a regular O cluster: 6 caps, far apart
+    assert label.coordination_defect(glass, 1683, bonds) is None  # a regular glass site (convergence study)
