@@ -50,8 +50,8 @@ def holdout_report(model, info, labels=LABELS):
     atoms = io.read(labels)[int(sid.rsplit(":", 1)[1])]
     bonds = label._bonds(atoms)
     report = {"structure": sid, "holdout": opts}
+    pred, ref, species, structure = predict_samples(model, [held, kept], ["efg", "ms"])
     for t in ("efg", "ms"):
-        pred, ref, species, structure = predict_samples(model, [held, kept], [t])
         o = species[t] == 8
         is_held = structure[t][o] == 0
         p, r = site_values(t, pred[t][o]), site_values(t, ref[t][o])
