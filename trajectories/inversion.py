@@ -8,27 +8,20 @@ frames (fractional coordinates unwrapped against the window's first frame).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # dynnmr.structure needs only ase and numpy
+from dynnmr import structure  # noqa: E402
 
-def si_o_si_angles(numbers, frac, cell, cutoff=2.0):
-    """Mean Si-O-Si angle (deg) for each O with exactly two Si neighbours within ``cutoff`` A."""
+
+def si_o_si_angles(numbers, frac, cell):
+    """Si-O-Si angle (deg) of each O with exactly two Si neighbours (:mod:`dynnmr.structure`)."""
     from ase import Atoms
-    from ase.neighborlist import neighbor_list
 
-    atoms = Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True)
-    i, j, d = neighbor_list("ijD", atoms, cutoff)
-    o = numbers[i] == 8
-    i, j, d = i[o], j[o], d[o]
-    si = numbers[j] == 14
-    i, d = i[si], d[si]
-    order = np.argsort(i, kind="stable")
-    i, d = i[order], d[order]
-    ids, counts = np.unique(i, return_counts=True)
-    two = np.repeat(counts == 2, counts)
-    v = d[two].reshape(-1, 2, 3)
-    cosang = np.sum(v[:, 0] * v[:, 1], axis=1) / np.linalg.norm(v[:, 0], axis=1) / np.linalg.norm(v[:, 1], axis=1)
-    return np.degrees(np.arccos(np.clip(cosang, -1, 1)))
+    return structure.si_o_si_angles(Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True))
 
 
 def order_parameters(frames, repeat=(4, 4, 3), window=10):

