@@ -113,10 +113,25 @@ def cmd_dynamics(args):
 
     res = analyse_store(args.store, window_ps=args.window, field_t=args.field, species=args.species,
                         max_lag_ps=args.max_lag)  # fmt: skip
-    cols = ["sigma_iso_ppm_avg", "zeta_ppm_avg", "eta_avg", "Cq_MHz_avg", "eta_Q_avg", "tau_c_ps", "R1_per_s", "R2_per_s"]
-    print("species  " + "  ".join(f"{c:>17}" for c in cols))
+    cols = ["sigma_iso_ppm_avg", "Cq_MHz_avg", "eta_Q_avg", "tau_c_ps", "R1_per_s", "R1_ct_per_s"]
+    print("species  " + "  ".join(f"{c:>22}" for c in cols) + "  resolved")
     for el, d in res["species"].items():
-        print(f"{el:>7}  " + "  ".join(f"{d[c]:17.5g}" if c in d else f"{'-':>17}" for c in cols))
+        cells = []
+        for c in cols:
+            err = d.get(c.replace("_ps", "_err_ps").replace("_per_s", "_err_per_s"))
+            if c not in d:
+                cells.append(f"{'-':>22}")
+            elif err is not None and c != "sigma_iso_ppm_avg" and err == err:
+                cells.append(f"{f'{d[c]:.4g} +- {err:.2g}':>22}")
+            else:
+                cells.append(f"{d[c]:22.5g}")
+        print(f"{el:>7}  " + "  ".join(cells) + f"  {'yes' if d['resolved'] else 'NO'}")
+    for el, d in res["species"].items():
+        for w in d["warnings"]:
+            print(f"warning: {el}: {w}", file=sys.stderr)
+    print("(averages are over sites of each site's time-averaged tensor; tau_c of the l=2 EFG fluctuation where "
+          "there is one, else the shielding's; R1: non-selective initial rate, R1_ct: central-transition-selective; "
+          "errors: standard errors over time blocks)")  # fmt: skip
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)

@@ -16,6 +16,8 @@ estimated without bias from T frames as ``1/(T - t) sum_t0`` with a zero-padded 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from . import tensors as T
@@ -78,23 +80,133 @@ def correlation_functions(x, max_lag=None):
     return {l: autocorrelation(y, max_lag) for l, y in irrep_fluctuations(x).items()}
 
 
-def integrated_correlation_time(c, dt_ps):
-    """``int_0^t* C(t)/C(0) dt`` (ps), trapezoidal, up to the first lag ``t*`` where C <= 0.
+# One estimator for tau_c and J(omega) ---------------------------------------------------------
+#: Sokal's window constant: integrate up to the first lag W with W >= C tau_c(W).
+SOKAL_C = 6.0
+#: Time blocks for the error bars (fewer when the run is short: each block spans >= 4 W).
+N_BLOCKS = 8
 
-    ``c``: ``(L, ...)``; returns ``(...)``. For C = exp(-t/tau) this is tau (for t* >> tau).
-    NaN where C(0) = 0 (no fluctuation).
+
+@dataclass
+class Correlation:
+    """A correlation function G(t) and the one truncation that both tau_c and J(omega) use.
+
+    ``g`` is the estimate corrected for the bias of subtracting each site's run mean: a
+    fluctuation measured about a sample mean of T = n dt has every lag low by about
+    Var(mean) = 2 tau_c G(0) / T, added back self-consistently (``bias``). The integral
+    runs to the first lag W with W dt >= C tau_c(W) (Sokal's automatic window, C =
+    :data:`SOKAL_C`), and G beyond W is continued by an exponential G(W) exp(-(t-W)/tau_c),
+    so an exponential G gives exactly tau_c and J(omega) = G(0) tau/(1 + omega^2 tau^2)
+    (up to the trapezoidal rule's O((dt/tau)^2)). No value is clamped: a noisy estimate
+    may come out negative, and its error bar says so.
     """
+
+    g: np.ndarray  # (L,) bias-corrected G at lags 0 .. L-1
+    dt_ps: float
+    n_frames: int
+    window: int  # lags integrated
+    tau_ps: float  # integrated correlation time, NaN without fluctuation
+    bias: float  # added to every lag (units of G)
+    decayed: bool  # the window was reached within the lags computed
+
+    @classmethod
+    def estimate(cls, c, dt_ps, n_frames, window=None, bias=None):
+        """From a raw (mean-subtracted, unbiased-normalised) autocorrelation ``c`` (L,).
+
+        ``window`` and ``bias`` fix the truncation and the mean correction (the time blocks
+        of an error bar use those of the whole run)."""
+        c = np.asarray(c, dtype=np.float64)
+        run_ps = n_frames * dt_ps
+        b = 0.0 if bias is None else float(bias)
+        w, tau, decayed = len(c) - 1, np.nan, False
+        for _ in range(1 if bias is not None else 20):
+            g = c + b
+            if not g[0] > 0:
+                return cls(g, dt_ps, n_frames, 0, np.nan, b, False)
+            rho = g / g[0]
+            run = dt_ps * (np.cumsum(rho) - 0.5 * rho[0] - 0.5 * rho)  # trapezoid to each lag
+            if window is None:
+                ok = np.arange(len(c)) * dt_ps >= SOKAL_C * run
+                ok[0] = False
+                decayed = bool(ok.any())
+                w = int(np.argmax(ok)) if decayed else len(c) - 1
+            else:
+                w, decayed = int(window), True
+            tail = rho[w] if decayed and rho[w] < 1 else 0.0
+            tau = run[w] / (1.0 - tail)
+            if bias is not None:
+                break
+            b_new = 2.0 * tau * g[0] / run_ps
+            if abs(b_new - b) <= 1e-10 * g[0]:
+                break
+            b = b_new
+        return cls(c + b, dt_ps, n_frames, w, float(tau), b, decayed)
+
+    def spectral_density(self, omega_rad_per_s):
+        """J(omega) = int_0^inf G(t) cos(omega t) dt in units of G times s (one-sided)."""
+        omega = np.atleast_1d(np.asarray(omega_rad_per_s, dtype=np.float64))
+        if not np.isfinite(self.tau_ps):
+            return np.full(omega.shape, np.nan) if np.ndim(omega_rad_per_s) else np.nan
+        dt = self.dt_ps * 1e-12
+        t = np.arange(self.window + 1) * dt
+        weights = np.full(self.window + 1, dt)
+        weights[[0, -1]] *= 0.5
+        head = np.cos(np.multiply.outer(omega, t)) @ (weights * self.g[: self.window + 1])
+        gw, tw, tau = self.g[self.window], t[-1], self.tau_ps * 1e-12
+        tail = gw * tau * (np.cos(omega * tw) - omega * tau * np.sin(omega * tw)) / (1 + (omega * tau) ** 2)
+        out = head + (tail if self.decayed else 0.0)
+        return out if np.ndim(omega_rad_per_s) else float(out[0])
+
+    def warnings(self, larmor_hz=None):
+        """Why this correlation cannot carry a confident tau_c or rate (empty when it can):
+        too coarse frames, too short a run, no decay within the lags, omega_0 or 2 omega_0
+        above the Nyquist frequency of the frames. Each names the spacing or length that
+        would do."""
+        out = []
+        dt, g = self.dt_ps, self.g
+        if not g[0] > 0:
+            return ["no fluctuation"]
+        rho1 = g[1] / g[0] if len(g) > 1 else np.nan
+        if not rho1 >= 0.5:
+            fast = -dt / np.log(rho1) if 0 < rho1 < 1 else dt / 5
+            out.append(f"G decays by {100 * (1 - rho1):.0f}% within one frame spacing ({dt:g} ps): the motion "
+                       f"is faster than the frames resolve; use frames at most {fast / 5:.2g} ps apart")  # fmt: skip
+        if not self.decayed:
+            out.append(f"G has not decayed within the {(len(g) - 1) * dt:g} ps of lags computed (tau_c >= "
+                       f"{self.tau_ps:.3g} ps): use a longer run and --max-lag")  # fmt: skip
+        run = self.n_frames * dt
+        if np.isfinite(self.tau_ps) and run < 20 * self.tau_ps:
+            out.append(f"the run ({run:g} ps) is shorter than 20 tau_c ({20 * self.tau_ps:.3g} ps)")
+        if larmor_hz:
+            nyquist_hz = 1.0 / (2 * dt * 1e-12)
+            if 2 * abs(larmor_hz) > nyquist_hz:
+                out.append(f"2 nu_0 = {2 * abs(larmor_hz) / 1e6:.4g} MHz is above the Nyquist frequency of the "
+                           f"frames ({nyquist_hz / 1e6:.4g} MHz): use frames at most "
+                           f"{1e12 / (4 * abs(larmor_hz)):.3g} ps apart")  # fmt: skip
+        return out
+
+
+def integrated_correlation_time(c, dt_ps, n_frames=None):
+    """tau_c (ps) of :class:`Correlation` for each column of ``c`` (L, ...); NaN where G(0) = 0.
+
+    ``n_frames`` (the run length the correlation came from) sets the mean-subtraction
+    correction; without it none is applied (a correlation known exactly)."""
     c = np.asarray(c, dtype=np.float64)
-    c0 = c[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = c / c0
-    below = r <= 0
-    first = np.where(below.any(axis=0), below.argmax(axis=0), len(c))
-    mask = np.arange(len(c)).reshape((-1,) + (1,) * (c.ndim - 1)) < first
-    rr = np.where(mask, r, 0.0)
-    # trapezoid over the samples before the crossing, the crossing sample taken as 0
-    tau = dt_ps * (rr.sum(axis=0) - 0.5 * rr[0])
-    return np.where(c0 > 0, tau, np.nan)
+    flat = c.reshape(len(c), -1)
+    out = np.array([_estimate(flat[:, k], dt_ps, n_frames).tau_ps for k in range(flat.shape[1])])
+    return out.reshape(c.shape[1:]) if c.ndim > 1 else float(out[0])
+
+
+def _estimate(c, dt_ps, n_frames):
+    """:class:`Correlation` of ``c``; without ``n_frames`` no mean correction (G known exactly)."""
+    if n_frames is None:
+        return Correlation.estimate(c, dt_ps, 1, bias=0.0)
+    return Correlation.estimate(c, dt_ps, n_frames)
+
+
+def spectral_density(c, dt_ps, omega_rad_per_s, n_frames=None):
+    """J(omega) (units of G times s) of :class:`Correlation` for a correlation ``c`` (L,)."""
+    return _estimate(c, dt_ps, n_frames).spectral_density(omega_rad_per_s)
 
 
 # Relaxation (Redfield) ---------------------------------------------------------------------
@@ -103,51 +215,96 @@ def integrated_correlation_time(c, dt_ps):
 # For a tensor of fixed shape tumbling isotropically, G(0) = (3/2) zeta^2 (1 + eta^2/3) and
 # the formulas reduce to the textbook ones (Abragam, "The Principles of Nuclear Magnetism",
 # ch. VIII; Spiess, NMR Basic Principles and Progress 15 (1978)):
-#   quadrupolar: R1 = (3 pi^2/10) (2I+3)/(I^2 (2I-1)) C_Q^2 (1 + eta^2/3) [0.2 J(w0) + 0.8 J(2 w0)]
-#                R2 = (same prefactor) [0.3 J(0) + 0.5 J(w0) + 0.2 J(2 w0)]
-#   CSA:         R1 = (2/15) w0^2 Dsigma^2 (1 + eta^2/3) J(w0)
-#                R2 = (1/45) w0^2 Dsigma^2 (1 + eta^2/3) [4 J(0) + 3 J(w0)]
+#   quadrupolar, non-selective initial rate of <I_z>:
+#       R1 = (3 pi^2/10) (2I+3)/(I^2 (2I-1)) C_Q^2 (1 + eta^2/3) [0.2 J(w0) + 0.8 J(2 w0)]
+#   CSA: R1 = (2/15) w0^2 Dsigma^2 (1 + eta^2/3) J(w0)
 # with J(w) = tau/(1 + w^2 tau^2) for an exponential correlation. For I > 1 quadrupolar
-# relaxation is multi-exponential; these are the usual effective (initial) rates.
+# relaxation is multi-exponential: R1 is the initial rate after a non-selective
+# perturbation (exact in extreme narrowing, where it is the only rate for I = 3/2), and
+# for half-integer spins the central-transition-selective recovery (what solid-state
+# experiments on 17O usually measure) comes from the master equation of the Zeeman
+# populations (:func:`population_rate_matrix`). No R2 is given: with a static quadrupolar
+# splitting or shielding anisotropy in a solid the liquid-state R2 has no defined meaning.
 
 
-def spectral_density(c, dt_ps, omega_rad_per_s):
-    """``j(w) = int_0^tmax G(t) cos(w t) dt`` (units of G times s), trapezoidal over the lags given.
-
-    ``c``: ``(L, ...)`` correlation function sampled every ``dt_ps``; truncate it (max_lag)
-    where it has decayed, since its noisy tail only adds noise. A spectral density is
-    non-negative; a negative estimate (an oscillating, e.g. vibrational, correlation
-    integrated over a finite time) is noise about zero and is returned as 0.
-    """
-    c = np.asarray(c, dtype=np.float64)
-    t_s = np.arange(len(c)) * dt_ps * 1e-12
-    w = np.cos(np.multiply.outer(np.atleast_1d(omega_rad_per_s), t_s))  # (W, L)
-    weights = np.full(len(c), dt_ps * 1e-12)
-    weights[0] *= 0.5
-    weights[-1] *= 0.5
-    out = np.maximum(np.tensordot(w * weights, c, axes=(1, 0)), 0.0)
-    return out if np.ndim(omega_rad_per_s) else out[0]
-
-
-def quadrupolar_rates(c_efg_au2, dt_ps, spin, quadrupole_moment_mb, larmor_hz):
-    """Quadrupolar R1, R2 (1/s) from the EFG l=2 correlation ``G(t)`` in au^2 (lags of ``dt_ps``).
-
-    ``larmor_hz``: nu_0 of the nucleus at the field (Hz; sign irrelevant).
-    """
+def quadrupolar_prefactor(spin, quadrupole_moment_mb):
+    """k (1/s per au^2 s) with R1 = k [0.2 J(w0) + 0.8 J(2 w0)], J of the EFG G in au^2 s."""
     if spin < 1:
         raise ValueError(f"quadrupolar relaxation needs I >= 1, got I = {spin}")
-    w0 = 2 * np.pi * abs(larmor_hz)
     hz_per_au = T.quadrupolar_coupling_hz(1.0, quadrupole_moment_mb)
-    k = 3 * np.pi**2 / 10 * (2 * spin + 3) / (spin**2 * (2 * spin - 1)) * hz_per_au**2 * 2.0 / 3.0
-    j0, j1, j2 = spectral_density(c_efg_au2, dt_ps, np.array([0.0, w0, 2 * w0]))
-    return k * (0.2 * j1 + 0.8 * j2), k * (0.3 * j0 + 0.5 * j1 + 0.2 * j2)
+    return 3 * np.pi**2 / 10 * (2 * spin + 3) / (spin**2 * (2 * spin - 1)) * hz_per_au**2 * 2.0 / 3.0
 
 
-def csa_rates(c_ms_ppm2, dt_ps, larmor_hz):
-    """Chemical-shift-anisotropy R1, R2 (1/s) from the shielding l=2 correlation in ppm^2."""
+def quadrupolar_r1(j1, j2, spin, quadrupole_moment_mb):
+    """Non-selective initial quadrupolar R1 (1/s) from J(w0), J(2 w0) of the EFG (au^2 s)."""
+    return quadrupolar_prefactor(spin, quadrupole_moment_mb) * (0.2 * j1 + 0.8 * j2)
+
+
+def csa_r1(j1_ppm2_s, larmor_hz):
+    """CSA R1 (1/s) from J(w0) of the shielding l=2 correlation (ppm^2 s)."""
     w0 = 2 * np.pi * abs(larmor_hz)
-    j0, j1 = spectral_density(np.asarray(c_ms_ppm2) * 1e-12, dt_ps, np.array([0.0, w0]))
-    return w0**2 * j1 / 5.0, w0**2 * (4 * j0 + 3 * j1) / 30.0
+    return w0**2 * j1_ppm2_s * 1e-12 / 5.0
+
+
+def _t2_elements(spin):
+    """|<m+q|T_2q|m>|^2 for q = 1, 2 over the levels m = -I .. I (index = m + I)."""
+    m = np.arange(-spin, spin + 0.5)
+    i1 = spin * (spin + 1)
+    q1 = ((2 * m + 1) ** 2 * (i1 - m * (m + 1))) / 4.0  # T_2,+1 = -(IzI+ + I+Iz)/2
+    q2 = ((i1 - m * (m + 1)) * (i1 - (m + 1) * (m + 2))) / 4.0  # T_2,+2 = I+^2 / 2
+    return m, q1, q2
+
+
+def population_rate_matrix(spin, j1, j2):
+    """Rate matrix R (dn/dt = R n) of the deviations n_m of the Zeeman populations from
+    equilibrium under quadrupolar relaxation, levels m = -I .. I, in units where the
+    non-selective initial rate is 0.2 j1 + 0.8 j2.
+
+    Transition probabilities m -> m +- q are |<m+q|T_2q|m>|^2 J(q w0) (Redfield, with the
+    isotropic lattice correlation shared by all q; Abragam ch. VIII; Hubbard, J. Chem.
+    Phys. 53, 985 (1970)); one overall constant makes the initial rate of <I_z> after a
+    non-selective perturbation (n_m proportional to m) 0.2 j1 + 0.8 j2, the R1 above.
+    """
+    m = np.arange(-spin, spin + 0.5)
+    unit = _transition_rates(spin, 1.0, 1.0)
+    scale = -(m @ unit @ m) / (m @ m)
+    return _transition_rates(spin, j1, j2) / scale
+
+
+def _transition_rates(spin, j1, j2):
+    """Unnormalised rate matrix: off-diagonal m -> m' probabilities, diagonal minus the outflow."""
+    _, q1, q2 = _t2_elements(spin)
+    n = len(q1)
+    w = np.zeros((n, n))
+    for k in range(n):
+        if k + 1 < n:
+            w[k + 1, k] = w[k, k + 1] = q1[k] * j1
+        if k + 2 < n:
+            w[k + 2, k] = w[k, k + 2] = q2[k] * j2
+    return w - np.diag(w.sum(axis=0))
+
+
+def central_transition_recovery(spin, j1, j2):
+    """CT-selective recovery (rates, amplitudes): after inverting only the central transition,
+    (n_{1/2} - n_{-1/2})(t) / (n_{1/2} - n_{-1/2})(0) = sum_k a_k exp(-r_k t), rates in the
+    units of j (with :func:`quadrupolar_prefactor`, 1/s). Half-integer spins only."""
+    if spin < 1 or (2 * spin) % 2 != 1:
+        raise ValueError(f"central-transition recovery needs a half-integer spin I >= 3/2, got {spin}")
+    r = population_rate_matrix(spin, j1, j2)
+    n = len(r)
+    ct = np.zeros(n)
+    ct[n // 2], ct[n // 2 - 1] = 1.0, -1.0  # m = +1/2, -1/2
+    evals, evecs = np.linalg.eigh(r)  # symmetric: equal populations at high temperature
+    amp = (evecs[n // 2] - evecs[n // 2 - 1]) * (evecs.T @ ct) / 2.0
+    keep = np.abs(amp) > 1e-12
+    order = np.argsort(-evals[keep])
+    return -evals[keep][order], amp[keep][order]
+
+
+def central_transition_r1(spin, j1, j2):
+    """Initial rate of the CT-selective recovery, sum_k a_k r_k (units of j)."""
+    rates, amps = central_transition_recovery(spin, j1, j2)
+    return float(np.sum(rates * amps))
 
 
 # Whole-store analysis -----------------------------------------------------------------------
@@ -155,10 +312,13 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     """Per-species and per-site dynamics of a store; results also written to its ``analysis/`` group.
 
     For every selected species and target: time-averaged tensors and their parameters,
-    window averages (``window_ps``), l=2 correlation functions, integrated correlation
-    times, and R1/R2 at ``field_t`` Tesla (quadrupolar from ``efg``, CSA from ``ms``,
-    summed when both exist). Sites are processed in blocks that fit ``memory_gb`` (float64
-    series and their FFTs), as few as possible: each block reads every frame chunk.
+    window averages (``window_ps``), l=2 correlation functions, and from them, through
+    :class:`Correlation`, tau_c and R1 at ``field_t`` Tesla (quadrupolar from ``efg``,
+    CSA from ``ms``, summed when both exist; CT-selective for half-integer quadrupolar
+    nuclei). Species values come from the correlation averaged over the species' sites,
+    with error bars from :data:`N_BLOCKS` time blocks and the spread over sites, and
+    ``resolved``/``warnings`` saying whether the frames can carry them. Sites are
+    processed in blocks that fit ``memory_gb``: each block reads every frame chunk.
     """
     import zarr
     from ase.data import atomic_numbers, chemical_symbols
@@ -172,7 +332,9 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     dt = float(np.median(np.diff(t)))
     if not np.allclose(np.diff(t), dt, rtol=1e-3, atol=1e-9):
         raise ValueError(f"{path}: frames are not equally spaced in time (use --frames with a fixed step)")
-    lags = n // 2 if max_lag_ps is None else max(2, min(n, int(round(max_lag_ps / dt)) + 1))
+    lags = n // 2 if max_lag_ps is None else max(2, min(n, round(max_lag_ps / dt) + 1))
+    n_blocks = N_BLOCKS if n // N_BLOCKS >= 4 else 0
+    block_len = n // N_BLOCKS if n_blocks else 0
     targets = [x for x in ("ms", "efg") if x in g]
     wanted = sorted(set(numbers)) if not species else [atomic_numbers[s.strip()] for s in species.split(",")]
     result = {"store": str(path), "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
@@ -184,10 +346,8 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
         idx = np.flatnonzero(numbers == z)
         if not idx.size:
             continue
-        iso_q = isotope_for(el)
-        spin_half = {"Si": "29Si", "O": "17O", "H": "1H", "C": "13C"}.get(el)
-        nucleus = ISOTOPES.get(spin_half) if spin_half else iso_q
-        per_site = {k: [] for k in ("mean_ms", "mean_efg", "acf_ms", "acf_efg", "R1_q", "R2_q", "R1_c", "R2_c")}
+        per_site = {f"{k}_{tg}": [] for k in ("mean", "acf") for tg in targets}
+        blocks = {tg: 0.0 for tg in targets}
         win = {}
         for a in range(0, len(idx), site_block):
             block = idx[a : a + site_block]
@@ -196,78 +356,141 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
                 if not np.isfinite(x).all():
                     continue  # the model does not cover this species for this target
                 per_site[f"mean_{tg}"].append(mean_tensors(x))
-                c = autocorrelation(irrep_fluctuations(x)[2], lags)
-                per_site[f"acf_{tg}"].append(c)
-                if tg == "efg" and iso_q is not None and iso_q.is_quadrupolar:
-                    r1, r2 = quadrupolar_rates(c, dt, iso_q.spin, iso_q.quadrupole_moment_mb, iso_q.larmor_mhz(field_t) * 1e6)
-                    per_site["R1_q"].append(r1)
-                    per_site["R2_q"].append(r2)
-                if tg == "ms" and nucleus is not None:
-                    r1, r2 = csa_rates(c, dt, nucleus.larmor_mhz(field_t) * 1e6)
-                    per_site["R1_c"].append(r1)
-                    per_site["R2_c"].append(r2)
+                y = irrep_fluctuations(x)[2]
+                per_site[f"acf_{tg}"].append(autocorrelation(y, lags))
+                if n_blocks:
+                    blocks[tg] = blocks[tg] + np.array([
+                        autocorrelation(y[b * block_len : (b + 1) * block_len], min(lags, block_len)).sum(axis=1)
+                        for b in range(n_blocks)])  # fmt: skip
                 if window_ps:
                     means, _ = window_means(x, t, window_ps)
                     win.setdefault(tg, []).append(means.reshape(-1, 3, 3))
-        summary = _species_summary(el, idx, per_site, win, dt, iso_q)
-        if summary is None:
+        cat = {k: np.concatenate(v, axis=-2 if k.startswith("mean") else -1) for k, v in per_site.items() if v}
+        if not cat:
             continue
-        result["species"][el] = summary.pop("species")
+        summary = _species_summary(el, idx, cat, blocks, win, dt, n, field_t)
+        result["species"][el] = summary["species"]
         result["sites"].extend(summary["sites"])
-        for key in ("mean_ms", "mean_efg", "acf_ms", "acf_efg"):
-            if per_site[key]:
-                arr = np.concatenate(per_site[key], axis=-2 if key.startswith("mean") else -1)
-                out.create_array(f"{key}_{el}", data=arr.astype(np.float32), overwrite=True,
-                                 dimension_names=("site", "component") if key.startswith("mean") else ("lag", "site"))  # fmt: skip
-    out.attrs.update({"dt_ps": dt, "field_T": field_t, "window_ps": window_ps, "acf": "l=2 fluctuation, unbiased"})
+        for key, arr in cat.items():
+            out.create_array(f"{key}_{el}", data=arr.astype(np.float32), overwrite=True,
+                             dimension_names=("site", "component") if key.startswith("mean") else ("lag", "site"))  # fmt: skip
+        for key in ("tau_c_ps", "R1_per_s", "R1_ct_per_s"):
+            values = [s.get(key, np.nan) for s in summary["sites"]]
+            out.create_array(f"{key}_{el}", data=np.asarray(values, dtype=np.float64), overwrite=True,
+                             dimension_names=("site",))  # fmt: skip
+    out.attrs.update({"dt_ps": dt, "field_T": field_t, "window_ps": window_ps, "acf": "l=2 fluctuation, unbiased",
+                      "species": _json_safe(result["species"])})  # fmt: skip
     return result
 
 
-def _species_summary(el, idx, per_site, win, dt, iso_q):
-    """Per-species and per-site JSON entries from the per-site blocks of one species."""
-    if not per_site["mean_ms"] and not per_site["mean_efg"]:
-        return None
-    cat = {k: np.concatenate(v, axis=-1 if k.startswith("acf") else 0) for k, v in per_site.items() if v}
-    sp = {"n_sites": int(len(idx))}
+def _json_safe(obj):
+    """NaN -> None, numpy scalars -> Python, for JSON attributes."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def _nuclei(el):
+    """(quadrupolar isotope or None, the isotope whose CSA relaxation is reported or None)."""
+    iso_q = isotope_for(el)
+    spin_half = {"Si": "29Si", "O": "17O", "H": "1H", "C": "13C"}.get(el)
+    return iso_q, (ISOTOPES.get(spin_half) if spin_half else iso_q)
+
+
+def _rates(corr, tg, iso_q, nucleus, field_t):
+    """R1 contributions (1/s) of one correlation: {"R1": ..., "R1_ct": ...} (missing when not defined)."""
+    out = {}
+    if tg == "efg" and iso_q is not None and iso_q.is_quadrupolar:
+        w0 = 2 * np.pi * abs(iso_q.larmor_mhz(field_t) * 1e6)
+        j1, j2 = corr.spectral_density(np.array([w0, 2 * w0]))
+        k = quadrupolar_prefactor(iso_q.spin, iso_q.quadrupole_moment_mb)
+        out["R1"] = k * (0.2 * j1 + 0.8 * j2)
+        if (2 * iso_q.spin) % 2 == 1:
+            out["R1_ct"] = k * central_transition_r1(iso_q.spin, j1, j2)
+    if tg == "ms" and nucleus is not None:
+        w0 = 2 * np.pi * abs(nucleus.larmor_mhz(field_t) * 1e6)
+        out["R1"] = csa_r1(corr.spectral_density(w0), nucleus.larmor_mhz(field_t) * 1e6)
+    return out
+
+
+def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
+    """Per-species and per-site JSON entries of one species.
+
+    tau_c is that of the EFG where the species has one (the quadrupolar mechanism), else
+    of the shielding; both are given (``tau_c_efg_ps``, ``tau_c_ms_ps``). R1 sums the
+    quadrupolar and CSA mechanisms; R1_ct is the quadrupolar CT-selective rate alone (for
+    17O the CSA rate is some 1e-4 of it)."""
+    iso_q, nucleus = _nuclei(el)
+    sp = {"n_sites": len(idx)}
     sites = [{"species": el, "atom_index": int(i)} for i in idx]
-    r1 = np.zeros(len(idx))
-    r2 = np.zeros(len(idx))
-    if "mean_ms" in cat:
-        m = cat["mean_ms"].reshape(-1, 3, 3)
-        cols = shielding_columns(m)
-        acf = cat["acf_ms"]
-        tau = integrated_correlation_time(acf.mean(axis=1), dt)
-        sp.update(mean_ms=m.mean(axis=0).tolist(), sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"].mean()),
-                  zeta_ppm_avg=float(cols["zeta_ppm"].mean()), eta_avg=float(cols["eta_sigma"].mean()),
-                  tau_c_ms_ps=float(tau))  # fmt: skip
-        tau_site = integrated_correlation_time(acf, dt)
-        for s, k in zip(sites, range(len(idx))):
-            s.update(mean_ms=m[k].tolist(), sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"][k]),
-                     zeta_ppm_avg=float(cols["zeta_ppm"][k]), eta_avg=float(cols["eta_sigma"][k]),
-                     tau_c_ms_ps=float(tau_site[k]), tau_c_ps=float(tau_site[k]))  # fmt: skip
-        r1 += cat.get("R1_c", 0.0)
-        r2 += cat.get("R2_c", 0.0)
-    if "mean_efg" in cat:
-        m = cat["mean_efg"].reshape(-1, 3, 3)
-        q = iso_q.quadrupole_moment_mb if iso_q else 0.0
-        cols = efg_columns(m, np.full(len(m), q))
-        acf = cat["acf_efg"]
-        tau_site = integrated_correlation_time(acf, dt)
-        sp.update(mean_efg=m.mean(axis=0).tolist(), Cq_MHz_avg=float(np.mean(cols["Cq_MHz"])),
-                  eta_Q_avg=float(np.mean(cols["eta_Q"])),
-                  tau_c_ps=float(integrated_correlation_time(acf.mean(axis=1), dt)))  # fmt: skip
-        for s, k in zip(sites, range(len(idx))):
-            s.update(mean_efg=m[k].tolist(), Cq_MHz_avg=float(cols["Cq_MHz"][k]), eta_Q_avg=float(cols["eta_Q"][k]),
-                     tau_c_ps=float(tau_site[k]))  # fmt: skip
-        r1 += cat.get("R1_q", 0.0)
-        r2 += cat.get("R2_q", 0.0)
-    if "tau_c_ps" not in sp and "tau_c_ms_ps" in sp:
-        sp["tau_c_ps"] = sp["tau_c_ms_ps"]
-    sp.update(R1_per_s=float(r1.mean()), R2_per_s=float(r2.mean()))
-    for k, s in enumerate(sites):
-        s.update(R1_per_s=float(r1[k]), R2_per_s=float(r2[k]))
-    for tg, blocks in win.items():
-        w = np.concatenate(blocks, axis=0)
+    sp_rates, sp_err, sp_warn = {}, {}, []
+    site_rates = [{} for _ in idx]
+    for tg in ("ms", "efg"):
+        if f"mean_{tg}" not in cat:
+            continue
+        m = cat[f"mean_{tg}"].reshape(-1, 3, 3)
+        if tg == "ms":
+            cols = shielding_columns(m)
+            sp.update(sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"].mean()),
+                      zeta_ppm_avg=float(cols["zeta_ppm"].mean()), eta_avg=float(cols["eta_sigma"].mean()))  # fmt: skip
+            for s, k in zip(sites, range(len(idx))):
+                s.update(mean_ms=m[k].tolist(), sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"][k]),
+                         zeta_ppm_avg=float(cols["zeta_ppm"][k]), eta_avg=float(cols["eta_sigma"][k]))  # fmt: skip
+        else:
+            cols = efg_columns(m, np.full(len(m), iso_q.quadrupole_moment_mb if iso_q else 0.0))
+            sp.update(Cq_MHz_avg=float(np.mean(cols["Cq_MHz"])), eta_Q_avg=float(np.mean(cols["eta_Q"])))
+            for s, k in zip(sites, range(len(idx))):
+                s.update(mean_efg=m[k].tolist(), Cq_MHz_avg=float(cols["Cq_MHz"][k]), eta_Q_avg=float(cols["eta_Q"][k]))
+        acf = cat[f"acf_{tg}"]
+        nuc = iso_q if tg == "efg" else nucleus
+        larmor = nuc.larmor_mhz(field_t) * 1e6 if nuc is not None else None
+        corr = Correlation.estimate(acf.mean(axis=1), dt, n)
+        rates = _rates(corr, tg, iso_q, nucleus, field_t)
+        warn = [f"{tg}: {w}" for w in corr.warnings(larmor)]
+        # time blocks: the whole run's window and mean correction, one estimate per block
+        block_vals = []
+        if isinstance(blocks.get(tg), np.ndarray) and corr.window < blocks[tg].shape[1] - 1:
+            for gb in blocks[tg] / len(idx):
+                cb = Correlation.estimate(gb, dt, n, window=corr.window, bias=corr.bias)
+                block_vals.append({"tau": cb.tau_ps, **_rates(cb, tg, iso_q, nucleus, field_t)})
+        elif np.isfinite(corr.tau_ps):
+            warn.append(f"{tg}: the run is too short for time-block error bars ({N_BLOCKS} blocks, each longer than the integration window)")
+        site_tau = []
+        for k in range(len(idx)):
+            cs = Correlation.estimate(acf[:, k], dt, n)
+            site_tau.append(cs.tau_ps)
+            for key, v in _rates(cs, tg, iso_q, nucleus, field_t).items():
+                site_rates[k][key] = site_rates[k].get(key, 0.0) + v
+            sites[k][f"tau_c_{tg}_ps"] = cs.tau_ps
+        sp[f"tau_c_{tg}_ps"] = corr.tau_ps
+        sp[f"tau_c_{tg}_err_ps"] = _block_err([b["tau"] for b in block_vals])
+        sp[f"tau_c_{tg}_site_std_ps"] = float(np.nanstd(site_tau))
+        sp[f"window_{tg}_ps"] = corr.window * dt
+        for key, v in rates.items():
+            sp_rates[key] = sp_rates.get(key, 0.0) + v
+            err = _block_err([b[key] for b in block_vals])
+            sp_err[key] = np.hypot(sp_err.get(key, 0.0), err)
+        sp_warn += warn
+    main = "efg" if "tau_c_efg_ps" in sp and iso_q is not None and iso_q.is_quadrupolar else "ms"
+    if f"tau_c_{main}_ps" not in sp:
+        main = "efg"
+    sp["tau_c_ps"], sp["tau_c_err_ps"] = sp[f"tau_c_{main}_ps"], sp[f"tau_c_{main}_err_ps"]
+    for key in ("R1", "R1_ct"):
+        if key in sp_rates:
+            sp[f"{key}_per_s"] = float(sp_rates[key])
+            sp[f"{key}_err_per_s"] = float(sp_err[key])
+            sp[f"{key}_site_std_per_s"] = float(np.std([r.get(key, np.nan) for r in site_rates]))
+    sp["resolved"] = not sp_warn
+    sp["warnings"] = sp_warn
+    for s, r in zip(sites, site_rates):
+        s["tau_c_ps"] = s.get(f"tau_c_{main}_ps", np.nan)
+        s.update({f"{k}_per_s": float(v) for k, v in r.items()})
+    for tg, wblocks in win.items():
+        w = np.concatenate(wblocks, axis=0)
         if tg == "ms":
             cols = shielding_columns(w)
             sp["window_sigma_iso_ppm"] = [float(cols["sigma_iso_ppm"].mean()), float(cols["sigma_iso_ppm"].std())]
@@ -275,3 +498,9 @@ def _species_summary(el, idx, per_site, win, dt, iso_q):
             cols = efg_columns(w, np.full(len(w), iso_q.quadrupole_moment_mb if iso_q else 0.0))
             sp["window_Cq_MHz"] = [float(np.nanmean(cols["Cq_MHz"])), float(np.nanstd(cols["Cq_MHz"]))]
     return {"species": sp, "sites": sites}
+
+
+def _block_err(values):
+    """Standard error of the mean of time-block estimates (NaN with fewer than 2)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) >= 2 else float("nan")
