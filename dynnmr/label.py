@@ -235,8 +235,9 @@ _ORIGINAL_GET_VXC_GIAO = _ORIGINAL_GEN_VIND = None
 def giao_shielding(mf, atoms) -> np.ndarray:
     """GIAO shielding tensors (ppm) of ``atoms`` from a converged RKS/RHF object.
 
-    Returned as sigma_ij = -dB_ind,i / dB_ext,j (the external field along j, CASTEP's
-    magres convention); PySCF's array has the field index first, so it is transposed.
+    Returned in the orientation of CASTEP's magres files, which is PySCF's own: the
+    antisymmetric parts of ethanol's atoms agree in sign with CASTEP's (the test on
+    ``dynnmr/data/ethanol.magres``); its transpose, used before, had them reversed.
     """
     from unittest import mock
 
@@ -250,8 +251,7 @@ def giao_shielding(mf, atoms) -> np.ndarray:
     obj = cls(mf)
     obj.shielding_nuc = list(atoms)
     with mock.patch.object(nmr_rks, "get_vxc_giao", _get_vxc_giao), mock.patch.object(nmr_rhf, "gen_vind", _gen_vind):
-        sigma = np.asarray(obj.kernel())
-    return sigma.transpose(0, 2, 1)
+        return np.asarray(obj.kernel())
 
 
 @dataclass

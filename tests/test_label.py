@@ -217,3 +217,29 @@ def test_o_centred_cluster_with_a_3_coordinated_outer_o_is_a_defect():
     hh = np.linalg.norm(h[:, None] - h[None], axis=-1)[np.triu_indices(len(h), 1)]
     assert (cluster.numbers == 1).sum() == 8 and hh.min() < 1.3  # a regular O cluster: 6 caps, far apart
     assert label.coordination_defect(glass, 1683, bonds) is None  # a regular glass site (convergence study)
+
+
+def test_giao_shielding_antisymmetric_part_agrees_with_castep():
+    """PBE on the geometry of the CASTEP ethanol magres file (small basis, isolated molecule):
+    the antisymmetric (l=1) parts of C, C and O point the way CASTEP's do (cosine > 0.8), not
+    the opposite way, and the isotropic shieldings agree to a few ppm."""
+    from pyscf import dft, gto
+
+    from dynnmr import io, tensors
+
+    atoms = io.read(REPO / "dynnmr" / "data" / "ethanol.magres")[0]
+    symbols = atoms.get_chemical_symbols()
+    mol = gto.M(atom=list(zip(symbols, atoms.positions)), unit="Angstrom", basis=label.named_basis("pcSseg-0", symbols),
+                verbose=0)  # fmt: skip
+    mf = dft.RKS(mol).density_fit()
+    mf.xc = "pbe"
+    mf.kernel()
+    ours = label.giao_shielding(mf, range(len(atoms)))
+    ref = atoms.arrays["ms"]
+    a, b = tensors.antisymmetric_vector(ours), tensors.antisymmetric_vector(ref)
+    big = np.linalg.norm(b, axis=1) > 2.0  # ppm: the two C and the O
+    assert [s for s, k in zip(symbols, big) if k] == ["C", "C", "O"]
+    cos = np.sum(a[big] * b[big], axis=1) / np.linalg.norm(a[big], axis=1) / np.linalg.norm(b[big], axis=1)
+    assert (cos > 0.8).all(), cos
+    iso = np.trace(ours, axis1=1, axis2=2) / 3 - np.trace(ref, axis1=1, axis2=2) / 3
+    assert np.abs(iso).max() < 15.0  # ppm, pcSseg-0 against plane waves
