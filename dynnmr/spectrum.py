@@ -60,7 +60,10 @@ def _ct_angular(c2, cos2p, eta):
 
 
 def central_transition_second_order_hz(efg_au, quadrupole_moment_mb, spin, larmor_hz, directions):
-    """Second-order shift (Hz) of the central transition: ``(S, N)``."""
+    """Second-order shift (Hz) of the central transition: ``(S, N)``.
+
+    ``larmor_hz`` is the signed nu_0 = gamma B0 / 2pi: the shift in Hz changes sign with
+    gamma, the shift in ppm (Hz / nu_0 * 1e6) does not."""
     v = np.asarray(efg_au, dtype=np.float64).reshape(-1, 3, 3)
     vals, axes = T.efg_principal(v)
     p = T.efg_parameters(v)
@@ -70,7 +73,7 @@ def central_transition_second_order_hz(efg_au, quadrupole_moment_mb, spin, larmo
     c2 = b[..., 2] ** 2
     cos2p = np.where(1 - c2 > 1e-14, (b[..., 0] ** 2 - b[..., 1] ** 2) / np.maximum(1 - c2, 1e-300), 1.0)
     f = _ct_angular(c2, cos2p, np.broadcast_to(p["eta_Q"][:, None], c2.shape))
-    return -(nu_q[:, None] ** 2) / (6 * abs(larmor_hz)) * (spin * (spin + 1) - 0.75) * f
+    return -(nu_q[:, None] ** 2) / (6 * larmor_hz) * (spin * (spin + 1) - 0.75) * f
 
 
 @numba.njit(cache=True, nogil=True)

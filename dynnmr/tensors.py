@@ -167,18 +167,19 @@ def haeberlen(tensor, rtol=1e-10):
     return {"iso": iso, "zeta": zeta, "delta_aniso": 1.5 * zeta, "eta": eta}
 
 
-def herzfeld_berger(tensor, rtol=1e-10):
+def herzfeld_berger(tensor, rtol=1e-10, shift=False):
     """Span Omega (>= 0, tensor units) and skew kappa (in [-1, 1]; 0 if Omega vanishes).
 
     For a shielding tensor, ``kappa = 3 (s_iso - s_22) / Omega`` with s_11 <= s_22 <= s_33;
-    this equals ``3 (d_22 - d_iso) / Omega`` for the shift, so it is the same number.
+    for a shift tensor (``shift=True``) ``kappa = 3 (d_22 - d_iso) / Omega`` with d_11 >=
+    d_22 >= d_33. A shielding tensor and its shift tensor have the same kappa.
     """
     vals = np.linalg.eigvalsh(symmetric_part(tensor))
     iso = isotropic(tensor)
     span = vals[..., 2] - vals[..., 0]
     tol = rtol * np.maximum(_scale(tensor), 1e-300)
     skew = np.clip(_safe_ratio(3.0 * (iso - vals[..., 1]), span, tol), -1.0, 1.0)
-    return {"span": span, "skew": skew}
+    return {"span": span, "skew": -skew if shift else skew}
 
 
 def shift_tensor(tensor, sigma_ref, exact=False):

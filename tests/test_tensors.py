@@ -100,6 +100,8 @@ def test_shift_conventions():
     # the skew of the shift tensor from d22 equals the shielding's from s22
     dv = np.sort(np.diag(d))[::-1]
     assert 3 * (dv[1] - dv.mean()) / (dv[0] - dv[2]) == pytest.approx(T.herzfeld_berger(sigma)["skew"])
+    assert T.herzfeld_berger(d, shift=True)["skew"] == pytest.approx(T.herzfeld_berger(sigma)["skew"])
+    assert T.herzfeld_berger(d, shift=True)["skew"] != pytest.approx(T.herzfeld_berger(d)["skew"])
     assert T.shift_iso(30.0, 100.0) == 70.0
     assert T.shift_iso(30.0, 100.0, exact=True) == pytest.approx(70.0 / (1 - 100e-6))
     np.testing.assert_allclose(T.isotropic(T.shift_tensor(sigma, 100.0, exact=True)), 70.0 / (1 - 1e-4))
