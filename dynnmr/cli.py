@@ -113,7 +113,7 @@ def cmd_dynamics(args):
 
     res = analyse_store(args.store, window_ps=args.window, field_t=args.field, species=args.species,
                         max_lag_ps=args.max_lag)  # fmt: skip
-    cols = ["sigma_iso_ppm_avg", "Cq_MHz_avg", "eta_Q_avg", "tau_c_ps", "R1_per_s", "R1_ct_per_s"]
+    cols = ["sigma_iso_ppm_avg", "abs_Cq_MHz_avg", "eta_Q_avg", "tau_c_ps", "R1_per_s", "R1_ct_per_s"]
     print("species  " + "  ".join(f"{c:>22}" for c in cols) + "  resolved")
     for el, d in res["species"].items():
         cells = []

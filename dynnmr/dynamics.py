@@ -49,6 +49,24 @@ def window_means(x, times_ps, window_ps):
     return means, t[0] + window_ps * np.arange(n_full)
 
 
+def cell_rotation_deg(cells):
+    """Largest rotation (deg) of the cell against the first frame, strain removed.
+
+    Time averages and correlations of lab-frame tensors assume that the crystal does not
+    rotate (a barostat may strain the cell, not turn it): the rotation part R of the
+    deformation gradient F (a_t = F a_0 for the lattice vectors; polar decomposition F =
+    R U) must stay the identity. NaN without cells (non-periodic frames).
+    """
+    cells = np.asarray(cells, dtype=np.float64)
+    if not np.isfinite(cells).all() or len(cells) < 2:
+        return float("nan")
+    f_t = np.linalg.solve(cells[0][None], cells)  # rows: F^T (cell_t = cell_0 F^T)
+    w, _, vt = np.linalg.svd(np.swapaxes(f_t, 1, 2))
+    r = w @ vt
+    cos = np.clip((np.trace(r, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).max())
+
+
 def irrep_fluctuations(x):
     """Fluctuations about each site's mean in spherical components, ``{l: (T, S, 2l+1)}``."""
     x = np.asarray(x, dtype=np.float64)
@@ -333,12 +351,13 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     if not np.allclose(np.diff(t), dt, rtol=1e-3, atol=1e-9):
         raise ValueError(f"{path}: frames are not equally spaced in time (use --frames with a fixed step)")
     lags = n // 2 if max_lag_ps is None else max(2, min(n, round(max_lag_ps / dt) + 1))
+    rotation = cell_rotation_deg(g["cell"][:]) if "cell" in g else float("nan")
     n_blocks = N_BLOCKS if n // N_BLOCKS >= 4 else 0
     block_len = n // N_BLOCKS if n_blocks else 0
     targets = [x for x in ("ms", "efg") if x in g]
     wanted = sorted(set(numbers)) if not species else [atomic_numbers[s.strip()] for s in species.split(",")]
     result = {"store": str(path), "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
-              "window_ps": window_ps, "species": {}, "sites": []}  # fmt: skip
+              "window_ps": window_ps, "cell_rotation_deg": rotation, "species": {}, "sites": []}  # fmt: skip
     out = g.require_group("analysis")
     site_block = max(1, int(memory_gb * 1e9 / (n * 9 * 8 * 4)))  # series, padded FFT and products
     for z in wanted:
@@ -369,6 +388,10 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
         if not cat:
             continue
         summary = _species_summary(el, idx, cat, blocks, win, dt, n, field_t)
+        if rotation > 1.0:
+            summary["species"]["warnings"].append(
+                f"the cell rotates by up to {rotation:.1f} deg: lab-frame averages and correlations mix orientations")
+            summary["species"]["resolved"] = False
         result["species"][el] = summary["species"]
         result["sites"].extend(summary["sites"])
         for key, arr in cat.items():
@@ -420,6 +443,10 @@ def _rates(corr, tg, iso_q, nucleus, field_t):
 def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
     """Per-species and per-site JSON entries of one species.
 
+    Species entries summarise each site's time-averaged tensor by sign-safe parameters
+    (sigma_iso, span, skew, |C_Q|, eta_Q; a signed zeta or C_Q flips between nearly
+    equal tensors as eta nears 1); sites keep their averaged tensors and signed values.
+
     tau_c is that of the EFG where the species has one (the quadrupolar mechanism), else
     of the shielding; both are given (``tau_c_efg_ps``, ``tau_c_ms_ps``). R1 sums the
     quadrupolar and CSA mechanisms; R1_ct is the quadrupolar CT-selective rate alone (for
@@ -435,14 +462,14 @@ def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
         m = cat[f"mean_{tg}"].reshape(-1, 3, 3)
         if tg == "ms":
             cols = shielding_columns(m)
-            sp.update(sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"].mean()),
-                      zeta_ppm_avg=float(cols["zeta_ppm"].mean()), eta_avg=float(cols["eta_sigma"].mean()))  # fmt: skip
+            sp.update(sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"].mean()), span_ppm_avg=float(cols["span_ppm"].mean()),
+                      skew_avg=float(cols["skew"].mean()))  # fmt: skip
             for s, k in zip(sites, range(len(idx))):
                 s.update(mean_ms=m[k].tolist(), sigma_iso_ppm_avg=float(cols["sigma_iso_ppm"][k]),
                          zeta_ppm_avg=float(cols["zeta_ppm"][k]), eta_avg=float(cols["eta_sigma"][k]))  # fmt: skip
         else:
             cols = efg_columns(m, np.full(len(m), iso_q.quadrupole_moment_mb if iso_q else 0.0))
-            sp.update(Cq_MHz_avg=float(np.mean(cols["Cq_MHz"])), eta_Q_avg=float(np.mean(cols["eta_Q"])))
+            sp.update(abs_Cq_MHz_avg=float(np.mean(np.abs(cols["Cq_MHz"]))), eta_Q_avg=float(np.mean(cols["eta_Q"])))
             for s, k in zip(sites, range(len(idx))):
                 s.update(mean_efg=m[k].tolist(), Cq_MHz_avg=float(cols["Cq_MHz"][k]), eta_Q_avg=float(cols["eta_Q"][k]))
         acf = cat[f"acf_{tg}"]
@@ -496,7 +523,7 @@ def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
             sp["window_sigma_iso_ppm"] = [float(cols["sigma_iso_ppm"].mean()), float(cols["sigma_iso_ppm"].std())]
         else:
             cols = efg_columns(w, np.full(len(w), iso_q.quadrupole_moment_mb if iso_q else 0.0))
-            sp["window_Cq_MHz"] = [float(np.nanmean(cols["Cq_MHz"])), float(np.nanstd(cols["Cq_MHz"]))]
+            sp["window_abs_Cq_MHz"] = [float(np.nanmean(np.abs(cols["Cq_MHz"]))), float(np.nanstd(np.abs(cols["Cq_MHz"])))]
     return {"species": sp, "sites": sites}
 
 

@@ -382,9 +382,12 @@ def summarize(path, chunk=None):
     """Per-species statistics over time and sites, and of the time-averaged tensors.
 
     Reads the store chunk by chunk (constant memory). Returns ``{El: {name: (mean, std)}}``
-    with shielding (sigma_iso, shift if a reference is stored, zeta, eta; ppm) and EFG
-    (C_Q in MHz with the default isotope, eta_Q) parameters; time-averaged ones are
-    derived from the averaged Cartesian tensors, never by averaging parameters.
+    with shielding (sigma_iso, shift if a reference is stored, span, skew; ppm) and EFG
+    (|C_Q| in MHz with the default isotope, eta_Q) parameters; time-averaged ones are
+    derived from the averaged Cartesian tensors, never by averaging parameters. Only
+    parameters whose sign cannot flip between nearly equal tensors are averaged: the
+    Haeberlen zeta changes sign as eta passes 1 and the sign of C_Q is undefined at
+    eta_Q = 1, so span/skew and |C_Q| stand for them.
     """
     g = open_store(path)
     numbers = np.asarray(g["numbers"][:])
@@ -416,15 +419,16 @@ def _accumulate(stats, target, tensors, numbers, refs, prefix):
         if not len(x):
             continue
         if target == "ms":
-            h = T.haeberlen(x)
-            cols = {"sigma_iso_ppm": h["iso"], "zeta_ppm": h["zeta"], "eta_sigma": h["eta"]}
+            iso_ppm = T.isotropic(x)
+            hb = T.herzfeld_berger(x)
+            cols = {"sigma_iso_ppm": iso_ppm, "span_ppm": hb["span"], "skew": hb["skew"]}
             if el in refs:
-                cols["delta_iso_ppm"] = T.shift_iso(h["iso"], refs[el]["sigma_ref_ppm"])
+                cols["delta_iso_ppm"] = T.shift_iso(iso_ppm, refs[el]["sigma_ref_ppm"])
         else:
             iso = isotope_for(el)
             q = iso.quadrupole_moment_mb if iso else 0.0
             c = efg_columns(x, np.full(len(x), q))
-            cols = {"Cq_MHz": c["Cq_MHz"], "eta_Q": c["eta_Q"]}
+            cols = {"abs_Cq_MHz": np.abs(c["Cq_MHz"]), "eta_Q": c["eta_Q"]}
         d = stats.setdefault(el, {})
         for k, v in cols.items():
             if not np.isfinite(v).all():

@@ -283,11 +283,11 @@ def test_dynamics_command_on_a_jump_model_store(tmp_path):
     o = res["species"]["O"]
     p2 = 0.5 * (3 * np.cos(np.radians(beta)) ** 2 - 1)
     q = ISOTOPES["17O"].quadrupole_moment_mb
-    assert o["Cq_MHz_avg"] == pytest.approx(T.quadrupolar_coupling_hz(vzz * p2, q) * 1e-6, rel=0.03)
+    assert o["abs_Cq_MHz_avg"] == pytest.approx(abs(T.quadrupolar_coupling_hz(vzz * p2, q)) * 1e-6, rel=0.03)
     tau = -dt / np.log(1 - 3 * k * dt)  # three-site jumps: rank-2 decay exp(-3 k t), discretised
     assert o["tau_c_ps"] == pytest.approx(tau, rel=0.06) and o["tau_c_ms_ps"] == pytest.approx(tau, rel=0.06)
-    mean_w, std_w = o["window_Cq_MHz"]
-    assert mean_w == pytest.approx(o["Cq_MHz_avg"], rel=0.05) and 0 < std_w < 0.1 * abs(mean_w)
+    mean_w, std_w = o["window_abs_Cq_MHz"]
+    assert mean_w == pytest.approx(o["abs_Cq_MHz_avg"], rel=0.05) and 0 < std_w < 0.1 * abs(mean_w)
     # analytic rates for an exponential G with the model's G(0) (fluctuating part of the tensor)
     nu0 = ISOTOPES["17O"].larmor_mhz(14.1) * 1e6
     exact = {}
@@ -303,3 +303,15 @@ def test_dynamics_command_on_a_jump_model_store(tmp_path):
     assert g["analysis/acf_efg_O"].shape == (401, n_sites) and g["analysis/mean_efg_O"].shape == (n_sites, 9)
     assert g["analysis/R1_per_s_O"].shape == (n_sites,)
     assert g["analysis"].attrs["species"]["O"]["R1_per_s"] == pytest.approx(o["R1_per_s"])
+
+
+def test_cell_rotation_is_found_and_strain_is_not():
+    from scipy.spatial.transform import Rotation
+
+    cell = np.diag([10.0, 11.0, 12.0])
+    strained = [cell @ (np.eye(3) + e * np.array([[0.0, 0.3, 0.1], [0.3, 1.0, 0.0], [0.1, 0.0, -1.0]]))
+                for e in np.linspace(0, 0.05, 5)]  # symmetric strain: no rotation  # fmt: skip
+    assert D.cell_rotation_deg(strained) < 1e-6
+    turned = [c @ Rotation.from_euler("z", a, degrees=True).as_matrix().T for c, a in zip(strained, [0, 1, 2, 3, 4])]
+    assert D.cell_rotation_deg(turned) == pytest.approx(4.0, abs=0.2)
+    assert np.isnan(D.cell_rotation_deg(np.full((3, 3, 3), np.nan)))
