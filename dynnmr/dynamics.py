@@ -63,8 +63,9 @@ def cell_rotation_deg(cells):
     f_t = np.linalg.solve(cells[0][None], cells)  # rows: F^T (cell_t = cell_0 F^T)
     w, _, vt = np.linalg.svd(np.swapaxes(f_t, 1, 2))
     r = w @ vt
-    cos = np.clip((np.trace(r, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
-    return float(np.degrees(np.arccos(cos)).max())
+    cos = (np.trace(r, axis1=1, axis2=2) - 1) / 2
+    axial = np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], axis=1) / 2
+    return float(np.degrees(np.arctan2(np.linalg.norm(axial, axis=1), cos)).max())
 
 
 def irrep_fluctuations(x):
