@@ -31,6 +31,7 @@ from potentials import POTENTIALS, Potential
 HERE = Path(__file__).resolve().parent
 SEED = 20241220
 TIMESTEP_PS = 0.001
+CHECKPOINT_STEPS = 20000  # restart files of long stages (about 1-5 min of work for 3000 atoms)
 
 
 def cristobalite(repeat):
@@ -225,12 +226,36 @@ def make_isotherm(out: Path, work: Path, potential: Potential, temperature, stru
     lmp.close()
 
 
+def checkpoints(prefix: Path):
+    """The periodic restart files of a stage, newest first (a kill while one is written
+    leaves the other intact)."""
+    files = [p for p in (Path(f"{prefix}.a"), Path(f"{prefix}.b")) if p.exists()]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def run_schedule(lmp, stages, ckpt: Path, every=None):
+    """Run ``stages`` [(fix command defining ``md``, steps), ...] back to back from step 0,
+    writing a restart file every ``every`` steps; after a restart it continues from the
+    step it holds, ramps included (``run ... upto start ... stop ...``)."""
+    now = lmp.extract_global("ntimestep")
+    lmp.command(f"restart {every or CHECKPOINT_STEPS} {ckpt}.a {ckpt}.b")
+    t0 = 0
+    for fix, steps in stages:
+        t1 = t0 + steps
+        if now < t1:
+            lmp.command(fix)
+            lmp.command(f"run {t1} upto start {t0} stop {t1}")
+            lmp.command("unfix md")
+        t0 = t1
+    lmp.command("restart 0")
+
+
 def make_amorphous(out: Path, work: Path, potential: Potential, n_atoms=3000, density=2.2, t_melt=5000.0,
                    melt_ps=20.0, quench_k_per_ps=50.0, anneal_ps=20.0, n_frames=20, stride_fs=100, seed=SEED):  # fmt: skip
     """Melt-quench at fixed density (g/cm^3): random start, soft push-off, then a minimisation
     with the potential itself (a charged random start would otherwise release more energy
     than the thermostat removes), melt, linear quench to 300 K, anneal at 300 K, then
-    record NVT at 300 K."""
+    record NVT at 300 K. The melt-quench-anneal checkpoints itself and resumes mid-quench."""
     if not stage(f"amorphous ({n_atoms} atoms, {density} g/cm^3)", out, work):
         return
     n_si = n_atoms // 3
@@ -239,10 +264,23 @@ def make_amorphous(out: Path, work: Path, potential: Potential, n_atoms=3000, de
     tag = out.name.split(".")[0]
     lmp = lammps_instance(work)
     restart = work / f"{tag}_quenched.restart"
+    ckpt = work / f"{tag}.ckpt"
     if restart.exists():
         setup(lmp, potential, work, restart=restart)
     else:
-        lmp.commands_string(f"""
+        resumed = False
+        for f in checkpoints(ckpt):
+            try:
+                setup(lmp, potential, work, restart=f)
+                resumed = True
+                print(f"  resuming from {f.name} at step {lmp.extract_global('ntimestep')}", file=sys.stderr)
+                break
+            except Exception as exc:  # a restart cut short by a kill: try the other one
+                print(f"  {f.name} unreadable ({exc}); trying the older checkpoint", file=sys.stderr)
+                lmp.close()
+                lmp = lammps_instance(work)
+        if not resumed:
+            lmp.commands_string(f"""
 units metal
 atom_style {potential.atom_style}
 atom_modify map array
@@ -257,21 +295,17 @@ pair_coeff * * 20.0
 minimize 1e-4 1e-6 1000 10000
 {potential.commands(work)}
 minimize 1e-6 1e-8 2000 20000
+reset_timestep 0
 timestep {TIMESTEP_PS}
 thermo 1000
 compute dynnmr_T all temp
 velocity all create {t_melt} {seed + 2} mom yes rot yes dist gaussian
-fix md all nvt temp {t_melt} {t_melt} 0.1
-run {int(melt_ps / TIMESTEP_PS)}
-unfix md
-fix md all nvt temp {t_melt} 300 0.1
-run {int((t_melt - 300) / quench_k_per_ps / TIMESTEP_PS)}
-unfix md
-fix md all nvt temp 300 300 0.1
-run {int(anneal_ps / TIMESTEP_PS)}
-unfix md
-write_restart {restart}
 """)
+        steps = [int(melt_ps / TIMESTEP_PS), int((t_melt - 300) / quench_k_per_ps / TIMESTEP_PS), int(anneal_ps / TIMESTEP_PS)]
+        run_schedule(lmp, [(f"fix md all nvt temp {t_melt} {t_melt} 0.1", steps[0]),
+                           (f"fix md all nvt temp {t_melt} 300 0.1", steps[1]),
+                           ("fix md all nvt temp 300 300 0.1", steps[2])], ckpt)  # fmt: skip
+        lmp.command(f"write_restart {restart}")
     lmp.command("fix md all nvt temp 300 300 1.0")
     symbols = ["Si"] * n_si + ["O"] * (2 * n_si)
     with Output(out) as fh:
