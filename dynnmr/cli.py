@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .errors import InputError
+from .store import StoreBusy
 
 
 def _key_values(items, what):
@@ -112,7 +113,7 @@ def cmd_dynamics(args):
     from .dynamics import analyse_store
 
     res = analyse_store(args.store, window_ps=args.window, field_t=args.field, species=args.species,
-                        max_lag_ps=args.max_lag)  # fmt: skip
+                        max_lag_ps=args.max_lag, allow_incomplete=args.allow_incomplete)  # fmt: skip
     cols = ["sigma_iso_ppm_avg", "abs_Cq_MHz_avg", "eta_Q_avg", "tau_c_ps", "R1_per_s", "R1_ct_per_s"]
     print("species  " + "  ".join(f"{c:>22}" for c in cols) + "  resolved")
     for el, d in res["species"].items():
@@ -149,7 +150,8 @@ def cmd_spectrum(args):
 
     iso = get_isotope(args.nucleus)
     ms, efg, ref = site_tensors(args.input, iso.element, args.average, args.window,
-                                parse_frames(args.frames) if args.frames else None)  # fmt: skip
+                                parse_frames(args.frames) if args.frames else None,
+                                allow_incomplete=args.allow_incomplete)  # fmt: skip
     refs = {k: float(v) for k, v in _key_values(args.reference, "reference").items()}
     ref = refs.get(iso.element, ref)
     if ms is None and efg is None:
@@ -293,6 +295,7 @@ def build_parser():
     q.add_argument("--species", help="elements to analyse, e.g. O (default: all stored)")
     q.add_argument("--max-lag", type=float, help="longest correlation lag in ps (default: half the run)")
     q.add_argument("--json", help="write per-species and per-site results here")
+    q.add_argument("--allow-incomplete", action="store_true", help="analyse the frames of a failed or unfinished run")
     q.set_defaults(func=cmd_dynamics)
 
     q = sub.add_parser("spectrum", help="static powder spectrum from a store or a tensor file")
@@ -303,6 +306,7 @@ def build_parser():
                    help="store: time-averaged tensors per site (run, window) or every frame's (none)")
     q.add_argument("--window", type=float, help="window length in ps for --average window")
     q.add_argument("--frames", help="start:stop:step of the store's frames")
+    q.add_argument("--allow-incomplete", action="store_true", help="use the frames of a failed or unfinished run")
     q.add_argument("--reference", action="append", metavar="EL=PPM", help="sigma_ref (ppm); default: the store's")
     q.add_argument("--transitions", default="central", choices=["central", "all"])
     q.add_argument("--broadening", type=float, default=1.0, help="Gaussian FWHM in ppm (default 1)")
@@ -346,7 +350,7 @@ def main(argv=None):
     except KeyError as exc:  # unknown isotope/element names from the tables
         print(f"dynnmr: error: {exc.args[0]}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:  # model, store or option problems
+    except (FileNotFoundError, FileExistsError, ValueError, StoreBusy) as exc:  # model, store or option problems
         print(f"dynnmr: error: {exc}", file=sys.stderr)
         return 2
 

@@ -30,7 +30,7 @@ from .engine import Job, _Progress, expected_attrs, load_for_inference, parse_fr
 from .errors import InputError
 from .modelfile import DEFAULT_MODEL
 from .reader import count_frames, frame_index, iread, is_extxyz
-from .store import TensorStore, source_attrs
+from .store import StoreLock, TensorStore, check_output, source_attrs
 
 
 @lru_cache(maxsize=4)
@@ -85,6 +85,7 @@ def analyze_distributed(trajectory, client, output=None, model=DEFAULT_MODEL, fr
     start, step = sel.start or 0, sel.step or 1
     if not trajectory.exists():
         raise InputError(trajectory, "no such file")
+    check_output(output, resume, overwrite)
     total = count_frames(trajectory, fmt, topology)  # builds and saves the frame index for extxyz
     n_frames = len(range(start, total if sel.stop is None else min(sel.stop, total), step))
     if n_frames == 0:
@@ -93,11 +94,19 @@ def analyze_distributed(trajectory, client, output=None, model=DEFAULT_MODEL, fr
     first = next(iread(trajectory, slice(start, start + 1), format=fmt, topology=topology))
     job = Job.create(trajectory, first, net, info, torch.device("cpu"), 0, species, allow_unknown)
     expected = expected_attrs(info, source_attrs(trajectory), sel)
+    with StoreLock(output):  # the driver holds it; workers write only the chunks it hands out
+        return _run_locked(client, trajectory, output, model, net, info, job, expected, resume, overwrite, n_frames,
+                           start, step, chunk_frames, batch_atoms, device, species, allow_unknown, dt_ps,
+                           md_timestep_ps, save_positions, fmt, topology, threads, progress, retries)  # fmt: skip
+
+
+def _run_locked(client, trajectory, output, model, net, info, job, expected, resume, overwrite, n_frames, start, step,
+                chunk_frames, batch_atoms, device, species, allow_unknown, dt_ps, md_timestep_ps, save_positions, fmt,
+                topology, threads, progress, retries):  # fmt: skip
+    """:func:`analyze_distributed` once the output is checked and its writer lock held."""
     if resume:
         store = TensorStore.reopen(output, expected)
     else:
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} exists: use --overwrite to replace it or --resume to continue it")
         store = TensorStore.create(output, targets=net.targets, numbers=job.numbers[job.sites], atom_index=job.sites,
                                    chunk_frames=chunk_frames, attrs={**expected, **job.attrs(dt_ps)},
                                    save_positions=save_positions, overwrite=overwrite)  # fmt: skip

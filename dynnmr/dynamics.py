@@ -327,7 +327,8 @@ def central_transition_r1(spin, j1, j2):
 
 
 # Whole-store analysis -----------------------------------------------------------------------
-def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, memory_gb=1.0):
+def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, memory_gb=1.0,
+                  allow_incomplete=False):
     """Per-species and per-site dynamics of a store; results also written to its ``analysis/`` group.
 
     For every selected species and target: time-averaged tensors and their parameters,
@@ -337,12 +338,17 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     nuclei). Species values come from the correlation averaged over the species' sites,
     with error bars from :data:`N_BLOCKS` time blocks and the spread over sites, and
     ``resolved``/``warnings`` saying whether the frames can carry them. Sites are
-    processed in blocks that fit ``memory_gb``: each block reads every frame chunk.
+    processed in blocks that fit ``memory_gb``: each block reads every frame chunk. A
+    failed or unfinished store is refused unless ``allow_incomplete``.
     """
     import zarr
     from ase.data import atomic_numbers, chemical_symbols
 
+    from .store import check_complete, check_output
+
+    check_output(path, resume=True)  # a dynnmr store, not any folder
     g = zarr.open_group(str(path), mode="r+")
+    check_complete(g, path, allow_incomplete)
     numbers = np.asarray(g["numbers"][:])
     t = np.asarray(g["time_ps"][:])
     n = len(t)

@@ -30,7 +30,7 @@ from .modelfile import DEFAULT_MODEL, load_model
 from .params import efg_columns
 from .predict import covered_mask, resolve_device, species_indices
 from .reader import iread
-from .store import TensorStore, open_store, source_attrs
+from .store import StoreLock, TensorStore, check_output, open_store, source_attrs
 
 
 @dataclass
@@ -244,17 +244,26 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     sel = frames if isinstance(frames, slice) else parse_frames(frames)
     prof = profile if profile is not None else Profile()
     t_wall = time.perf_counter()
-    net, info, dev, batch_atoms = load_for_inference(model, device, batch_atoms)
     if not trajectory.exists():
         raise InputError(trajectory, "no such file")
+    check_output(output, resume, overwrite)
+    net, info, dev, batch_atoms = load_for_inference(model, device, batch_atoms)
     source = source_attrs(trajectory)
     expected = expected_attrs(info, source, sel)
+    with StoreLock(output):
+        return _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expected, resume, overwrite, species,
+                               dt_ps, chunk_frames, save_positions, allow_unknown, progress, fmt, topology, graphs,
+                               md_timestep_ps, correlate, prof, t_wall)  # fmt: skip
+
+
+def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expected, resume, overwrite, species, dt_ps,
+                    chunk_frames, save_positions, allow_unknown, progress, fmt, topology, graphs, md_timestep_ps,
+                    correlate, prof, t_wall):  # fmt: skip
+    """:func:`analyze` once the output is checked and its writer lock held."""
     if resume:
         store = TensorStore.reopen(output, expected)
         done = store.frames_done // store.chunk_frames * store.chunk_frames  # restart on a chunk boundary
     else:
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} exists: use --overwrite to replace it or --resume to continue it")
         store, done = None, 0
     start, step = sel.start or 0, sel.step or 1
     reader = iread(trajectory, slice(start + done * step, sel.stop, step), format=fmt, topology=topology)

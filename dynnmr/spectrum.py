@@ -169,7 +169,7 @@ def static_spectrum(ppm_axis, isotope, field_t, shift=None, efg=None, transition
     return hist / area if area > 0 else hist
 
 
-def site_tensors(path, element, average="run", window_ps=None, frames=None):
+def site_tensors(path, element, average="run", window_ps=None, frames=None, allow_incomplete=False):
     """Shift-ready inputs from a store or tensor file: ``(ms (K,3,3) or None, efg (K,3,3) or None, sigma_ref)``.
 
     From a store, ``average`` picks instantaneous tensors of every selected frame (``none``),
@@ -188,7 +188,10 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None):
 
         from . import dynamics
 
+        from .store import check_complete
+
         g = zarr.open_group(str(p), mode="r")
+        check_complete(g, p, allow_incomplete)
         sel = np.flatnonzero(np.asarray(g["numbers"][:]) == z)
         if not sel.size:
             raise ValueError(f"{path} stores no {element} sites")

@@ -26,7 +26,10 @@ leading run of finished chunks, so a sequential ``--resume`` can take over too.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +65,105 @@ def source_attrs(path) -> dict:
     return {"name": path.name, "size_bytes": path.stat().st_size, "fingerprint_sha256": fingerprint(path)}
 
 
+def is_store(path) -> bool:
+    """Whether ``path`` is a store written by dynnmr (a zarr group with dynnmr's attributes)."""
+    meta = Path(path) / "zarr.json"
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return "dynnmr_version" in attrs and "conventions" in attrs
+
+
+def check_output(path, resume=False, overwrite=False):
+    """Refuse to start a run whose output is taken: an existing store without ``--overwrite``
+    or ``--resume``, and, with ``--overwrite``, anything that is not a dynnmr store (a
+    folder of other files must never be deleted)."""
+    path = Path(path)
+    if resume:
+        if not is_store(path):
+            raise InputError(path, "--resume: no dynnmr store here" if not path.exists() else
+                             "--resume: not a dynnmr store")  # fmt: skip
+        return
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{path} exists: use --overwrite to replace it or --resume to continue it")
+        if not is_store(path):
+            raise InputError(path, "exists and is not a dynnmr store: --overwrite replaces only stores written "
+                                   "by dynnmr analyze; choose another output")  # fmt: skip
+
+
+def check_complete(group, path, allow_incomplete=False):
+    """Refuse a store whose run failed or did not finish (``--allow-incomplete`` reads the
+    frames it has)."""
+    attrs = group.attrs
+    if allow_incomplete:
+        return
+    if attrs.get("error"):
+        raise InputError(path, f"the run that wrote this store failed ({attrs['error']}); finish it with "
+                               "dynnmr analyze --resume, or read its frames with --allow-incomplete")  # fmt: skip
+    if not attrs.get("complete", False):
+        raise InputError(path, f"the store is incomplete ({attrs.get('frames_done', 0)} frames written; being "
+                               "written or killed): finish it with dynnmr analyze --resume, or read its frames "
+                               "with --allow-incomplete")  # fmt: skip
+
+
+class StoreBusy(RuntimeError):
+    """Another process holds (or held, and died holding) the writer lock of a store."""
+
+
+class StoreLock:
+    """Exclusive writer lock of a store: ``STORE.lock`` beside it, created atomically, holding
+    the writer's host, process id and start time.
+
+    A second writer is refused. A lock whose process is gone (same host) is reported as
+    stale and left in place: only a person can know that no other run writes the store.
+    """
+
+    def __init__(self, store):
+        self.store = Path(store)
+        self.path = self.store.with_name(self.store.name + ".lock")
+        self.held = False
+
+    def __enter__(self):
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise StoreBusy(self._busy_message()) from None
+        with os.fdopen(fd, "w") as fh:
+            json.dump(owner, fh)
+        self.held = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def _busy_message(self):
+        try:
+            owner = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            owner = {}
+        who = f"process {owner.get('pid', '?')} on {owner.get('host', '?')} since {owner.get('started', '?')}"
+        if owner.get("host") == socket.gethostname() and not _alive(owner.get("pid")):
+            return (f"{self.store}: stale lock {self.path} left by {who}, which is no longer running; check that "
+                    f"no other run writes this store, then delete the lock file")  # fmt: skip
+        return f"{self.store} is being written by {who} (lock {self.path}); wait for it or write elsewhere"
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class TensorStore:
     """Writer for one analysis store (create, or reopen to resume)."""
 
@@ -75,8 +177,7 @@ class TensorStore:
         """A new store; ``n_frames`` > 0 sizes the frame arrays up front (NaN until written)
         and adds ``chunk_done`` [chunk] so independent writers can mark their chunks."""
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists: use --overwrite to replace it or --resume to continue it")
+        check_output(path, overwrite=overwrite)
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         n = len(numbers)
         c = int(chunk_frames)
@@ -106,8 +207,7 @@ class TensorStore:
     def reopen(cls, path, expected: dict):
         """Open an interrupted store; refuse if model or input differ from ``expected``."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"--resume: {path} does not exist")
+        check_output(path, resume=True)
         group = zarr.open_group(str(path), mode="r+", zarr_format=3)
         attrs = dict(group.attrs)
         for key, value in expected.items():

@@ -494,7 +494,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     ckpt = out / "checkpoint.pt"
     data_sha256 = sha256_files([d["path"] for d in cfg["data"]])
     if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
+        saved = torch.load(ckpt, weights_only=True)  # tensors and plain types only: a crafted file runs no code
         changed = _config_changes(saved.get("config"), cfg)
         if changed:
             raise ValueError(f"{ckpt} was written with another {', '.join(changed)} than {config_path} and the options "
