@@ -66,12 +66,17 @@ def crystal_row(frames, repeat=None):
     return row
 
 
-def ramp_row(frames):
+def ramp_row(frames, hold=33):
     """Inversion temperature (steepest rise of the window-averaged Si-O-Si angle), the
-    volume change between the holds, the width of the rise, and the end state's network."""
+    volume change between the holds (``hold`` frames each), the width of the rise, and
+    where the crystal falls apart: the first frame with under 90% 4-fold Si ends the
+    analysis, and the high-temperature values then come from the last ``hold`` intact frames."""
     op = order_parameters(frames, repeat=(4, 4, 3), window=10)
-    hold = 33  # 10 ps holds at 0.3 ps per frame
-    t_inv = transition_temperature(op["T"], op["angle_avg"], width=25)
+    four = np.array([structure.network(f)["si_4fold"] for f in frames])
+    broken = np.flatnonzero(running_mean(four, 5) < 0.9)
+    end = int(broken[0]) if broken.size else len(frames)
+    op = {k: v[:end] for k, v in op.items()}
+    t_inv = transition_temperature(op["T"], op["angle_avg"], width=25) if end > 80 else float("nan")
     smooth = running_mean(op["angle_avg"], 25)
     lo, hi = np.mean(op["angle_avg"][:hold]), np.mean(op["angle_avg"][-hold:])
     temps = running_mean(op["T"], 25)
@@ -80,7 +85,6 @@ def ramp_row(frames):
     t10 = float(temps[np.argmax(rise > 0.1)])
     t90 = float(temps[np.argmax(rise > 0.9)])
     v_lo, v_hi = np.mean(op["volume_per_SiO2"][:hold]), np.mean(op["volume_per_SiO2"][-hold:])
-    end = structure.mean_network(frames[-hold:])
     return {
         "T_inversion_K": t_inv,
         "rise_10_90_K": [t10, t90],
@@ -88,17 +92,18 @@ def ramp_row(frames):
         "volume_change_percent": float(100 * (v_hi / v_lo - 1)),
         "c_over_a": [float(np.mean(op["c_over_a"][:hold])), float(np.mean(op["c_over_a"][-hold:]))],
         "angle_avg_deg": [float(lo), float(hi)],
-        "end_si_4fold": end["si_4fold"],
-        "end_o_2fold": end["o_2fold"],
+        "T_high_K": float(np.mean(op["T"][-hold:])),
+        "breaks_at_K": float(running_mean(np.array([f.info["temperature_K"] for f in frames]), 25)[end]) if broken.size else None,
+        "end_si_4fold": float(np.mean(four[-hold:])),
     }
 
 
-def run(name):
+def run(name, reanalyse=False):
     pot = POTENTIALS[name]
     work = HERE / "work" / "compare" / name
     work.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    row = json.loads(path.read_text()) if path.exists() else {"citation": pot.citation}
+    row = json.loads(path.read_text()) if path.exists() and not reanalyse else {"citation": pot.citation}
 
     def save():
         RESULTS.mkdir(exist_ok=True)
@@ -163,15 +168,15 @@ def table():
             lines.append(f"| {n} | {fmt(100 * r['si_4fold'], 1)} | {fmt(100 * r['o_2fold'], 1)} | "
                          f"{fmt(r['si_o_mean_A'], 3)} | {fmt(r['si_o_si_mean_deg'], 1)} / {fmt(r['si_o_si_std_deg'], 1)} | "
                          f"{fmt(r['o_si_o_mean_deg'], 1)} / {fmt(r['o_si_o_std_deg'], 1)} |")  # fmt: skip
-    lines += ["", "| ramp 300 -> 900 K at 6 K/ps | T of steepest rise (K) | 10-90 % of the rise (K) | V/SiO2 300 -> 900 K (A^3) | change (%) | c/a | 4-fold Si at 900 K (%) |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines += ["", "| ramp 300 -> 900 K at 6 K/ps | T of steepest rise (K) | 10-90 % of the rise (K) | V/SiO2 low -> high T (A^3) | change (%) | c/a | high T (K) | falls apart at (K) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for n in names:
         r = results[n].get("ramp")
         if r:
             lines.append(f"| {n} | {fmt(r['T_inversion_K'], 0)} | {fmt(r['rise_10_90_K'][0], 0)}-{fmt(r['rise_10_90_K'][1], 0)} | "
                          f"{fmt(r['volume_per_SiO2_A3'][0], 1)} -> {fmt(r['volume_per_SiO2_A3'][1], 1)} | "
                          f"{fmt(r['volume_change_percent'], 1)} | {fmt(r['c_over_a'][0], 3)} -> {fmt(r['c_over_a'][1], 3)} | "
-                         f"{fmt(100 * r['end_si_4fold'], 1)} |")  # fmt: skip
+                         f"{fmt(r['T_high_K'], 0)} | {fmt(r['breaks_at_K'], 0) if r['breaks_at_K'] else 'holds'} |")  # fmt: skip
     print("\n".join(lines))
 
 
@@ -179,9 +184,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["run", "table"])
     p.add_argument("potential", nargs="?", choices=sorted(POTENTIALS))
+    p.add_argument("--reanalyse", action="store_true", help="recompute the rows from the stored runs")
     args = p.parse_args()
     if args.what == "run":
-        run(args.potential)
+        run(args.potential, args.reanalyse)
     else:
         table()
 

@@ -15,8 +15,11 @@ Si, type 2 is O. Every potential is taken as published; nothing here is fitted.
   cutoff 5.5 A; long-range Coulomb by PPPM (real-space cutoff 8 A, relative force
   accuracy 1e-4, as for BKS).
 - ``bks``: van Beest, Kramer, van Santen, Phys. Rev. Lett. 64, 1955 (1990): charges
-  Si +2.4, O -1.2, Buckingham Si-O and O-O, short-range cutoff 5.5 A with the energy
-  shifted to zero there (Vollmayr, Kob, Binder, Phys. Rev. B 54, 15808 (1996)), PPPM.
+  Si +2.4, O -1.2, Buckingham Si-O and O-O, short-range cutoff 10 A with the energy
+  shifted to zero there, PPPM. (The 5.5 A truncation of Vollmayr, Kob and Binder, Phys.
+  Rev. B 54, 15808 (1996), made for the liquid, turned alpha-quartz at 300 K into an
+  expanded phase here, 41.7 A^3 per SiO2 and Si-O-Si 158 deg; with 10 A it stays alpha,
+  and at 0 K it relaxes to a = 4.940, c = 5.455 A, the published BKS lattice.)
   Buckingham plus Coulomb turns over into an unbounded attraction at short range (its
   local maximum is at about 1.18 A for Si-O, 0.4 eV above the pair minimum, and 1.44 A
   for O-O), and a hot melt falls into it. Below r_t = 1.3 A (Si-O) and 1.5 A (O-O),
@@ -73,7 +76,7 @@ class Potential:
             table = os.path.join(str(workdir), "bks.table")
             write_bks_table(table)
             return q + "\n".join([
-                "pair_style hybrid/overlay table linear 5000 coul/long 8.0",
+                f"pair_style hybrid/overlay table linear 10000 coul/long {BKS_CUTOFF}",
                 "pair_coeff * * coul/long",
                 f"pair_coeff 1 1 table {table} SISI",
                 f"pair_coeff 1 2 table {table} SIO",
@@ -100,12 +103,12 @@ BKS = {
     "SIO": (18003.7572, 1 / 4.87318, 133.5381, 2.4 * -1.2, 1.3),
     "OO": (1388.7730, 1 / 2.76, 175.0, 1.44, 1.5),
 }
-BKS_CUTOFF = 5.5
+BKS_CUTOFF = 10.0
 
 
 def bks_short_range(r, a, rho, c, qq, r_t):
     """BKS short-range pair energy (eV) and force (eV/A) at r (A): Buckingham shifted to
-    zero at 5.5 A, continued below ``r_t`` by a repulsive 1/r^12 wall (module docstring)."""
+    zero at BKS_CUTOFF, continued below ``r_t`` by a repulsive 1/r^12 wall (module docstring)."""
     r = np.asarray(r, float)
 
     def buck(x):
@@ -128,7 +131,7 @@ def bks_short_range(r, a, rho, c, qq, r_t):
     return np.where(inner, e_wall, e), np.where(inner, f_wall, f)
 
 
-def write_bks_table(path, n=5000, r_min=0.5):
+def write_bks_table(path, n=10000, r_min=0.5):
     """The BKS short-range terms as a LAMMPS pair table (sections SISI, SIO, OO)."""
     r = np.linspace(r_min, BKS_CUTOFF, n)
     with open(path, "w") as fh:
