@@ -119,7 +119,7 @@ def cmd_dynamics(args):
     for el, d in res["species"].items():
         cells = []
         for c in cols:
-            err = d.get(c.replace("_ps", "_err_ps").replace("_per_s", "_err_per_s"))
+            err = d.get(c.replace("_ps", "_err_ps").replace("_per_s", "_err_per_s")) if c.startswith(("tau", "R1")) else None
             if c not in d:
                 cells.append(f"{'-':>22}")
             elif err is not None and c != "sigma_iso_ppm_avg" and err == err:

@@ -187,9 +187,9 @@ class Correlation:
             return ["no fluctuation"]
         rho1 = g[1] / g[0] if len(g) > 1 else np.nan
         if not rho1 >= 0.5:
-            fast = -dt / np.log(rho1) if 0 < rho1 < 1 else dt / 5
-            out.append(f"G decays by {100 * (1 - rho1):.0f}% within one frame spacing ({dt:g} ps): the motion "
-                       f"is faster than the frames resolve; use frames at most {fast / 5:.2g} ps apart")  # fmt: skip
+            closer = f"at most {-dt / np.log(rho1) / 5:.2g} ps apart" if 0 < rho1 < 1 else "at least 5 times closer"
+            out.append(f"G decays by {100 * (1 - rho1):.0f}% within one frame spacing ({dt:g} ps): motion faster "
+                       f"than the frames (vibrations) is not resolved; frames {closer} would resolve it")  # fmt: skip
         if not self.decayed:
             out.append(f"G has not decayed within the {(len(g) - 1) * dt:g} ps of lags computed (tau_c >= "
                        f"{self.tau_ps:.3g} ps): use a longer run and --max-lag")  # fmt: skip
