@@ -344,7 +344,7 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     import zarr
     from ase.data import atomic_numbers, chemical_symbols
 
-    from .store import check_complete, check_output
+    from .store import check_complete, check_output, site_series
 
     check_output(path, resume=True)  # a dynnmr store, not any folder
     g = zarr.open_group(str(path), mode="r+")
@@ -378,9 +378,9 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
         for a in range(0, len(idx), site_block):
             block = idx[a : a + site_block]
             for tg in targets:
-                x = np.asarray(g[tg].get_orthogonal_selection((slice(None), block, slice(None))), dtype=np.float64)
-                if not np.isfinite(x).all():
-                    continue  # the model does not cover this species for this target
+                x = site_series(g, path, tg, el, block)
+                if x is None:
+                    continue  # the model does not predict this target for this species
                 per_site[f"mean_{tg}"].append(mean_tensors(x))
                 y = irrep_fluctuations(x)[2]
                 per_site[f"acf_{tg}"].append(autocorrelation(y, lags))

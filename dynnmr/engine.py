@@ -198,7 +198,9 @@ class Job:
         return {"model_name": info["name"], "targets": list(self.net.targets),
                 "units": {**info["units"], "time_ps": "ps", "cell": "Angstrom", "positions": "Angstrom"},
                 "shift_reference": info.get("shift_reference", {}),
-                "species": sorted({chemical_symbols[z] for z in self.numbers[self.sites]}), "dt_ps": dt_ps}  # fmt: skip
+                "species": sorted({chemical_symbols[z] for z in self.numbers[self.sites]}), "dt_ps": dt_ps,
+                "covered_species": {t: sorted({chemical_symbols[int(z)] for z in self.numbers[self.sites][c]})
+                                    for t, c in self.covered.items()}}  # fmt: skip
 
     def prepare(self, frame, cpu_graphs):
         """``(frame, graph arrays or None)`` for :meth:`infer`, after checking the frame;
@@ -215,7 +217,7 @@ class Job:
         """The store's arrays for one chunk of ``(frame, graph arrays or None)``."""
         unknown = (self.idx < 0).cpu().numpy()[self.sites]
         data = _infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
-                            self.covered, unknown, save_positions)  # fmt: skip
+                            self.covered, unknown, save_positions, source=self.check.source)  # fmt: skip
         data["time_ps"] = np.array([_time_ps(f, dt_ps, md_timestep_ps) for f, _ in chunk], float)
         return data
 
@@ -358,8 +360,12 @@ def _time_ps(frame, dt_ps, md_timestep_ps):
     return frame.index * dt_ps if dt_ps else np.nan
 
 
-def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, save_positions):
-    """Model outputs for one chunk of (frame, graph arrays or None); returns the store's arrays."""
+def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, save_positions, source="<input>"):
+    """Model outputs for one chunk of (frame, graph arrays or None); returns the store's arrays.
+
+    NaN marks only what the model does not cover (species it was not trained on for a
+    target, unknown elements); a non-finite output anywhere else is an error naming the
+    frame and atoms, never stored."""
     n_frames = len(chunk)
     n_atoms = len(chunk[0][0].numbers)
     per_batch = max(1, batch_atoms // max(n_atoms, 1))
@@ -377,7 +383,15 @@ def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, 
             res = net(graph, species_idx=idx.repeat(nb).to(device), sites=batch_sites)
             for t, tensors in res.items():
                 arr = tensors.reshape(nb, len(sites), 9).float().cpu().numpy()
-                arr[:, ~covered[t] | unknown] = np.nan
+                expected = covered[t] & ~unknown
+                bad = ~np.isfinite(arr).all(axis=2) & expected
+                if bad.any():
+                    f, _ = part[int(np.flatnonzero(bad.any(axis=1))[0])]
+                    atoms = sites.numpy()[bad[np.flatnonzero(bad.any(axis=1))[0]]]
+                    raise InputError(source, f"the model gave non-finite {t} tensors for atoms "
+                                             f"{', '.join(map(str, atoms[:10]))}{' ...' if len(atoms) > 10 else ''}",
+                                     frame=f.index, line=f.line)  # fmt: skip
+                arr[:, ~expected] = np.nan
                 out[t][b : b + nb] = arr
     frames = [f for f, _ in chunk]
     data = {**out, "frame_index": np.array([f.index for f in frames]),

@@ -64,8 +64,19 @@ def neighbour_pairs(positions, cell, pbc, cutoff):
     return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
 
 
-def frame_arrays(numbers, positions, cell, pbc, cutoff, source="<structure>", frame=None, line=None):
-    """One structure's graph arrays (numpy), with a clear error for bad geometry.
+#: Atoms closer than this (A) are taken as overlapping: no chemistry puts nuclei so close.
+MIN_DISTANCE_A = 0.5
+#: Most neighbours an atom may have within the model's cutoff; a dense solid has well
+#: under 100 within 5 A, so more means coordinates in the wrong unit (nm, bohr) or a cell
+#: far too small.
+MAX_NEIGHBOURS = 300
+
+
+def frame_arrays(numbers, positions, cell, pbc, cutoff, source="<structure>", frame=None, line=None,
+                 max_neighbours=MAX_NEIGHBOURS):  # fmt: skip
+    """One structure's graph arrays (numpy), with a clear error for bad geometry: non-finite
+    coordinates, overlapping atoms (closer than :data:`MIN_DISTANCE_A`), more than
+    ``max_neighbours`` neighbours of an atom.
 
     ``cell`` may be None for a non-periodic structure (molecule, cluster).
     """
@@ -77,6 +88,18 @@ def frame_arrays(numbers, positions, cell, pbc, cutoff, source="<structure>", fr
         i, j, s = neighbour_pairs(positions, cell, pbc, cutoff)
     except ValueError as exc:
         raise InputError(source, str(exc), frame=frame, line=line) from None
+    if len(i):
+        d = np.linalg.norm(positions[j] - positions[i] + s @ cell, axis=1)
+        k = int(np.argmin(d))
+        if d[k] < MIN_DISTANCE_A:
+            raise InputError(source, f"atoms {min(i[k], j[k])} and {max(i[k], j[k])} are {d[k]:.3f} A apart "
+                                     f"(overlapping atoms, or coordinates not in Angstrom)", frame=frame, line=line)  # fmt: skip
+        counts = np.bincount(i, minlength=len(positions))
+        if counts.max() > max_neighbours:
+            a = int(np.argmax(counts))
+            raise InputError(source, f"atom {a} has {counts[a]} neighbours within {cutoff} A (at most "
+                                     f"{max_neighbours} expected): are the coordinates in Angstrom and the cell "
+                                     f"right?", frame=frame, line=line)  # fmt: skip
     return {"numbers": np.asarray(numbers, dtype=np.int64), "positions": positions, "cell": cell,
             "dst": i, "src": j, "shifts": s}  # fmt: skip
 

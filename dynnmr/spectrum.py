@@ -187,8 +187,7 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
         import zarr
 
         from . import dynamics
-
-        from .store import check_complete
+        from .store import check_complete, site_series
 
         g = zarr.open_group(str(p), mode="r")
         check_complete(g, p, allow_incomplete)
@@ -201,8 +200,8 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
             if t not in g:
                 out.append(None)
                 continue
-            x = np.asarray(g[t].get_orthogonal_selection((rows, sel, slice(None))), dtype=np.float64)
-            if not np.isfinite(x).all():
+            x = site_series(g, p, t, element, sel, rows)
+            if x is None:
                 out.append(None)
                 continue
             if average == "run":

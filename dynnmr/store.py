@@ -272,6 +272,27 @@ class TensorStore:
         self.group.attrs.update({"complete": error is None, "error": error})
 
 
+def site_series(group, path, target, element, sites, rows=slice(None)):
+    """Tensors ``(frames, sites, 9)`` (float64) of ``target`` for ``sites`` of one element.
+
+    None where the model does not cover the element for that target (the store's
+    ``covered_species``); a covered value that is missing (NaN: a lost or corrupt chunk)
+    is an error naming the frames. Stores without ``covered_species`` read NaN as not
+    covered, as they were written.
+    """
+    covers = group.attrs.get("covered_species", {}).get(target)
+    if covers is not None and element not in covers:
+        return None
+    x = np.asarray(group[target].get_orthogonal_selection((rows, sites, slice(None))), dtype=np.float64)
+    if not np.isfinite(x).all():
+        if covers is None:
+            return None
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=(1, 2)))
+        raise InputError(path, f"{target} of {element} is missing in {len(bad)} frames ({bad[0]}..{bad[-1]} of the "
+                               f"selection): a lost or corrupt chunk")  # fmt: skip
+    return x
+
+
 def open_store(path):
     """Open a finished or partial store read-only (a zarr Group)."""
     path = Path(path)

@@ -97,3 +97,55 @@ def test_training_checkpoint_cannot_run_code(tiny_config, tmp_path):  # noqa: F8
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         train(tiny_config, out, log=lambda m: None)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_overlapping_atoms_and_unit_mixups_are_errors_naming_frame_and_atoms(tmp_path, tiny_model, capsys):  # noqa: F811
+    frames = make_traj(tmp_path / "t.extxyz", n_frames=6)
+    bad = [f.copy() for f in frames]
+    bad[4].positions[7] = bad[4].positions[3]  # two atoms on one spot in frame 4
+    from ase.io import write
+
+    write(tmp_path / "overlap.extxyz", bad, format="extxyz")
+    out = tmp_path / "o.zarr"
+    assert main(["analyze", str(tmp_path / "overlap.extxyz"), "-o", str(out), "--model", str(tiny_model), "-q",
+                 "--chunk-frames", "2"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "frame 4" in err and "atoms 3 and 7 are 0.000 A apart" in err
+    g = zarr.open_group(str(out), mode="r")
+    assert g.attrs["frames_done"] == 4 and not g.attrs["complete"] and np.isfinite(g["ms"][:4]).all()
+    nm = [f.copy() for f in frames[:2]]
+    for f in nm:  # coordinates in nm read as Angstrom: everything within the cutoff
+        f.set_cell(f.cell / 10, scale_atoms=True)
+    write(tmp_path / "nm.extxyz", nm, format="extxyz")
+    assert main(["analyze", str(tmp_path / "nm.extxyz"), "-o", str(tmp_path / "n.zarr"), "--model", str(tiny_model),
+                 "-q"]) == 2  # fmt: skip
+    assert "not in Angstrom" in capsys.readouterr().err
+
+
+def test_neighbour_count_guard():
+    from dynnmr.graphs import frame_arrays
+
+    grid = np.stack(np.meshgrid(*[np.arange(12)] * 3, indexing="ij"), -1).reshape(-1, 3) * 0.6
+    cell = np.eye(3) * 7.2  # a simple cubic lattice 0.6 A apart: about 2,400 neighbours within 5 A
+    with pytest.raises(InputError, match=r"dense.xyz: frame 3: atom \d+ has \d+ neighbours within 5.0 A .*in Angstrom"):
+        frame_arrays(np.full(len(grid), 8), grid, cell, [True] * 3, 5.0, source="dense.xyz", frame=3)
+    sparse = frame_arrays(np.full(len(grid), 8), grid * 3, cell * 3, [True] * 3, 5.0)  # 1.8 A apart: 81 neighbours
+    assert np.bincount(sparse["dst"]).max() < 300
+    with pytest.raises(InputError, match="neighbours"):
+        frame_arrays(np.full(len(grid), 8), grid * 3, cell * 3, [True] * 3, 5.0, max_neighbours=50)
+
+
+def test_a_lost_chunk_is_an_error_not_a_smaller_data_set(tmp_path, tiny_model, capsys):  # noqa: F811
+    import shutil
+
+    make_traj(tmp_path / "t.extxyz", n_frames=12)
+    out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
+    g = zarr.open_group(str(out), mode="r")
+    assert g.attrs["covered_species"] == {"ms": ["O", "Si"], "efg": ["O"]}
+    chunk = next(p for p in (out / "ms" / "c").rglob("*") if p.is_file())
+    chunk.unlink()  # one shielding chunk file gone: reads as NaN (the fill value)
+    shutil.rmtree(out / "analysis", ignore_errors=True)
+    assert main(["dynamics", str(out)]) == 2
+    assert "ms of" in capsys.readouterr().err
+    assert main(["spectrum", str(out), "--nucleus", "17O", "-o", str(tmp_path / "s.csv")]) == 2
+    assert "lost or corrupt chunk" in capsys.readouterr().err
