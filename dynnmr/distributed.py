@@ -93,7 +93,7 @@ def analyze_distributed(trajectory, client, output=None, model=DEFAULT_MODEL, fr
     net, info, _, _ = load_for_inference(model, "cpu")  # the driver only needs the model's description
     first = next(iread(trajectory, slice(start, start + 1), format=fmt, topology=topology))
     job = Job.create(trajectory, first, net, info, torch.device("cpu"), 0, species, allow_unknown)
-    expected = expected_attrs(info, source_attrs(trajectory), sel)
+    expected = expected_attrs(info, source_attrs(trajectory), sel, dt_ps, md_timestep_ps, save_positions, species)
     with StoreLock(output):  # the driver holds it; workers write only the chunks it hands out
         return _run_locked(client, trajectory, output, model, net, info, job, expected, resume, overwrite, n_frames,
                            start, step, chunk_frames, batch_atoms, device, species, allow_unknown, dt_ps,

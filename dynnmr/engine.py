@@ -141,9 +141,12 @@ def load_for_inference(model, device, batch_atoms=None):
     return net, info, dev, batch_atoms
 
 
-def expected_attrs(info, source, sel) -> dict:
-    """Store attributes that must match for a run to resume (model, input, frame selection)."""
-    return {"model_sha256": info["sha256"], "source": source, "frame_selection": [sel.start, sel.stop, sel.step]}
+def expected_attrs(info, source, sel, dt_ps=None, md_timestep_ps=None, save_positions=False, species=None) -> dict:
+    """Store attributes that must match for a run to resume: the model, the source's
+    content, and every option that changes what is stored (frames, times, positions, sites)."""
+    return {"model_sha256": info["sha256"], "source": source, "frame_selection": [sel.start, sel.stop, sel.step],
+            "options": {"dt_ps": dt_ps, "md_timestep_ps": md_timestep_ps, "save_positions": bool(save_positions),
+                        "species": species if species is None or isinstance(species, str) else sorted(species)}}  # fmt: skip
 
 
 @dataclass
@@ -251,7 +254,7 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     check_output(output, resume, overwrite)
     net, info, dev, batch_atoms = load_for_inference(model, device, batch_atoms)
     source = source_attrs(trajectory)
-    expected = expected_attrs(info, source, sel)
+    expected = expected_attrs(info, source, sel, dt_ps, md_timestep_ps, save_positions, species)
     with StoreLock(output):
         return _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expected, resume, overwrite, species,
                                dt_ps, chunk_frames, save_positions, allow_unknown, progress, fmt, topology, graphs,
