@@ -248,19 +248,36 @@ def iread_extxyz(path, frames: slice = slice(None), index=None):
         fh.close()
 
 
+def index_path(path) -> Path:
+    """Where the frame index of ``path`` lives: ``NAME.frames.npz`` beside it, or, when that
+    folder is not writable (a shared, read-only data set), in ``$DYNNMR_CACHE`` (default
+    ``~/.cache/dynnmr``) under a name made from the file's absolute path."""
+    import hashlib
+    import os
+
+    path = Path(path)
+    beside = path.with_name(path.name + ".frames.npz")
+    if os.access(path.parent, os.W_OK):
+        return beside
+    cache = Path(os.environ.get("DYNNMR_CACHE", Path.home() / ".cache" / "dynnmr"))
+    cache.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    return cache / f"{path.name}.{key}.frames.npz"
+
+
 def frame_index(path, save=True) -> np.ndarray:
     """``(n_frames, 2)`` int64: uncompressed byte offset and 1-based line of each frame's
     atom-count line in an extended XYZ file.
 
-    Built by one streaming pass and saved next to the trajectory as
-    ``NAME.frames.npz`` with the file's size and fingerprint; a later call loads it, and
-    rebuilds it if the trajectory changed.
+    Built by one streaming pass and saved next to the trajectory as ``NAME.frames.npz``
+    with the file's size and a quick fingerprint (:func:`index_path`: elsewhere when that
+    folder is read-only); a later call loads it, and rebuilds it if the trajectory changed.
     """
-    from .store import fingerprint
+    from .store import quick_fingerprint
 
     path = Path(path)
-    cache = path.with_name(path.name + ".frames.npz")
-    size, fp = path.stat().st_size, fingerprint(path)
+    cache = index_path(path)
+    size, fp = path.stat().st_size, quick_fingerprint(path)
     if cache.exists():
         with np.load(cache) as z:
             if int(z["size_bytes"]) == size and str(z["fingerprint"]) == fp:

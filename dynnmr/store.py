@@ -59,6 +59,20 @@ def fingerprint(path, block=1 << 24) -> str:
     return h.hexdigest()
 
 
+def quick_fingerprint(path, block=1 << 20) -> str:
+    """SHA-256 over the size, modification time and first and last MiB: a cheap check that
+    a file is unchanged, for caches beside it (the frame index), not for data provenance."""
+    path = Path(path)
+    st = path.stat()
+    h = hashlib.sha256(f"{st.st_size} {st.st_mtime_ns}".encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(block))
+        if st.st_size > block:
+            fh.seek(max(block, st.st_size - block))
+            h.update(fh.read(block))
+    return h.hexdigest()
+
+
 def source_attrs(path) -> dict:
     path = Path(path)
     return {"name": path.name, "size_bytes": path.stat().st_size, "fingerprint_blake2b": fingerprint(path)}

@@ -5,6 +5,7 @@ import os
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,17 @@ def test_gpu_worker_store_equals_single_process_gpu_run(tmp_path, tiny_model, cl
     for name in ("time_ps", "frame_index", "cell"):
         np.testing.assert_array_equal(gb[name][:], ga[name][:])
     assert gb.attrs["complete"] is True and gb.attrs["frames_done"] == 10
+
+
+def test_frame_index_of_a_read_only_folder_goes_to_the_cache(tmp_path, monkeypatch):
+    """A shared, read-only data set: the index is kept in $DYNNMR_CACHE instead of failing."""
+    make_traj(tmp_path / "t.extxyz", n_frames=5)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DYNNMR_CACHE", str(cache))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    index = frame_index(tmp_path / "t.extxyz")
+    assert index.shape == (5, 2) and not (tmp_path / "t.extxyz.frames.npz").exists()
+    saved = list(cache.glob("t.extxyz.*.frames.npz"))
+    assert len(saved) == 1
+    np.testing.assert_array_equal(frame_index(tmp_path / "t.extxyz"), index)  # loaded from there
