@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def cmd_spectrum(args):
         raise InputError(args.input, f"no {iso.element} tensors to simulate")
     if ms is not None and ref is None:
         raise InputError(args.input, f"no shift reference for {iso.element}: give --reference {iso.element}=SIGMA_REF_PPM")
-    lo, hi = (float(v) for v in args.range.split(":"))
+    lo, hi = args.range
     n = len(ms if ms is not None else efg)
     if args.export_mrsim:
         from .mrsim import save_spin_systems
@@ -223,6 +224,64 @@ def cmd_label(args):
     return 0
 
 
+def _number(kind, low=None, high=None, low_open=False):
+    """argparse type: a finite number of ``kind`` within [low, high] (low excluded if low_open),
+    rejected before any work with the option's own words."""
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {text!r}")
+        return value
+
+    return parse
+
+
+POSITIVE = _number(float, 0, low_open=True)
+NON_NEGATIVE = _number(float, 0)
+COUNT = _number(int, 1)
+
+
+def _ppm_range(text):
+    """argparse type for LO:HI (ppm), LO < HI."""
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects LO:HI in ppm, got {text!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise argparse.ArgumentTypeError(f"expects LO < HI, got {text!r}")
+    return lo, hi
+
+
+def _frames(text):
+    """argparse type for start:stop:step."""
+    from .engine import parse_frames
+
+    try:
+        parse_frames(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("--frames ", "")) from None
+    return text
+
+
+def _elements(text):
+    """argparse type for a comma-separated list of element symbols."""
+    from ase.data import atomic_numbers
+
+    names = [s.strip() for s in text.split(",")]
+    bad = [s for s in names if s not in atomic_numbers or not s]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown element(s): {', '.join(repr(s) for s in bad) or repr(text)}")
+    return ",".join(names)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
@@ -264,12 +323,12 @@ def build_parser():
     q.add_argument("trajectory", help="extended XYZ (.gz too), DCD/XTC/TRR (+ --topology), ASE .traj, LAMMPS dump")
     q.add_argument("-o", "--output", help="store path (default TRAJ.nmr.zarr)")
     q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
-    q.add_argument("--frames", help="start:stop:step of the file's frames (default all)")
-    q.add_argument("--dt", type=float, help="ps between the file's frames, when the file has no times")
-    q.add_argument("--md-timestep", type=float, help="ps per MD step, to time frames by their step number (LAMMPS dump)")
-    q.add_argument("--species", help="elements to store, e.g. Si,O (default: all the model covers)")
-    q.add_argument("--chunk-frames", type=int, default=64, help="frames per store chunk (default 64)")
-    q.add_argument("--batch-atoms", type=int, help="atoms per inference batch (default 4000 on CPU, 100000 on GPU)")
+    q.add_argument("--frames", type=_frames, help="start:stop:step of the file's frames (default all)")
+    q.add_argument("--dt", type=POSITIVE, help="ps between the file's frames, when the file has no times")
+    q.add_argument("--md-timestep", type=POSITIVE, help="ps per MD step, to time frames by their step number (LAMMPS dump)")
+    q.add_argument("--species", type=_elements, help="elements to store, e.g. Si,O (default: all the model covers)")
+    q.add_argument("--chunk-frames", type=COUNT, default=64, help="frames per store chunk (default 64)")
+    q.add_argument("--batch-atoms", type=COUNT, help="atoms per inference batch (default 4000 on CPU, 100000 on GPU)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     q.add_argument("--graphs", default="auto", choices=["auto", "cpu", "device"],
                    help="neighbour lists in the reader thread (cpu) or on the model's device (default: device if GPU)")
@@ -284,16 +343,16 @@ def build_parser():
     q.add_argument("--profile", action="store_true", help="print time per stage at the end")
     q.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a dask cluster: tcp://HOST:PORT of its scheduler, or local:N for N local workers")
-    q.add_argument("--worker-threads", type=int, help="torch threads per task on each dask worker")
+    q.add_argument("--worker-threads", type=COUNT, help="torch threads per task on each dask worker")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     q.set_defaults(func=cmd_analyze)
 
     q = sub.add_parser("dynamics", help="motional averages, correlation times and relaxation rates of a store")
     q.add_argument("store", help="a store written by dynnmr analyze")
-    q.add_argument("--window", type=float, help="also average over consecutive windows of this many ps")
-    q.add_argument("--field", type=float, default=14.1, help="B0 in Tesla for the relaxation rates (default 14.1)")
-    q.add_argument("--species", help="elements to analyse, e.g. O (default: all stored)")
-    q.add_argument("--max-lag", type=float, help="longest correlation lag in ps (default: half the run)")
+    q.add_argument("--window", type=POSITIVE, help="also average over consecutive windows of this many ps")
+    q.add_argument("--field", type=POSITIVE, default=14.1, help="B0 in Tesla for the relaxation rates (default 14.1)")
+    q.add_argument("--species", type=_elements, help="elements to analyse, e.g. O (default: all stored)")
+    q.add_argument("--max-lag", type=POSITIVE, help="longest correlation lag in ps (default: half the run)")
     q.add_argument("--json", help="write per-species and per-site results here")
     q.add_argument("--allow-incomplete", action="store_true", help="analyse the frames of a failed or unfinished run")
     q.set_defaults(func=cmd_dynamics)
@@ -301,18 +360,18 @@ def build_parser():
     q = sub.add_parser("spectrum", help="static powder spectrum from a store or a tensor file")
     q.add_argument("input", help="a store from dynnmr analyze, or a tensor file (magres, extxyz, JSON)")
     q.add_argument("--nucleus", required=True, help="isotope, e.g. 17O or 29Si")
-    q.add_argument("--field", type=float, default=14.1, help="B0 in Tesla (default 14.1)")
+    q.add_argument("--field", type=POSITIVE, default=14.1, help="B0 in Tesla (default 14.1)")
     q.add_argument("--average", default="run", choices=["run", "window", "none"],
                    help="store: time-averaged tensors per site (run, window) or every frame's (none)")
-    q.add_argument("--window", type=float, help="window length in ps for --average window")
-    q.add_argument("--frames", help="start:stop:step of the store's frames")
+    q.add_argument("--window", type=POSITIVE, help="window length in ps for --average window")
+    q.add_argument("--frames", type=_frames, help="start:stop:step of the store's frames")
     q.add_argument("--allow-incomplete", action="store_true", help="use the frames of a failed or unfinished run")
     q.add_argument("--reference", action="append", metavar="EL=PPM", help="sigma_ref (ppm); default: the store's")
     q.add_argument("--transitions", default="central", choices=["central", "all"])
-    q.add_argument("--broadening", type=float, default=1.0, help="Gaussian FWHM in ppm (default 1)")
-    q.add_argument("--range", default="-300:200", help="ppm range, written --range=LO:HI (default -300:200)")
-    q.add_argument("--points", type=int, default=2048)
-    q.add_argument("--zcw", type=int, default=12, help="ZCW powder set index (default 12: 6765 orientations)")
+    q.add_argument("--broadening", type=NON_NEGATIVE, default=1.0, help="Gaussian FWHM in ppm (default 1)")
+    q.add_argument("--range", type=_ppm_range, default="-300:200", help="ppm range LO:HI (default -300:200)")
+    q.add_argument("--points", type=_number(int, 2, 10**6), default=2048, help="points of the ppm axis (default 2048)")
+    q.add_argument("--zcw", type=_number(int, 1, 22), default=12, help="ZCW powder set index (default 12: 6765 orientations)")
     q.add_argument("--mas", help="magic-angle spinning rate in Hz, or inf (mrsimulator; default static)")
     q.add_argument("--rotor-angle", type=float, help="rotor angle in degrees for VAS (mrsimulator; default magic angle)")
     q.add_argument("--mqmas", action="store_true", help="3QMAS 2D spectrum (mrsimulator); CSV ppm_direct,ppm_iso,intensity")
@@ -327,20 +386,24 @@ def build_parser():
     q.add_argument("-o", "--output", required=True, help="extended XYZ of labelled frames; rerun to resume")
     q.add_argument("--sites", default="O", help="elements whose sites to label, e.g. O,Si (default O)")
     q.add_argument("--properties", default="efg,ms", help="efg, ms or both (default efg,ms)")
-    q.add_argument("--max-sites", type=int, help="sites to label per frame (default all)")
-    q.add_argument("--frames", help="start:stop:step of the file's frames (default all)")
+    q.add_argument("--max-sites", type=COUNT, help="sites to label per frame (default all)")
+    q.add_argument("--frames", type=_frames, help="start:stop:step of the file's frames (default all)")
     q.add_argument("--topology", help="topology naming the elements, for DCD/XTC/TRR")
     q.add_argument("--shells", type=int, default=2, help="bond shells around the site before H caps (default 2)")
     q.add_argument("--xc", default="b3lyp", help="functional (default b3lyp)")
     q.add_argument("--basis", default="pcSseg-1", help="basis set from basis_set_exchange (default pcSseg-1)")
     q.add_argument("--centre-basis", default="pcSseg-2", help="basis on the site's own atom (default pcSseg-2)")
     q.add_argument("--seed", type=int, default=0, help="seed of the site order (default 0)")
-    q.add_argument("--threads", type=int, help="PySCF threads (default: all cores)")
+    q.add_argument("--threads", type=COUNT, help="PySCF threads (default: all cores)")
     q.set_defaults(func=cmd_label)
     return p
 
 
 def main(argv=None):
+    given, argv = list(sys.argv[1:] if argv is None else argv), []
+    while given:  # "--range -200:600": a value that starts with "-" is still the value
+        a = given.pop(0)
+        argv.append(f"--range={given.pop(0)}" if a == "--range" and given and given[0].startswith("-") else a)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

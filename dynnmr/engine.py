@@ -58,7 +58,10 @@ def parse_frames(text: str | None) -> slice:
     parts = text.split(":")
     if len(parts) > 3:
         raise ValueError(f"--frames expects start:stop:step, got {text!r}")
-    vals = [int(p) if p.strip() else None for p in parts] + [None] * (3 - len(parts))
+    try:
+        vals = [int(p) if p.strip() else None for p in parts] + [None] * (3 - len(parts))
+    except ValueError:
+        raise ValueError(f"--frames expects whole numbers start:stop:step, got {text!r}") from None
     if any(v is not None and v < 0 for v in vals) or vals[2] == 0:
         raise ValueError(f"--frames takes non-negative start/stop and a positive step, got {text!r}")
     return slice(*vals)

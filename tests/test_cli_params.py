@@ -13,6 +13,8 @@ from dynnmr.params import COLUMNS
 
 from conftest import MAGRES
 
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
 
 def read_csv(path):
     with open(path) as fh:
@@ -85,3 +87,32 @@ def test_console_entry_point_runs():
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "Na" in r.stdout and "Cl" in r.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["analyze", "x.extxyz", "--frames", "a:b"], "--frames: expects whole numbers"),
+    (["analyze", "x.extxyz", "--dt", "0"], "--dt: must be > 0"),
+    (["analyze", "x.extxyz", "--dt", "-1"], "--dt: must be > 0"),
+    (["analyze", "x.extxyz", "--chunk-frames", "0"], "--chunk-frames: must be >= 1"),
+    (["analyze", "x.extxyz", "--species", ""], "--species: unknown element"),
+    (["dynamics", "s.zarr", "--field", "nan"], "--field: must be finite"),
+    (["dynamics", "s.zarr", "--max-lag", "-5"], "--max-lag: must be > 0"),
+    (["dynamics", "s.zarr", "--window", "0"], "--window: must be > 0"),
+    (["dynamics", "s.zarr", "--species", "Xx"], "unknown element(s): 'Xx'"),
+    (["spectrum", "s.zarr", "--nucleus", "17O", "--range=5:5"], "--range: expects LO < HI"),
+    (["spectrum", "s.zarr", "--nucleus", "17O", "--range", "200:-100"], "--range: expects LO < HI"),
+    (["spectrum", "s.zarr", "--nucleus", "17O", "--points", "0"], "--points: must be >= 2"),
+    (["spectrum", "s.zarr", "--nucleus", "17O", "--zcw", "40"], "--zcw: must be <= 22"),
+])  # fmt: skip
+def test_options_are_checked_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_negative_range_needs_no_equals_sign(tmp_path):
+    out = tmp_path / "c.csv"
+    assert main(["spectrum", str(REPO / "dynnmr" / "data" / "ethanol.magres"), "--nucleus", "13C", "--range", "-200:600",
+                 "--reference", "C=170", "-o", str(out)]) == 0  # fmt: skip
+    ppm = np.loadtxt(out, delimiter=",", skiprows=1)[:, 0]
+    assert ppm.min() == pytest.approx(-200, abs=0.5) and ppm.max() == pytest.approx(600, abs=0.5)
