@@ -29,7 +29,7 @@ import torch
 from .engine import Job, _Progress, expected_attrs, load_for_inference, parse_frames
 from .errors import InputError
 from .modelfile import DEFAULT_MODEL
-from .reader import count_frames, frame_index, iread, is_extxyz
+from .reader import check_readable, count_frames, frame_index, iread, is_extxyz
 from .store import StoreLock, TensorStore, check_output, source_attrs
 
 
@@ -83,8 +83,7 @@ def analyze_distributed(trajectory, client, output=None, model=DEFAULT_MODEL, fr
     output = (Path(output) if output else trajectory.with_name(trajectory.name + ".nmr.zarr")).resolve()
     sel = frames if isinstance(frames, slice) else parse_frames(frames)
     start, step = sel.start or 0, sel.step or 1
-    if not trajectory.exists():
-        raise InputError(trajectory, "no such file")
+    check_readable(trajectory)
     check_output(output, resume, overwrite)
     total = count_frames(trajectory, fmt, topology)  # builds and saves the frame index for extxyz
     n_frames = len(range(start, total if sel.stop is None else min(sel.stop, total), step))

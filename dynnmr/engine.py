@@ -29,7 +29,7 @@ from .isotopes import isotope_for
 from .modelfile import DEFAULT_MODEL, load_model
 from .params import efg_columns
 from .predict import covered_mask, resolve_device, species_indices
-from .reader import iread
+from .reader import check_readable, iread
 from .store import StoreLock, TensorStore, check_output, open_store, source_attrs
 
 
@@ -252,8 +252,7 @@ def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=N
     sel = frames if isinstance(frames, slice) else parse_frames(frames)
     prof = profile if profile is not None else Profile()
     t_wall = time.perf_counter()
-    if not trajectory.exists():
-        raise InputError(trajectory, "no such file")
+    check_readable(trajectory)
     check_output(output, resume, overwrite)
     net, info, dev, batch_atoms = load_for_inference(model, device, batch_atoms)
     source = source_attrs(trajectory)

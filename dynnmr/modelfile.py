@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .errors import InputError
 from .model import TARGET_UNITS, TensorGNN
 
 FORMAT = "dynnmr-model"
@@ -70,18 +71,23 @@ def resolve(name_or_path) -> Path:
 def load_model(name_or_path, device="cpu"):
     """Load a model file; returns ``(model, info)`` with ``info`` the file's metadata."""
     path = resolve(name_or_path)
-    info = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        info = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a model (text, cut short)
+        raise InputError(path, f"not a dynnmr model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a dynnmr model file")
+        raise InputError(path, "not a dynnmr model file")
     if info.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} is model format version {info.get('format_version')} (written by dynnmr "
             f"{info.get('dynnmr_version')}), but this dynnmr ({__version__}) reads version "
             f"{FORMAT_VERSION}: retrain it or use a matching dynnmr"
         )
-    hp = info["hyperparameters"]
-    model = TensorGNN(species=info["species"], targets=info["targets"], **hp)
-    model.load_state_dict(info["state_dict"])
+    try:
+        model = TensorGNN(species=info["species"], targets=info["targets"], **info["hyperparameters"])
+        model.load_state_dict(info["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:  # damaged or hand-edited: weights that do not fit
+        raise InputError(path, f"damaged model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     model.eval()
     info["path"] = str(path)
     info["name"] = path.stem

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,6 +223,22 @@ def _selected(k, frames: slice):
     return k >= start and (stop is None or k < stop) and (k - start) % step == 0
 
 
+def check_readable(path):
+    """A clear error for a path that cannot be a trajectory: missing, a folder, empty, unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a trajectory file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror})") from None
+
+
 def iread_extxyz(path, frames: slice = slice(None), index=None):
     """Yield :class:`Frame` objects from an extended XYZ file (plain or gzip), streaming.
 
@@ -230,10 +247,7 @@ def iread_extxyz(path, frames: slice = slice(None), index=None):
     each read their own frame range.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise InputError(path, "file is empty")
+    check_readable(path)
     fh = _open(path)
     start = None
     if index is not None:
@@ -297,6 +311,22 @@ def frame_index(path, save=True) -> np.ndarray:
     return index
 
 
+def _gzip_salvage(path, offset):
+    """The decompressed bytes of a damaged gzip file after ``offset``, as far as they go."""
+    d = zlib.decompressobj(wbits=31)
+    out, seen = bytearray(), 0
+    with open(path, "rb") as raw:
+        while chunk := raw.read(1 << 20):
+            try:
+                data = d.decompress(chunk)
+            except zlib.error:
+                break
+            if seen + len(data) > offset:
+                out += data[max(0, offset - seen) :]
+            seen += len(data)
+    return bytes(out)
+
+
 def _frames(fh, path, frames, start=None, offsets=None):
     """Frames of an open extxyz stream; ``start``: (byte offset, line, frame number) to seek
     to first; ``offsets``: a list to which (offset, line) of every frame is appended, in
@@ -308,18 +338,33 @@ def _frames(fh, path, frames, start=None, offsets=None):
         base, line, k = start
         fh.seek(base)
 
-    # always a writable array, so the numba kernels see one type (and compile once)
-    buf = np.frombuffer(bytearray(fh.read(_BLOCK)), dtype=np.uint8)
-    eof = buf.size < _BLOCK
-    pos = 0
     layout_cache = {}
+    broken = None  # why a compressed stream ended early; its whole frames are still read
+
+    def read(n, offset):
+        """Up to n bytes; a damaged gzip stream gives what it holds after ``offset`` and ends."""
+        nonlocal broken
+        try:
+            return fh.read(n)
+        except (EOFError, OSError, zlib.error) as exc:
+            broken = str(exc) or type(exc).__name__
+            return _gzip_salvage(path, offset)
 
     def more(buf, pos):
         nonlocal eof, base
-        chunk = fh.read(max(_BLOCK, buf.size - pos))
-        eof = len(chunk) == 0 or eof
+        chunk = read(max(_BLOCK, buf.size - pos), base + buf.size)
+        eof = len(chunk) == 0 or eof or broken is not None
         base += pos
         return np.concatenate([buf[pos:], np.frombuffer(chunk, dtype=np.uint8)]), 0
+
+    def ended_early():
+        return InputError(path, f"the file ends early ({broken}); the {k} whole frames before are read", frame=k,
+                          line=line)  # fmt: skip
+
+    # always a writable array, so the numba kernels see one type (and compile once)
+    buf = np.frombuffer(bytearray(read(_BLOCK, base)), dtype=np.uint8)
+    eof = buf.size < _BLOCK or broken is not None
+    pos = 0
 
     while True:
         end = _nth_newline(buf, pos, 2)
@@ -328,6 +373,8 @@ def _frames(fh, path, frames, start=None, offsets=None):
             end = _nth_newline(buf, pos, 2)
         if end < 0:  # fewer than two lines left: only whitespace may remain
             rest = bytes(buf[pos:]).strip()
+            if broken is not None:
+                raise ended_early()
             if rest:
                 raise InputError(path, "truncated frame: header without atoms", frame=k, line=line)
             if k == 0:
@@ -336,6 +383,8 @@ def _frames(fh, path, frames, start=None, offsets=None):
         head = bytes(buf[pos:end]).decode("utf-8", "replace").split("\n")
         count = head[0].strip()
         if not count and not bytes(buf[pos:]).strip():
+            if broken is not None:
+                raise ended_early()
             if k == 0:
                 raise InputError(path, "no frames found")
             return
@@ -360,6 +409,8 @@ def _frames(fh, path, frames, start=None, offsets=None):
                 buf, _ = more(buf, pos)
                 body, end, pos = body - pos, end - pos, 0
                 continue
+            if broken is not None:
+                raise ended_early()
             n_lines = int(np.count_nonzero(buf[body:] == 10))
             tail = bytes(buf[body:]).rsplit(b"\n", 1)[-1].strip()
             if n_lines + (1 if tail else 0) < natoms:
@@ -457,10 +508,7 @@ def iread(path, frames: slice = slice(None), format: str | None = None, topology
     if is_extxyz(path, format, topology):
         yield from iread_extxyz(path, frames, index)
         return
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise InputError(path, "file is empty")
+    check_readable(path)
     if topology is not None or name.endswith(MDANALYSIS_SUFFIXES):
         yield from _iread_mdanalysis(path, topology, frames)
         return

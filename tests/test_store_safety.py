@@ -182,3 +182,43 @@ def test_resume_refuses_other_options_and_any_changed_byte(tmp_path, tiny_model)
     assert (tmp_path / "u.extxyz").stat().st_size == len(text.encode())
     with pytest.raises(ValueError, match="different source"):
         run(tmp_path / "u.extxyz", out, tiny_model, dt_ps=0.07, save_positions=True, resume=True)
+
+
+def test_truncated_gzip_keeps_its_whole_frames(tmp_path, tiny_model, capsys):  # noqa: F811
+    import gzip
+
+    make_traj(tmp_path / "t.extxyz", n_frames=30)
+    whole = gzip.compress((tmp_path / "t.extxyz").read_bytes())
+    (tmp_path / "cut.extxyz.gz").write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "c.zarr"
+    assert main(["analyze", str(tmp_path / "cut.extxyz.gz"), "-o", str(out), "--model", str(tiny_model), "-q",
+                 "--chunk-frames", "2"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "the file ends early" in err
+    readable = gzip.open(tmp_path / "cut.extxyz.gz", "rt")
+    text = ""
+    try:
+        while chunk := readable.read(1000):
+            text += chunk
+    except EOFError:
+        pass
+    whole_frames = text.count("Lattice") - 1  # the last one is cut
+    g = zarr.open_group(str(out), mode="r")
+    assert f"frame {whole_frames}:" in err and g.attrs["frames_done"] == whole_frames // 2 * 2  # whole chunks kept
+    assert np.isfinite(g["ms"][:]).all()
+
+
+def test_folders_and_non_model_files_are_named_errors(tmp_path, tiny_model, capsys):  # noqa: F811
+    make_traj(tmp_path / "t.extxyz", n_frames=3)
+    (tmp_path / "text.pt").write_text("hello")
+    (tmp_path / "cut.pt").write_bytes(tiny_model.read_bytes()[:500])
+    for argv, message in [
+        (["analyze", str(tmp_path), "-o", str(tmp_path / "a.zarr"), "--model", str(tiny_model)], "is a folder"),
+        (["analyze", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "b.zarr"), "--model", str(tmp_path / "text.pt")],
+         "text.pt: not a dynnmr model file"),
+        (["predict", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "p.extxyz"), "--model", str(tmp_path / "cut.pt")],
+         "cut.pt: not a dynnmr model file"),
+    ]:  # fmt: skip
+        assert main(argv + ["-q"] if argv[0] == "analyze" else argv) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
