@@ -251,11 +251,14 @@ def run_schedule(lmp, stages, ckpt: Path, every=None):
 
 
 def make_amorphous(out: Path, work: Path, potential: Potential, n_atoms=3000, density=2.2, t_melt=5000.0,
-                   melt_ps=20.0, quench_k_per_ps=50.0, anneal_ps=20.0, n_frames=20, stride_fs=100, seed=SEED):  # fmt: skip
+                   melt_ps=20.0, quench_k_per_ps=50.0, anneal_ps=20.0, n_frames=20, stride_fs=100, seed=SEED,
+                   quench=None):  # fmt: skip
     """Melt-quench at fixed density (g/cm^3): random start, soft push-off, then a minimisation
     with the potential itself (a charged random start would otherwise release more energy
-    than the thermostat removes), melt, linear quench to 300 K, anneal at 300 K, then
-    record NVT at 300 K. The melt-quench-anneal checkpoints itself and resumes mid-quench."""
+    than the thermostat removes), melt, quench to 300 K, anneal at 300 K, then record NVT
+    at 300 K. ``quench``: linear segments [(T_from, T_to, K/ps), ...] ending at 300 K
+    (default: one at ``quench_k_per_ps`` from the melt). The melt-quench-anneal
+    checkpoints itself and resumes mid-quench."""
     if not stage(f"amorphous ({n_atoms} atoms, {density} g/cm^3)", out, work):
         return
     n_si = n_atoms // 3
@@ -301,10 +304,10 @@ thermo 1000
 compute dynnmr_T all temp
 velocity all create {t_melt} {seed + 2} mom yes rot yes dist gaussian
 """)
-        steps = [int(melt_ps / TIMESTEP_PS), int((t_melt - 300) / quench_k_per_ps / TIMESTEP_PS), int(anneal_ps / TIMESTEP_PS)]
-        run_schedule(lmp, [(f"fix md all nvt temp {t_melt} {t_melt} 0.1", steps[0]),
-                           (f"fix md all nvt temp {t_melt} 300 0.1", steps[1]),
-                           ("fix md all nvt temp 300 300 0.1", steps[2])], ckpt)  # fmt: skip
+        segments = quench or [(t_melt, 300.0, quench_k_per_ps)]
+        run_schedule(lmp, [(f"fix md all nvt temp {t_melt} {t_melt} 0.1", int(melt_ps / TIMESTEP_PS))]
+                     + [(f"fix md all nvt temp {a} {b} 0.1", int(abs(a - b) / rate / TIMESTEP_PS)) for a, b, rate in segments]
+                     + [("fix md all nvt temp 300 300 0.1", int(anneal_ps / TIMESTEP_PS))], ckpt)  # fmt: skip
         lmp.command(f"write_restart {restart}")
     lmp.command("fix md all nvt temp 300 300 1.0")
     symbols = ["Si"] * n_si + ["O"] * (2 * n_si)
