@@ -11,3 +11,6 @@ formats), params (parameter tables), train / evaluate / modelfile (models), pred
 """
 
 __version__ = "0.1.0"
+
+#: The bundled model used when none is named (dynnmr/data/models/sio2.pt).
+DEFAULT_MODEL = "sio2"

@@ -7,8 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from .errors import InputError
-from .store import StoreBusy
+from .errors import InputError, StoreBusy
 
 
 def _key_values(items, what):
@@ -309,7 +308,7 @@ def build_parser():
                    help="override split.seed: other test/validation structures (to judge a recipe on more of the data)")  # fmt: skip
     q.set_defaults(func=cmd_train)
 
-    from .modelfile import DEFAULT_MODEL
+    from . import DEFAULT_MODEL
 
     q = sub.add_parser("predict", help="predict ms/efg tensors for structures; writes extended XYZ")
     q.add_argument("input", help="any structure file ase reads, or a dynnmr tensor format")

@@ -15,3 +15,7 @@ class InputError(ValueError):
         where = self.path + (f":{line}" if line is not None else "")
         prefix = f"{where}: " + (f"frame {frame}: " if frame is not None else "")
         super().__init__(prefix + message)
+
+
+class StoreBusy(RuntimeError):
+    """Another process holds the writer lock of a store."""

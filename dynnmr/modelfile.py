@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import DEFAULT_MODEL, __version__  # noqa: F401  (DEFAULT_MODEL: imported from here too)
 from .errors import InputError
 from .model import TARGET_UNITS, TensorGNN
 
@@ -22,8 +22,6 @@ FORMAT = "dynnmr-model"
 #: Bumped whenever weights or metadata change meaning; files of another version are refused.
 FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).parent / "data" / "models"
-#: The default model for `dynnmr analyze` / `predict` when none is given.
-DEFAULT_MODEL = "sio2"
 
 
 def sha256_files(paths) -> str:

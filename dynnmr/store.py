@@ -38,7 +38,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, StoreBusy  # noqa: F401  (StoreBusy: raised here, imported from here)
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 CONVENTIONS = (
@@ -119,10 +119,6 @@ def check_complete(group, path, allow_incomplete=False):
         raise InputError(path, f"the store is incomplete ({attrs.get('frames_done', 0)} frames written; being "
                                "written or killed): finish it with dynnmr analyze --resume, or read its frames "
                                "with --allow-incomplete")  # fmt: skip
-
-
-class StoreBusy(RuntimeError):
-    """Another process holds (or held, and died holding) the writer lock of a store."""
 
 
 class StoreLock:
