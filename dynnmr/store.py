@@ -196,7 +196,19 @@ class TensorStore:
         """A new store; ``n_frames`` > 0 sizes the frame arrays up front (NaN until written)
         and adds ``chunk_done`` [chunk] so independent writers can mark their chunks."""
         path = Path(path)
+        if int(chunk_frames) < 1:
+            raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
         check_output(path, overwrite=overwrite)
+        try:
+            return cls._create(path, targets, numbers, atom_index, chunk_frames, attrs, save_positions, n_frames)
+        except BaseException:  # a failed create (disk full, bad arguments) leaves nothing to block the next run
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    @classmethod
+    def _create(cls, path, targets, numbers, atom_index, chunk_frames, attrs, save_positions, n_frames):
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         n = len(numbers)
         c = int(chunk_frames)

@@ -222,3 +222,12 @@ def test_folders_and_non_model_files_are_named_errors(tmp_path, tiny_model, caps
         assert main(argv + ["-q"] if argv[0] == "analyze" else argv) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
+def test_a_failed_create_leaves_nothing_behind(tmp_path):
+    with pytest.raises(ValueError, match="chunk_frames"):
+        TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=[14], atom_index=[0], chunk_frames=0, attrs={})
+    with pytest.raises(ValueError):  # fails after the arrays are made: they are removed again
+        TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=["Si"], atom_index=[0], chunk_frames=2, attrs={})
+    assert not (tmp_path / "s.zarr").exists()
+    TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=[14], atom_index=[0], chunk_frames=2, attrs={})
