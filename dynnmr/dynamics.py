@@ -102,7 +102,8 @@ def correlation_functions(x, max_lag=None):
 # One estimator for tau_c and J(omega) ---------------------------------------------------------
 #: Sokal's window constant: integrate up to the first lag W with W >= C tau_c(W).
 SOKAL_C = 6.0
-#: Time blocks for the error bars (fewer when the run is short: each block spans >= 4 W).
+#: Time blocks for the error bars (none, with a warning, when the integration window does
+#: not fit in a block, or the run has fewer than 4 frames a block).
 N_BLOCKS = 8
 
 
@@ -147,8 +148,8 @@ class Correlation:
             if window is None:
                 ok = np.arange(len(c)) * dt_ps >= SOKAL_C * run
                 ok[0] = False
-                decayed = bool(ok.any())
-                w = int(np.argmax(ok)) if decayed else len(c) - 1
+                w = int(np.argmax(ok)) if ok.any() else len(c) - 1
+                decayed = bool(ok.any()) and rho[w] < 0.5  # an exponential is down to e^-6 there
             else:
                 w, decayed = int(window), True
             tail = rho[w] if decayed and rho[w] < 1 else 0.0
