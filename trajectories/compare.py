@@ -137,55 +137,53 @@ def fmt(x, digits):
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{digits}f}"
 
 
+def _crystal_cells(r, tetragonal):
+    cells = [fmt(r["volume_per_SiO2_A3"], 1)] + ([fmt(r["c_over_a"], 3)] if tetragonal else [])
+    return cells + [fmt(r["si_o_mean_A"], 3), fmt(r["si_o_si_mean_deg"], 1), fmt(r["averaged"]["si_o_mean_A"], 3),
+                    fmt(r["averaged"]["si_o_si_mean_deg"], 1)]  # fmt: skip
+
+
+def _glass_cells(r):
+    return [fmt(100 * r["si_4fold"], 1), fmt(100 * r["o_2fold"], 1), fmt(r["si_o_mean_A"], 3),
+            f"{fmt(r['si_o_si_mean_deg'], 1)} / {fmt(r['si_o_si_std_deg'], 1)}",
+            f"{fmt(r['o_si_o_mean_deg'], 1)} / {fmt(r['o_si_o_std_deg'], 1)}"]  # fmt: skip
+
+
+def _ramp_cells(r):
+    pair = lambda key, d: f"{fmt(r[key][0], d)} -> {fmt(r[key][1], d)}"  # noqa: E731
+    if r["angle_avg_deg"][1] < BETA_ANGLE_DEG:  # the averaged O never reached the Si-Si lines
+        inversion = [f"none up to {fmt(r['T_high_K'], 0)} K", ""]
+    else:
+        inversion = [fmt(r["T_inversion_K"], 0), f"{fmt(r['rise_10_90_K'][0], 0)}-{fmt(r['rise_10_90_K'][1], 0)}"]
+    return inversion + [pair("volume_per_SiO2_A3", 1), fmt(r["volume_change_percent"], 1), pair("c_over_a", 3),
+                        fmt(r["T_high_K"], 0), fmt(r["breaks_at_K"], 0) if r["breaks_at_K"] else "holds"]  # fmt: skip
+
+
 def table():
-    """The comparison as markdown: one block of rows per measurement."""
+    """The comparison as markdown: one table per measurement, experiment first."""
     results = {p.stem: json.loads(p.read_text()) for p in RESULTS.glob("*.json")}
     names = [n for n in POTENTIALS if n in results]
+    crystal = ["V/SiO2 (A^3)", "Si-O (A)", "Si-O-Si (deg)", "Si-O avg. str.", "Si-O-Si avg. str."]
+    ec, eq = EXPERIMENT["cristobalite"], EXPERIMENT["quartz"]
+    blocks = [
+        ("cristobalite", "alpha-cristobalite, 300 K", crystal[:1] + ["c/a"] + crystal[1:],
+         [ec["volume_per_SiO2_A3"], ec["c_over_a"], "", "", ec["si_o_mean_A"], ec["si_o_si_mean_deg"]],
+         lambda r: _crystal_cells(r, True)),
+        ("quartz", "alpha-quartz, 300 K", crystal, [eq["volume_per_SiO2_A3"], "", "", eq["si_o_mean_A"],
+                                                     eq["si_o_si_mean_deg"]], lambda r: _crystal_cells(r, False)),
+        ("glass", "glass, 2.20 g/cm^3, 300 K", ["4-fold Si (%)", "2-fold O (%)", "Si-O (A)",
+                                                "Si-O-Si mean / std (deg)", "O-Si-O mean / std (deg)"], None, _glass_cells),
+        ("ramp", "ramp 300 -> 900 K at 6 K/ps", ["T of steepest rise (K)", "10-90 % of the rise (K)",
+                                                  "V/SiO2 low -> high T (A^3)", "change (%)", "c/a", "high T (K)",
+                                                  "falls apart at (K)"], None, _ramp_cells),
+    ]  # fmt: skip
     lines = []
-    cols = ["potential", "V/SiO2 (A^3)", "c/a", "Si-O (A)", "Si-O-Si (deg)", "Si-O avg. str.", "Si-O-Si avg. str."]
-    lines += ["| alpha-cristobalite, 300 K | " + " | ".join(cols[1:]) + " |", "|" + " --- |" * len(cols)]
-    e = EXPERIMENT["cristobalite"]
-    lines.append(f"| experiment | {e['volume_per_SiO2_A3']} | {e['c_over_a']} | | | {e['si_o_mean_A']} | "
-                 f"{e['si_o_si_mean_deg']} |")  # fmt: skip
-    for n in names:
-        r = results[n].get("cristobalite")
-        if r:
-            lines.append(f"| {n} | {fmt(r['volume_per_SiO2_A3'], 1)} | {fmt(r['c_over_a'], 3)} | "
-                         f"{fmt(r['si_o_mean_A'], 3)} | {fmt(r['si_o_si_mean_deg'], 1)} | "
-                         f"{fmt(r['averaged']['si_o_mean_A'], 3)} | {fmt(r['averaged']['si_o_si_mean_deg'], 1)} |")  # fmt: skip
-    lines += ["", "| alpha-quartz, 300 K | V/SiO2 (A^3) | Si-O (A) | Si-O-Si (deg) | Si-O avg. str. | Si-O-Si avg. str. |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    e = EXPERIMENT["quartz"]
-    lines.append(f"| experiment | {e['volume_per_SiO2_A3']} | | | {e['si_o_mean_A']} | {e['si_o_si_mean_deg']} |")
-    for n in names:
-        r = results[n].get("quartz")
-        if r:
-            lines.append(f"| {n} | {fmt(r['volume_per_SiO2_A3'], 1)} | {fmt(r['si_o_mean_A'], 3)} | "
-                         f"{fmt(r['si_o_si_mean_deg'], 1)} | {fmt(r['averaged']['si_o_mean_A'], 3)} | "
-                         f"{fmt(r['averaged']['si_o_si_mean_deg'], 1)} |")  # fmt: skip
-    lines += ["", "| glass, 2.20 g/cm^3, 300 K | 4-fold Si (%) | 2-fold O (%) | Si-O (A) | Si-O-Si mean / std (deg) | O-Si-O mean / std (deg) |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for n in names:
-        r = results[n].get("glass")
-        if r:
-            lines.append(f"| {n} | {fmt(100 * r['si_4fold'], 1)} | {fmt(100 * r['o_2fold'], 1)} | "
-                         f"{fmt(r['si_o_mean_A'], 3)} | {fmt(r['si_o_si_mean_deg'], 1)} / {fmt(r['si_o_si_std_deg'], 1)} | "
-                         f"{fmt(r['o_si_o_mean_deg'], 1)} / {fmt(r['o_si_o_std_deg'], 1)} |")  # fmt: skip
-    lines += ["", "| ramp 300 -> 900 K at 6 K/ps | T of steepest rise (K) | 10-90 % of the rise (K) | V/SiO2 low -> high T (A^3) | change (%) | c/a | high T (K) | falls apart at (K) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for n in names:
-        r = results[n].get("ramp")
-        if r and r["angle_avg_deg"][1] < BETA_ANGLE_DEG:  # the averaged O never reached the Si-Si lines
-            lines.append(f"| {n} | none up to {fmt(r['T_high_K'], 0)} K | | "
-                         f"{fmt(r['volume_per_SiO2_A3'][0], 1)} -> {fmt(r['volume_per_SiO2_A3'][1], 1)} | "
-                         f"{fmt(r['volume_change_percent'], 1)} | {fmt(r['c_over_a'][0], 3)} -> {fmt(r['c_over_a'][1], 3)} | "
-                         f"{fmt(r['T_high_K'], 0)} | {fmt(r['breaks_at_K'], 0) if r['breaks_at_K'] else 'holds'} |")  # fmt: skip
-        elif r:
-            lines.append(f"| {n} | {fmt(r['T_inversion_K'], 0)} | {fmt(r['rise_10_90_K'][0], 0)}-{fmt(r['rise_10_90_K'][1], 0)} | "
-                         f"{fmt(r['volume_per_SiO2_A3'][0], 1)} -> {fmt(r['volume_per_SiO2_A3'][1], 1)} | "
-                         f"{fmt(r['volume_change_percent'], 1)} | {fmt(r['c_over_a'][0], 3)} -> {fmt(r['c_over_a'][1], 3)} | "
-                         f"{fmt(r['T_high_K'], 0)} | {fmt(r['breaks_at_K'], 0) if r['breaks_at_K'] else 'holds'} |")  # fmt: skip
-    print("\n".join(lines))
+    for key, title, columns, experiment, cells in blocks:
+        lines += ["" if lines else None, f"| {title} | " + " | ".join(columns) + " |", "|" + " --- |" * (len(columns) + 1)]
+        if experiment:
+            lines.append("| experiment | " + " | ".join(str(v) for v in experiment) + " |")
+        lines += [f"| {n} | " + " | ".join(cells(results[n][key])) + " |" for n in names if key in results[n]]
+    print("\n".join(x for x in lines if x is not None))
 
 
 def main():
