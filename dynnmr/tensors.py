@@ -110,18 +110,33 @@ def isotropic(tensor):
 
 
 # Principal frames ------------------------------------------------------------------
+def _eigh(sym, vectors=True):
+    """``np.linalg.eigh`` (or ``eigvalsh``) that gives NaN for a non-finite tensor instead of
+    failing: NaN rows are the missing-label marker of every tensor array here."""
+    sym = np.asarray(sym, dtype=float)
+    bad = ~np.isfinite(sym).all(axis=(-2, -1))
+    if not bad.any():
+        return np.linalg.eigh(sym) if vectors else np.linalg.eigvalsh(sym)
+    clean = np.where(bad[..., None, None], 0.0, sym)
+    if not vectors:
+        return np.where(bad[..., None], np.nan, np.linalg.eigvalsh(clean))
+    vals, vecs = np.linalg.eigh(clean)
+    return np.where(bad[..., None], np.nan, vals), np.where(bad[..., None, None], np.nan, vecs)
+
+
 def _ordered_eigensystem(tensor, center):
     """Eigenvalues/vectors of the symmetric part, ascending in ``|lambda - center|``.
 
     Eigenvectors are columns; the frame is made right-handed (det = +1).
     """
     sym = symmetric_part(tensor)
-    vals, vecs = np.linalg.eigh(sym)
+    vals, vecs = _eigh(sym)
     # stable sort: ties keep eigh's ascending order, so degenerate cases are reproducible
     order = np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
     vals = np.take_along_axis(vals, order, axis=-1)
     vecs = np.take_along_axis(vecs, order[..., None, :], axis=-1)
-    vecs[..., :, 2] *= np.where(np.linalg.det(vecs) < 0, -1.0, 1.0)[..., None]
+    with np.errstate(invalid="ignore"):  # NaN rows stay NaN
+        vecs[..., :, 2] *= np.where(np.linalg.det(vecs) < 0, -1.0, 1.0)[..., None]
     return vals, vecs
 
 
@@ -174,7 +189,7 @@ def herzfeld_berger(tensor, rtol=1e-10, shift=False):
     for a shift tensor (``shift=True``) ``kappa = 3 (d_22 - d_iso) / Omega`` with d_11 >=
     d_22 >= d_33. A shielding tensor and its shift tensor have the same kappa.
     """
-    vals = np.linalg.eigvalsh(symmetric_part(tensor))
+    vals = _eigh(symmetric_part(tensor), vectors=False)
     iso = isotropic(tensor)
     span = vals[..., 2] - vals[..., 0]
     tol = rtol * np.maximum(_scale(tensor), 1e-300)

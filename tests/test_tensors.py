@@ -216,3 +216,24 @@ def test_against_soprano_conventions():
             equivalent = np.degrees(efg.equivalent_euler_angles())
             ours = np.array(T.efg_euler(traceless))
             assert np.min(np.abs((equivalent - ours + 180) % 360 - 180).max(axis=1)) < 1e-6
+
+
+def test_nan_rows_give_nan_parameters_and_leave_the_others_alone():
+    """NaN rows are the missing-label marker (predict output, label files): parameters of those
+    rows are NaN, the other rows are what they are alone, and nothing warns or raises."""
+    import warnings
+
+    good = T.tensor_from_efg(np.array([1.0, -0.5]), np.array([0.3, 0.8]), np.array([[10, 40], [20, 50], [30, 60]]))
+    x = np.stack([good[0], np.full((3, 3), np.nan), good[1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for f in (T.haeberlen, T.herzfeld_berger, T.efg_parameters):
+            mixed, alone = f(x), f(good)
+            for key in mixed:
+                np.testing.assert_allclose(mixed[key][[0, 2]], alone[key], rtol=1e-12)
+                assert np.isnan(mixed[key][1])
+        for f in (T.shielding_euler, T.efg_euler):
+            mixed, alone = f(x), f(good)
+            for m, a in zip(mixed, alone):
+                np.testing.assert_allclose(m[[0, 2]], a, atol=1e-9)
+                assert np.isnan(m[1])
