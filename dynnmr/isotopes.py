@@ -63,12 +63,16 @@ _TABLE = [
 
 ISOTOPES: dict[str, Isotope] = {row[0]: Isotope(*row) for row in _TABLE}
 
-#: Default isotope per element: the NMR-active quadrupolar isotope where one exists
-#: (what an EFG is measured with), otherwise the spin-1/2 one.
+#: Natural abundance (%) of the tabulated isotopes of elements with more than one (IUPAC
+#: representative isotopic composition): the default is the most abundant.
+_ABUNDANCE = {"1H": 99.9885, "2H": 0.0115, "14N": 99.636, "15N": 0.364}
+
+#: Default isotope per element: its most abundant NMR-active isotope (1H, not 2H; 14N),
+#: the one a spectrum of the natural material shows. Others by name (``--isotope H=2H``).
 DEFAULT_ISOTOPE: dict[str, str] = {}
 for _iso in ISOTOPES.values():
     _current = DEFAULT_ISOTOPE.get(_iso.element)
-    if _current is None or (_iso.is_quadrupolar and not ISOTOPES[_current].is_quadrupolar):
+    if _current is None or _ABUNDANCE.get(_iso.name, 0.0) > _ABUNDANCE.get(_current, 0.0):
         DEFAULT_ISOTOPE[_iso.element] = _iso.name
 
 

@@ -30,6 +30,8 @@ def test_params_csv_for_castep_file(tmp_path):
     assert o["isotope"] == "17O" and float(o["Cq_MHz"]) / float(o["Vzz_au"]) < 0  # sign of Q V_zz; Q(17O) < 0
     c = next(r for r in rows if r["species"] == "C")
     assert c["isotope"] == "13C" and c["Cq_MHz"] == "" and c["Vzz_au"] != ""
+    h = next(r for r in rows if r["species"] == "H")
+    assert h["isotope"] == "1H" and h["Cq_MHz"] == ""  # the natural isotope, not 2H
     for r in rows:
         assert 0 <= float(r["eta_sigma"]) <= 1 and 0 <= float(r["eta_Q"]) <= 1
         assert -1 <= float(r["skew"]) <= 1 and float(r["span_ppm"]) >= 0
