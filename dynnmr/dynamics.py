@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tensors as T
-from .isotopes import ISOTOPES, isotope_for
+from .isotopes import isotope_for
 from .params import efg_columns, shielding_columns
 
 
@@ -426,10 +426,10 @@ def _json_safe(obj):
 
 
 def _nuclei(el):
-    """(quadrupolar isotope or None, the isotope whose CSA relaxation is reported or None)."""
-    iso_q = isotope_for(el)
-    spin_half = {"Si": "29Si", "O": "17O", "H": "1H", "C": "13C"}.get(el)
-    return iso_q, (ISOTOPES.get(spin_half) if spin_half else iso_q)
+    """(the element's isotope if quadrupolar else None, the isotope whose CSA relaxation is
+    reported): both its default, most abundant NMR-active isotope (17O, 29Si, 1H, ...)."""
+    iso = isotope_for(el)
+    return (iso if iso is not None and iso.is_quadrupolar else None), iso
 
 
 def _rates(corr, tg, iso_q, nucleus, field_t):

@@ -51,8 +51,9 @@ class Graph:
         )  # fmt: skip
 
 
-def neighbour_pairs(positions, cell, pbc, cutoff):
-    """vesin pairs (i, j, integer shifts) within ``cutoff`` Angstrom; full (both directions)."""
+def neighbour_pairs(positions, cell, pbc, cutoff, distances=False):
+    """vesin pairs (i, j, integer shifts) within ``cutoff`` Angstrom; full (both directions);
+    with ``distances``, also each pair's distance (A), which vesin has at hand."""
     positions = np.ascontiguousarray(positions, dtype=np.float64)
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
@@ -60,8 +61,9 @@ def neighbour_pairs(positions, cell, pbc, cutoff):
         raise ValueError("periodic structure without a cell")
     box = cell if pbc.any() else np.zeros((3, 3))
     nl = NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, s = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijS")
-    return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
+    out = nl.compute(points=positions, box=box, periodic=pbc.tolist(), quantities="ijSd" if distances else "ijS")
+    pairs = tuple(a.astype(np.int64) for a in out[:3])
+    return pairs + (np.asarray(out[3], dtype=np.float64),) if distances else pairs
 
 
 #: Atoms closer than this (A) are taken as overlapping: no chemistry puts nuclei so close.
@@ -85,11 +87,10 @@ def frame_arrays(numbers, positions, cell, pbc, cutoff, source="<structure>", fr
     if not np.isfinite(positions).all():
         raise InputError(source, "non-finite coordinates", frame=frame, line=line)
     try:
-        i, j, s = neighbour_pairs(positions, cell, pbc, cutoff)
+        i, j, s, d = neighbour_pairs(positions, cell, pbc, cutoff, distances=True)
     except ValueError as exc:
         raise InputError(source, str(exc), frame=frame, line=line) from None
     if len(i):
-        d = np.linalg.norm(positions[j] - positions[i] + s @ cell, axis=1)
         k = int(np.argmin(d))
         if d[k] < MIN_DISTANCE_A:
             raise InputError(source, f"atoms {min(i[k], j[k])} and {max(i[k], j[k])} are {d[k]:.3f} A apart "
