@@ -122,7 +122,7 @@ def cmd_dynamics(args):
             err = d.get(c.replace("_ps", "_err_ps").replace("_per_s", "_err_per_s")) if c.startswith(("tau", "R1")) else None
             if c not in d:
                 cells.append(f"{'-':>22}")
-            elif err is not None and c != "sigma_iso_ppm_avg" and err == err:
+            elif err is not None and err == err:
                 cells.append(f"{f'{d[c]:.4g} +- {err:.2g}':>22}")
             else:
                 cells.append(f"{d[c]:22.5g}")
