@@ -415,6 +415,9 @@ def main(argv=None):
     except (FileNotFoundError, FileExistsError, ValueError, StoreBusy) as exc:  # model, store or option problems
         print(f"dynnmr: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, permissions: the message names the file
+        print(f"dynnmr: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

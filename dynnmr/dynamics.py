@@ -345,13 +345,13 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     import zarr
     from ase.data import atomic_numbers, chemical_symbols
 
-    from .store import check_complete, check_output, site_series
+    from .store import check_complete, check_output, read, site_series
 
     check_output(path, resume=True)  # a dynnmr store, not any folder
     g = zarr.open_group(str(path), mode="r+")
     check_complete(g, path, allow_incomplete)
-    numbers = np.asarray(g["numbers"][:])
-    t = np.asarray(g["time_ps"][:])
+    numbers = read(g, path, "numbers")
+    t = read(g, path, "time_ps")
     n = len(t)
     if n < 4 or not np.all(np.isfinite(t)):
         raise ValueError(f"{path}: dynamics needs at least 4 frames with times (analyze with --dt)")
@@ -359,7 +359,7 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     if not np.allclose(np.diff(t), dt, rtol=1e-3, atol=1e-9):
         raise ValueError(f"{path}: frames are not equally spaced in time (use --frames with a fixed step)")
     lags = n // 2 if max_lag_ps is None else max(2, min(n, round(max_lag_ps / dt) + 1))
-    rotation = cell_rotation_deg(g["cell"][:]) if "cell" in g else float("nan")
+    rotation = cell_rotation_deg(read(g, path, "cell")) if "cell" in g else float("nan")
     n_blocks = N_BLOCKS if n // N_BLOCKS >= 4 else 0
     block_len = n // N_BLOCKS if n_blocks else 0
     targets = [x for x in ("ms", "efg") if x in g]

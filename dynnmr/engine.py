@@ -11,6 +11,7 @@ and line; every complete frame before it is written and the store records the er
 
 from __future__ import annotations
 
+import errno
 import queue
 import sys
 import threading
@@ -30,7 +31,7 @@ from .modelfile import DEFAULT_MODEL, load_model
 from .params import efg_columns
 from .predict import covered_mask, resolve_device, species_indices
 from .reader import check_readable, iread
-from .store import StoreLock, TensorStore, check_output, open_store, source_attrs
+from .store import StoreLock, TensorStore, check_output, open_store, read, source_attrs
 
 
 @dataclass
@@ -321,7 +322,14 @@ def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expect
             data = job.infer(payload, dt_ps, md_timestep_ps, save_positions)
             prof.model += time.perf_counter() - t0
             t0 = time.perf_counter()
-            store.write_chunk(position, data)
+            try:
+                store.write_chunk(position, data)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                raise OSError(exc.errno, f"{output}: disk full while writing frames {position}.."
+                                         f"{position + len(payload) - 1}; the {position} frames before are kept: "
+                                         "free space and run the same command with --resume") from exc  # fmt: skip
             prof.write += time.perf_counter() - t0
             for t, corr in correlators.items():
                 corr.update(data[t])
@@ -338,7 +346,11 @@ def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expect
             bar.update(position, prof.atoms, float("nan"), force=True)
         bar.close()
         prof.wall = time.perf_counter() - t_wall
-        store.finish(None if error is None else str(error))
+        try:
+            store.finish(None if error is None else str(error))
+        except OSError:  # e.g. the full disk that stopped the run: frames_done still says what is kept
+            if error is None:
+                raise
     if error is None and correlators:
         _store_correlations(store.group, correlators)
     if error is not None:  # bad input met by the reader thread, raised after the good frames are stored
@@ -417,16 +429,22 @@ def summarize(path, chunk=None):
     Haeberlen zeta changes sign as eta passes 1 and the sign of C_Q is undefined at
     eta_Q = 1, so span/skew and |C_Q| stand for them.
     """
+    from ase.data import atomic_numbers
+
     g = open_store(path)
-    numbers = np.asarray(g["numbers"][:])
+    numbers = read(g, path, "numbers")
     refs = g.attrs.get("shift_reference", {})
     n = int(g.attrs["frames_done"])
     step = chunk or int(g.attrs["chunk_frames"])
     stats: dict = {}
     for t in g.attrs["targets"]:
         total = np.zeros((len(numbers), 9))
+        covers = g.attrs.get("covered_species", {}).get(t)
+        covered = np.isin(numbers, [atomic_numbers[e] for e in covers]) if covers is not None else None
         for a in range(0, n, step):
-            block = np.asarray(g[t][a : a + step], dtype=np.float64)
+            block = read(g, path, t, slice(a, a + step)).astype(np.float64)
+            if covered is not None and not np.isfinite(block[:, covered]).all():
+                raise InputError(path, f"{t} is missing in frames {a}..{a + len(block) - 1}: a lost or damaged chunk")
             total += block.sum(axis=0)
             _accumulate(stats, t, block.reshape(block.shape[:2] + (3, 3)), numbers, refs, "")
         if n:

@@ -187,11 +187,11 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
         import zarr
 
         from . import dynamics
-        from .store import check_complete, site_series
+        from .store import check_complete, read, site_series
 
         g = zarr.open_group(str(p), mode="r")
         check_complete(g, p, allow_incomplete)
-        sel = np.flatnonzero(np.asarray(g["numbers"][:]) == z)
+        sel = np.flatnonzero(read(g, p, "numbers") == z)
         if not sel.size:
             raise ValueError(f"{path} stores no {element} sites")
         rows = slice(None) if frames is None else frames
@@ -209,7 +209,7 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
             elif average == "window":
                 if not window_ps:
                     raise ValueError("--average window needs --window PS")
-                x, _ = dynamics.window_means(x, np.asarray(g["time_ps"][rows]), window_ps)
+                x, _ = dynamics.window_means(x, read(g, p, "time_ps", rows), window_ps)
             elif average != "none":
                 raise ValueError(f"average must be run, window or none, not {average!r}")
             out.append(x.reshape(-1, 3, 3))

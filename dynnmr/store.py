@@ -303,6 +303,30 @@ class TensorStore:
         self.group.attrs.update({"complete": error is None, "error": error})
 
 
+def read(group, path, name, selection=slice(None)) -> np.ndarray:
+    """``group[name][selection]`` (a tuple selects orthogonally); a chunk that cannot be
+    decoded (a damaged file) is an :class:`InputError` naming its file and frames."""
+    a = group[name]
+    try:
+        return np.asarray(a.get_orthogonal_selection(selection) if isinstance(selection, tuple) else a[selection])
+    except Exception as exc:  # the codecs raise RuntimeError, ValueError, ... on damaged bytes
+        raise InputError(path, f"{_damaged_chunk(a, name)} ({type(exc).__name__}: {exc}); the other chunks "
+                               "are intact: analyze again with --overwrite to rebuild it") from exc  # fmt: skip
+
+
+def _damaged_chunk(a, name) -> str:
+    """Which chunk of array ``a`` fails to decode, as file and frame range."""
+    step = a.chunks[0]
+    for i in range(-(-a.shape[0] // step)):
+        try:
+            a[i * step : (i + 1) * step]
+        except Exception:
+            key = a.metadata.chunk_key_encoding.encode_chunk_key((i,) + (0,) * (a.ndim - 1))
+            frames = f"frames {i * step}..{min((i + 1) * step, a.shape[0]) - 1}"
+            return f"{name}: chunk file {name}/{key} ({frames}) is damaged"
+    return f"{name}: a chunk is damaged"
+
+
 def site_series(group, path, target, element, sites, rows=slice(None)):
     """Tensors ``(frames, sites, 9)`` (float64) of ``target`` for ``sites`` of one element.
 
@@ -314,7 +338,7 @@ def site_series(group, path, target, element, sites, rows=slice(None)):
     covers = group.attrs.get("covered_species", {}).get(target)
     if covers is not None and element not in covers:
         return None
-    x = np.asarray(group[target].get_orthogonal_selection((rows, sites, slice(None))), dtype=np.float64)
+    x = read(group, path, target, (rows, sites, slice(None))).astype(np.float64)
     if not np.isfinite(x).all():
         if covers is None:
             return None

@@ -11,6 +11,7 @@ from test_engine import make_traj, run, tiny_model  # noqa: F401  (fixture)
 from test_train_predict import tiny_config  # noqa: F401  (fixture)
 
 from dynnmr.cli import main
+from dynnmr.engine import summarize
 from dynnmr.errors import InputError
 from dynnmr.store import StoreBusy, StoreLock, TensorStore
 
@@ -231,3 +232,49 @@ def test_a_failed_create_leaves_nothing_behind(tmp_path):
         TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=["Si"], atom_index=[0], chunk_frames=2, attrs={})
     assert not (tmp_path / "s.zarr").exists()
     TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=[14], atom_index=[0], chunk_frames=2, attrs={})
+
+
+def test_a_damaged_chunk_is_named_by_file_and_frames(tmp_path, tiny_model, capsys):  # noqa: F811
+    make_traj(tmp_path / "t.extxyz", n_frames=12)
+    out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
+    chunk = out / "ms" / "c" / "1" / "0" / "0"  # frames 5..9 (chunks of 5)
+    data = bytearray(chunk.read_bytes())
+    data[16:48] = bytes(32)  # zeroes inside the compressed stream
+    chunk.write_bytes(bytes(data))
+    message = "chunk file ms/c/1/0/0 (frames 5..9) is damaged"
+    for argv in (["dynamics", str(out)], ["spectrum", str(out), "--nucleus", "29Si", "-o", str(tmp_path / "s.csv")]):
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        summarize(out)
+
+
+def test_a_full_disk_stops_with_a_named_error_and_resumes_identically(tmp_path, tiny_model, monkeypatch, capsys):  # noqa: F811
+    import errno
+
+    import zarr.storage._local as local
+
+    make_traj(tmp_path / "t.extxyz", n_frames=12)
+    clean = run(tmp_path / "t.extxyz", tmp_path / "clean.zarr", tiny_model)
+    real_put, calls = local._put, []
+
+    def put(path, value, exclusive=False):  # the disk fills while the second chunk is written
+        if "/c/1/" in str(path).replace(os.sep, "/"):
+            calls.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_put(path, value, exclusive=exclusive)
+
+    monkeypatch.setattr(local, "_put", put)
+    argv = ["analyze", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "s.zarr"), "--model", str(tiny_model),
+            "--chunk-frames", "5", "--device", "cpu", "-q"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert calls and "disk full while writing frames 5..9; the 5 frames before are kept" in err
+    assert "Traceback" not in err
+    monkeypatch.setattr(local, "_put", real_put)
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert g.attrs["frames_done"] == 5 and not g.attrs["complete"]
+    assert main(argv + ["--resume"]) == 0
+    a, b = (zarr.open_group(str(p), mode="r") for p in (clean, tmp_path / "s.zarr"))
+    for name in ("ms", "efg", "time_ps", "cell"):
+        np.testing.assert_array_equal(a[name][:], b[name][:])
