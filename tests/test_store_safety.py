@@ -278,3 +278,23 @@ def test_a_full_disk_stops_with_a_named_error_and_resumes_identically(tmp_path, 
     a, b = (zarr.open_group(str(p), mode="r") for p in (clean, tmp_path / "s.zarr"))
     for name in ("ms", "efg", "time_ps", "cell"):
         np.testing.assert_array_equal(a[name][:], b[name][:])
+
+
+def test_an_unreadable_trajectory_is_a_named_error(tmp_path, tiny_model, monkeypatch, capsys):  # noqa: F811
+    """Permission denied (simulated: the test machines run as root, which reads every file)."""
+    import builtins
+
+    import dynnmr.reader
+
+    make_traj(tmp_path / "t.extxyz", n_frames=2)
+
+    def denied(path, *args, **kw):
+        if str(path) == str(tmp_path / "t.extxyz"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kw)
+
+    monkeypatch.setattr(dynnmr.reader, "open", denied, raising=False)
+    argv = ["analyze", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "s.zarr"), "--model", str(tiny_model), "-q"]
+    assert main(argv) == 2
+    assert f"{tmp_path / 't.extxyz'}: cannot be read (Permission denied)" in capsys.readouterr().err
+    assert not (tmp_path / "s.zarr").exists()
