@@ -367,6 +367,10 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
     result = {"store": str(path), "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
               "window_ps": window_ps, "cell_rotation_deg": rotation, "species": {}, "sites": []}  # fmt: skip
     out = g.require_group("analysis")
+    for name in list(out.array_keys()):  # a previous run's species and lags; analyze's mtau_* stay
+        if not name.startswith("mtau_"):
+            del out[name]
+    out.create_array("lag_ps", data=dt * np.arange(lags), dimension_names=("lag",))
     site_block = max(1, int(memory_gb * 1e9 / (n * 9 * 8 * 4)))  # series, padded FFT and products
     for z in wanted:
         el = chemical_symbols[int(z)]
@@ -402,13 +406,16 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
             summary["species"]["resolved"] = False
         result["species"][el] = summary["species"]
         result["sites"].extend(summary["sites"])
+        site = f"site_{el}"  # one site axis per species: the species have different numbers of sites
+        out.create_array(f"atom_index_{el}", data=read(g, path, "atom_index")[idx], overwrite=True,
+                         dimension_names=(site,))  # fmt: skip
         for key, arr in cat.items():
             out.create_array(f"{key}_{el}", data=arr.astype(np.float32), overwrite=True,
-                             dimension_names=("site", "component") if key.startswith("mean") else ("lag", "site"))  # fmt: skip
+                             dimension_names=(site, "component") if key.startswith("mean") else ("lag", site))  # fmt: skip
         for key in ("tau_c_ps", "R1_per_s", "R1_ct_per_s"):
             values = [s.get(key, np.nan) for s in summary["sites"]]
             out.create_array(f"{key}_{el}", data=np.asarray(values, dtype=np.float64), overwrite=True,
-                             dimension_names=("site",))  # fmt: skip
+                             dimension_names=(site,))  # fmt: skip
     out.attrs.update({"dt_ps": dt, "field_T": field_t, "window_ps": window_ps, "acf": "l=2 fluctuation, unbiased",
                       "species": _json_safe(result["species"])})  # fmt: skip
     return result

@@ -359,13 +359,15 @@ def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expect
 
 
 def _store_correlations(group, correlators):
-    """Multiple-tau results as ``analysis/mtau_{target}_l{l}`` (lag, site) and ``analysis/mtau_lag_frames``."""
+    """Multiple-tau results as ``analysis/mtau_{target}_l{l}`` (mtau_lag, site) and
+    ``analysis/mtau_lag_frames`` (mtau_lag): their lags are not those of ``dynamics``."""
     out = group.require_group("analysis")
     for t, corr in correlators.items():
         lags, c = corr.result()
-        out.create_array("mtau_lag_frames", data=lags, overwrite=True, dimension_names=("lag",))
+        out.create_array("mtau_lag_frames", data=lags, overwrite=True, dimension_names=("mtau_lag",))
         for l, v in c.items():
-            out.create_array(f"mtau_{t}_l{l}", data=v.astype(np.float64), overwrite=True, dimension_names=("lag", "site"))
+            out.create_array(f"mtau_{t}_l{l}", data=v.astype(np.float64), overwrite=True,
+                             dimension_names=("mtau_lag", "site"))  # fmt: skip
 
 
 def _time_ps(frame, dt_ps, md_timestep_ps):
