@@ -412,12 +412,9 @@ def main(argv=None):
     except KeyError as exc:  # unknown isotope/element names from the tables
         print(f"dynnmr: error: {exc.args[0]}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, FileExistsError, ValueError, StoreBusy) as exc:  # model, store or option problems
+    except (OSError, ValueError, StoreBusy) as exc:  # model, store, disk or option problems: the message names the file
         print(f"dynnmr: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # disk full, permissions: the message names the file
-        print(f"dynnmr: error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 import torch
 from vesin import NeighborList
@@ -70,15 +72,30 @@ def neighbour_pairs(positions, cell, pbc, cutoff, distances=False):
 MIN_DISTANCE_A = 0.5
 #: Most neighbours an atom may have within the model's cutoff; a dense solid has well
 #: under 100 within 5 A, so more means coordinates in the wrong unit (nm, bohr) or a cell
-#: far too small.
+#: far too small. The environment variable ``DYNNMR_MAX_NEIGHBOURS`` overrides it (for a
+#: model with a long cutoff; it reaches dask workers started from the same environment).
 MAX_NEIGHBOURS = 300
 
 
+def max_neighbours_allowed() -> int:
+    """:data:`MAX_NEIGHBOURS`, or ``$DYNNMR_MAX_NEIGHBOURS`` when set."""
+    text = os.environ.get("DYNNMR_MAX_NEIGHBOURS")
+    if text is None:
+        return MAX_NEIGHBOURS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"DYNNMR_MAX_NEIGHBOURS must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def frame_arrays(numbers, positions, cell, pbc, cutoff, source="<structure>", frame=None, line=None,
-                 max_neighbours=MAX_NEIGHBOURS):  # fmt: skip
+                 max_neighbours=None):  # fmt: skip
     """One structure's graph arrays (numpy), with a clear error for bad geometry: non-finite
     coordinates, overlapping atoms (closer than :data:`MIN_DISTANCE_A`), more than
-    ``max_neighbours`` neighbours of an atom.
+    ``max_neighbours`` (default :func:`max_neighbours_allowed`) neighbours of an atom.
 
     ``cell`` may be None for a non-periodic structure (molecule, cluster).
     """
@@ -96,11 +113,13 @@ def frame_arrays(numbers, positions, cell, pbc, cutoff, source="<structure>", fr
             raise InputError(source, f"atoms {min(i[k], j[k])} and {max(i[k], j[k])} are {d[k]:.3f} A apart "
                                      f"(overlapping atoms, or coordinates not in Angstrom)", frame=frame, line=line)  # fmt: skip
         counts = np.bincount(i, minlength=len(positions))
+        max_neighbours = max_neighbours or max_neighbours_allowed()
         if counts.max() > max_neighbours:
             a = int(np.argmax(counts))
             raise InputError(source, f"atom {a} has {counts[a]} neighbours within {cutoff} A (at most "
                                      f"{max_neighbours} expected): are the coordinates in Angstrom and the cell "
-                                     f"right?", frame=frame, line=line)  # fmt: skip
+                                     f"right? (a genuinely denser system: set DYNNMR_MAX_NEIGHBOURS)", frame=frame,
+                                     line=line)  # fmt: skip
     return {"numbers": np.asarray(numbers, dtype=np.int64), "positions": positions, "cell": cell,
             "dst": i, "src": j, "shifts": s}  # fmt: skip
 

@@ -136,7 +136,7 @@ def test_overlapping_atoms_and_unit_mixups_are_errors_naming_frame_and_atoms(tmp
     assert "not in Angstrom" in capsys.readouterr().err
 
 
-def test_neighbour_count_guard():
+def test_neighbour_count_guard(monkeypatch):
     from dynnmr.graphs import frame_arrays
 
     grid = np.stack(np.meshgrid(*[np.arange(12)] * 3, indexing="ij"), -1).reshape(-1, 3) * 0.6
@@ -147,6 +147,14 @@ def test_neighbour_count_guard():
     assert np.bincount(sparse["dst"]).max() < 300
     with pytest.raises(InputError, match="neighbours"):
         frame_arrays(np.full(len(grid), 8), grid * 3, cell * 3, [True] * 3, 5.0, max_neighbours=50)
+    monkeypatch.setenv("DYNNMR_MAX_NEIGHBOURS", "50")  # the limit is configurable from the environment
+    with pytest.raises(InputError, match=r"at most 50 expected.*DYNNMR_MAX_NEIGHBOURS"):
+        frame_arrays(np.full(len(grid), 8), grid * 3, cell * 3, [True] * 3, 5.0)
+    monkeypatch.setenv("DYNNMR_MAX_NEIGHBOURS", "3000")
+    assert len(frame_arrays(np.full(len(grid), 8), grid, cell, [True] * 3, 5.0)["dst"]) > 300 * len(grid)
+    monkeypatch.setenv("DYNNMR_MAX_NEIGHBOURS", "many")
+    with pytest.raises(ValueError, match="DYNNMR_MAX_NEIGHBOURS must be a whole number"):
+        frame_arrays(np.full(len(grid), 8), grid, cell, [True] * 3, 5.0)
 
 
 def test_a_lost_chunk_is_an_error_not_a_smaller_data_set(tmp_path, tiny_model, capsys):  # noqa: F811
@@ -267,7 +275,7 @@ def test_a_full_disk_stops_with_a_named_error_and_resumes_identically(tmp_path, 
     monkeypatch.setattr(local, "_put", put)
     argv = ["analyze", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "s.zarr"), "--model", str(tiny_model),
             "--chunk-frames", "5", "--device", "cpu", "-q"]  # fmt: skip
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert calls and "disk full while writing frames 5..9; the 5 frames before are kept" in err
     assert "Traceback" not in err
