@@ -68,19 +68,25 @@ def cmd_predict(args):
     return 0
 
 
+def _analysis_spec(args, device):
+    from .spec import AnalysisSpec
+
+    return AnalysisSpec(
+        args.trajectory, args.output, model=args.model, frames=args.frames, species=args.species, dt_ps=args.dt,
+        md_timestep_ps=args.md_timestep, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=device,
+        graphs=args.graphs, fmt=args.format, topology=args.topology, save_positions=args.save_positions,
+        allow_unknown=args.allow_unknown, resume=args.resume, overwrite=args.overwrite, correlate=args.correlate,
+        progress=not args.quiet,
+    )  # fmt: skip
+
+
 def cmd_analyze(args):
     from .engine import Profile, analyze, format_summary, summarize
 
     if args.scheduler:
         return _analyze_distributed(args)
     prof = Profile()
-    out = analyze(
-        args.trajectory, args.output, model=args.model, frames=args.frames, species=args.species,
-        dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=args.device,
-        resume=args.resume, overwrite=args.overwrite, save_positions=args.save_positions,
-        allow_unknown=args.allow_unknown, progress=not args.quiet, fmt=args.format, topology=args.topology,
-        graphs=args.graphs, md_timestep_ps=args.md_timestep, correlate=args.correlate, profile=prof,
-    )  # fmt: skip
+    out = analyze(_analysis_spec(args, args.device), profile=prof)
     print(f"wrote {out}: {prof.frames} frames this run", file=sys.stderr)
     print(format_summary(summarize(out)))
     if args.profile:
@@ -95,14 +101,9 @@ def _analyze_distributed(args):
     if args.correlate or args.profile:
         raise ValueError("--correlate and --profile are single-process options; run dynnmr dynamics on the store")
     device = "cpu" if args.device == "auto" else args.device  # each worker's device; auto means the driver's
+    spec = _analysis_spec(args, device)
     with client_for(args.scheduler, args.worker_threads) as client:
-        out = analyze_distributed(
-            args.trajectory, client, args.output, model=args.model, frames=args.frames, species=args.species,
-            dt_ps=args.dt, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=device,
-            resume=args.resume, overwrite=args.overwrite, save_positions=args.save_positions,
-            allow_unknown=args.allow_unknown, fmt=args.format, topology=args.topology,
-            md_timestep_ps=args.md_timestep, threads=args.worker_threads, progress=not args.quiet,
-        )  # fmt: skip
+        out = analyze_distributed(spec, client, threads=args.worker_threads)
     print(format_summary(summarize(out)))
     return 0
 
@@ -144,7 +145,7 @@ def cmd_spectrum(args):
     import numpy as np
 
     from . import tensors as T
-    from .engine import parse_frames
+    from .spec import parse_frames
     from .isotopes import get_isotope
     from .spectrum import broaden, plot_spectrum, site_tensors, static_spectrum
 
@@ -206,7 +207,7 @@ def cmd_spectrum(args):
 
 
 def cmd_label(args):
-    from .engine import parse_frames
+    from .spec import parse_frames
     from .label import frame_to_atoms, label_sites
     from .reader import iread
 
@@ -261,7 +262,7 @@ def _ppm_range(text):
 
 def _frames(text):
     """argparse type for start:stop:step."""
-    from .engine import parse_frames
+    from .spec import parse_frames
 
     try:
         parse_frames(text)

@@ -21,24 +21,24 @@ from __future__ import annotations
 import sys
 import time
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .engine import Job, _Progress, expected_attrs, load_for_inference, parse_frames
+from .engine import Job, _Progress, load_for_inference
 from .errors import InputError
-from .modelfile import DEFAULT_MODEL
 from .reader import check_readable, count_frames, frame_index, iread, is_extxyz
+from .spec import AnalysisSpec
 from .store import StoreLock, TensorStore, check_output, source_attrs
 
 
 @lru_cache(maxsize=4)
-def _worker_job(trajectory, model, device, batch_atoms, species, allow_unknown, first_frame, fmt, topology):
+def _worker_job(spec: AnalysisSpec):
     """Per worker process: model and site selection, loaded once and reused by its tasks."""
-    net, info, dev, batch = load_for_inference(model, device, batch_atoms)
-    first = next(iread(trajectory, slice(first_frame, first_frame + 1), format=fmt, topology=topology))
-    return Job.create(Path(trajectory), first, net, info, dev, batch, species, allow_unknown)
+    net, info, dev, batch = load_for_inference(spec.model, spec.device, spec.batch_atoms)
+    start = spec.frames[0] or 0
+    first = next(iread(spec.trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
+    return Job.create(spec.trajectory, first, net, info, dev, batch, spec.species, spec.allow_unknown)
 
 
 @lru_cache(maxsize=4)
@@ -46,79 +46,76 @@ def _index(trajectory):
     return frame_index(trajectory)
 
 
-def run_chunk(chunk, *, trajectory, output, model, device, batch_atoms, species, allow_unknown, selection,
-              n_frames, chunk_frames, dt_ps, md_timestep_ps, save_positions, fmt, topology, threads):  # fmt: skip
-    """One task: read, predict and write store chunk ``chunk``; returns (chunk, frames, seconds)."""
+def run_chunk(chunk, spec: AnalysisSpec, n_frames, chunk_frames, threads=None):
+    """One task: read, predict and write store chunk ``chunk`` of ``spec.output`` (the
+    store's ``chunk_frames``, ``n_frames`` selected in all); returns (chunk, frames, seconds)."""
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    start, step = selection
-    job = _worker_job(str(trajectory), model, device, batch_atoms, species, allow_unknown, start, fmt, topology)
+    job = _worker_job(spec)
+    start, step = spec.frames[0] or 0, spec.frames[2] or 1
     first = chunk * chunk_frames
     n = min(chunk_frames, n_frames - first)
     frames = slice(start + first * step, start + (first + n - 1) * step + 1, step)
-    index = _index(str(trajectory)) if is_extxyz(trajectory, fmt, topology) else None
+    index = _index(str(spec.trajectory)) if is_extxyz(spec.trajectory, spec.fmt, spec.topology) else None
     payload = []
-    for frame in iread(trajectory, frames, format=fmt, topology=topology, index=index):
+    for frame in iread(spec.trajectory, frames, format=spec.fmt, topology=spec.topology, index=index):
         payload.append(job.prepare(frame, cpu_graphs=job.device.type == "cpu"))
     if len(payload) != n:
-        raise InputError(trajectory, f"expected {n} frames from frame {frames.start}, read {len(payload)}")
-    data = job.infer(payload, dt_ps, md_timestep_ps, save_positions)
-    store = TensorStore.reopen(output, {})
+        raise InputError(spec.trajectory, f"expected {n} frames from frame {frames.start}, read {len(payload)}")
+    data = job.infer(payload, spec)
+    store = TensorStore.reopen(spec.output, {})
     store.write_frames(first, data)
     return chunk, n, time.perf_counter() - t0
 
 
-def analyze_distributed(trajectory, client, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None,
-                        chunk_frames=64, batch_atoms=None, device="cpu", resume=False, overwrite=False,
-                        save_positions=False, allow_unknown=False, fmt=None, topology=None, md_timestep_ps=None,
-                        threads=None, progress=True, retries=1):  # fmt: skip
+def analyze_distributed(spec, client, output=None, *, threads=None, retries=1, **options):
     """:func:`dynnmr.engine.analyze` on a ``distributed.Client``; returns the store path.
 
-    ``device`` is each worker's (``cuda`` for GPU workers); ``threads`` its torch threads
-    per task; ``retries``: how often a failed task is resubmitted (a worker that dies
-    does not count: dask reschedules its tasks by itself).
+    ``spec``: an :class:`~dynnmr.spec.AnalysisSpec` or the trajectory with ``output`` and
+    the spec's fields as keywords; its ``device`` is each worker's (``cuda`` for GPU
+    workers). ``threads``: torch threads per task; ``retries``: how often a failed task is
+    resubmitted (a worker that dies does not count: dask reschedules its tasks by itself).
     """
-    trajectory = Path(trajectory).resolve()
-    output = (Path(output) if output else trajectory.with_name(trajectory.name + ".nmr.zarr")).resolve()
-    sel = frames if isinstance(frames, slice) else parse_frames(frames)
-    start, step = sel.start or 0, sel.step or 1
+    if not isinstance(spec, AnalysisSpec):
+        spec = AnalysisSpec(spec, output, **options)
+    elif output is not None or options:
+        raise TypeError("analyze_distributed(spec, client) takes no other options: use spec.replace(...)")
+    if spec.correlate:
+        raise ValueError("--correlate is a single-process option; run dynnmr dynamics on the store")
+    # workers on other machines see the same shared paths
+    spec = spec.replace(trajectory=spec.trajectory.resolve(), output=spec.output.resolve())
+    trajectory, output = spec.trajectory, spec.output
+    start, stop, step = spec.frames[0] or 0, spec.frames[1], spec.frames[2] or 1
     check_readable(trajectory)
-    check_output(output, resume, overwrite)
-    total = count_frames(trajectory, fmt, topology)  # builds and saves the frame index for extxyz
-    n_frames = len(range(start, total if sel.stop is None else min(sel.stop, total), step))
+    check_output(output, spec.resume, spec.overwrite)
+    total = count_frames(trajectory, spec.fmt, spec.topology)  # builds and saves the frame index for extxyz
+    n_frames = len(range(start, total if stop is None else min(stop, total), step))
     if n_frames == 0:
         raise InputError(trajectory, "no frames in the selection")
-    net, info, _, _ = load_for_inference(model, "cpu")  # the driver only needs the model's description
-    first = next(iread(trajectory, slice(start, start + 1), format=fmt, topology=topology))
-    job = Job.create(trajectory, first, net, info, torch.device("cpu"), 0, species, allow_unknown)
-    expected = expected_attrs(info, source_attrs(trajectory), sel, dt_ps, md_timestep_ps, save_positions, species)
+    net, info, _, _ = load_for_inference(spec.model, "cpu")  # the driver only needs the model's description
+    first = next(iread(trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
+    job = Job.create(trajectory, first, net, info, torch.device("cpu"), 0, spec.species, spec.allow_unknown)
+    expected = spec.expected_attrs(info, source_attrs(trajectory))
     with StoreLock(output):  # the driver holds it; workers write only the chunks it hands out
-        return _run_locked(client, trajectory, output, model, net, info, job, expected, resume, overwrite, n_frames,
-                           start, step, chunk_frames, batch_atoms, device, species, allow_unknown, dt_ps,
-                           md_timestep_ps, save_positions, fmt, topology, threads, progress, retries)  # fmt: skip
+        return _run_locked(client, spec, net, job, expected, n_frames, threads, retries)
 
 
-def _run_locked(client, trajectory, output, model, net, info, job, expected, resume, overwrite, n_frames, start, step,
-                chunk_frames, batch_atoms, device, species, allow_unknown, dt_ps, md_timestep_ps, save_positions, fmt,
-                topology, threads, progress, retries):  # fmt: skip
+def _run_locked(client, spec, net, job, expected, n_frames, threads, retries):
     """:func:`analyze_distributed` once the output is checked and its writer lock held."""
-    if resume:
+    output = spec.output
+    if spec.resume:
         store = TensorStore.reopen(output, expected)
     else:
         store = TensorStore.create(output, targets=net.targets, numbers=job.numbers[job.sites], atom_index=job.sites,
-                                   chunk_frames=chunk_frames, attrs={**expected, **job.attrs(dt_ps)},
-                                   save_positions=save_positions, overwrite=overwrite)  # fmt: skip
+                                   chunk_frames=spec.chunk_frames, attrs={**expected, **job.attrs(spec.dt_ps)},
+                                   save_positions=spec.save_positions, overwrite=spec.overwrite)  # fmt: skip
     done = store.plan_chunks(n_frames)
     todo = [int(c) for c in np.flatnonzero(~done)]
-    kwargs = dict(trajectory=str(trajectory), output=str(output), model=str(model), device=device,
-                  batch_atoms=batch_atoms, species=species, allow_unknown=allow_unknown, selection=(start, step),
-                  n_frames=n_frames, chunk_frames=store.chunk_frames, dt_ps=dt_ps, md_timestep_ps=md_timestep_ps,
-                  save_positions=save_positions, fmt=fmt, topology=str(topology) if topology else None,
-                  threads=threads)  # fmt: skip
-    futures = client.map(run_chunk, todo, pure=False, retries=retries, **kwargs)
+    futures = client.map(run_chunk, todo, pure=False, retries=retries, spec=spec, n_frames=n_frames,
+                         chunk_frames=store.chunk_frames, threads=threads)  # fmt: skip
     chunk_of = {f.key: c for f, c in zip(futures, todo)}
-    bar = _Progress(progress)
+    bar = _Progress(spec.progress)
     n_atoms = len(job.numbers)
     frames_this_run, error = 0, None
     try:

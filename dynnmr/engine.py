@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,10 +26,11 @@ from .correlator import MultipleTauCorrelator
 from .errors import InputError
 from .graphs import collate, collate_on_device, frame_arrays
 from .isotopes import isotope_for
-from .modelfile import DEFAULT_MODEL, load_model
+from .modelfile import load_model
 from .params import efg_columns
 from .predict import covered_mask, resolve_device, species_indices
 from .reader import check_readable, iread
+from .spec import AnalysisSpec
 from .store import StoreLock, TensorStore, check_output, open_store, read, source_attrs
 
 
@@ -50,22 +50,6 @@ class Profile:
         return (f"profile: {self.frames} frames, {self.atoms} atoms in {self.wall:.2f} s ({rate:,.0f} atoms/s); "
                 f"read+graph {self.read_graph:.2f} s (reader thread), model {self.model:.2f} s, "
                 f"store {self.write:.2f} s")  # fmt: skip
-
-
-def parse_frames(text: str | None) -> slice:
-    """``start:stop:step`` (any part optional) -> slice; None -> all frames."""
-    if not text:
-        return slice(None)
-    parts = text.split(":")
-    if len(parts) > 3:
-        raise ValueError(f"--frames expects start:stop:step, got {text!r}")
-    try:
-        vals = [int(p) if p.strip() else None for p in parts] + [None] * (3 - len(parts))
-    except ValueError:
-        raise ValueError(f"--frames expects whole numbers start:stop:step, got {text!r}") from None
-    if any(v is not None and v < 0 for v in vals) or vals[2] == 0:
-        raise ValueError(f"--frames takes non-negative start/stop and a positive step, got {text!r}")
-    return slice(*vals)
 
 
 class _Progress:
@@ -145,14 +129,6 @@ def load_for_inference(model, device, batch_atoms=None):
     return net, info, dev, batch_atoms
 
 
-def expected_attrs(info, source, sel, dt_ps=None, md_timestep_ps=None, save_positions=False, species=None) -> dict:
-    """Store attributes that must match for a run to resume: the model, the source's
-    content, and every option that changes what is stored (frames, times, positions, sites)."""
-    return {"model_sha256": info["sha256"], "source": source, "frame_selection": [sel.start, sel.stop, sel.step],
-            "options": {"dt_ps": dt_ps, "md_timestep_ps": md_timestep_ps, "save_positions": bool(save_positions),
-                        "species": species if species is None or isinstance(species, str) else sorted(species)}}  # fmt: skip
-
-
 @dataclass
 class Job:
     """What every chunk of a run needs, derived once from the model and the first frame.
@@ -220,61 +196,47 @@ class Job:
             raise InputError(self.check.source, "non-finite coordinates", frame=frame.index, line=frame.line)
         return frame, None
 
-    def infer(self, chunk, dt_ps, md_timestep_ps, save_positions) -> dict:
+    def infer(self, chunk, spec: AnalysisSpec) -> dict:
         """The store's arrays for one chunk of ``(frame, graph arrays or None)``."""
         unknown = (self.idx < 0).cpu().numpy()[self.sites]
         data = _infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
-                            self.covered, unknown, save_positions, source=self.check.source)  # fmt: skip
-        data["time_ps"] = np.array([_time_ps(f, dt_ps, md_timestep_ps) for f, _ in chunk], float)
+                            self.covered, unknown, spec.save_positions, source=self.check.source)  # fmt: skip
+        data["time_ps"] = np.array([_time_ps(f, spec.dt_ps, spec.md_timestep_ps) for f, _ in chunk], float)
         return data
 
 
-def analyze(trajectory, output=None, model=DEFAULT_MODEL, frames=None, species=None, dt_ps=None, chunk_frames=64,
-            batch_atoms=None, device="cpu", resume=False, overwrite=False, save_positions=False,
-            allow_unknown=False, progress=True, fmt=None, topology=None, graphs="auto", md_timestep_ps=None,
-            correlate=False, profile=None):  # fmt: skip
-    """Predict tensors for every selected frame of ``trajectory`` into a zarr store; returns its path.
+def analyze(spec, output=None, *, profile=None, **options):
+    """Predict tensors for every selected frame into a zarr store; returns its path.
 
-    ``correlate``: run a streaming multiple-tau correlator alongside (not with ``resume``)
-    and store its per-irrep autocorrelations under ``analysis/``;
-    ``md_timestep_ps``: ps per MD step, turning step numbers (LAMMPS dumps) into times;
-    ``batch_atoms``: atoms per inference batch (default 4,000 on CPU, 100,000 on GPU);
-    ``species``: element symbols whose sites are stored (default: all the model covers);
-    ``topology``: element-naming file for binary trajectories (DCD, XTC, TRR; MDAnalysis);
-    ``frames``: a slice or ``"start:stop:step"``; ``dt_ps``: time between stored frames of
-    the file when it has no times (ps); ``graphs``: where neighbour lists are built, ``cpu``
-    (reader thread, overlapping inference), ``device`` (vesin on the model's device) or
-    ``auto`` (device when that is a GPU); ``profile``: a :class:`Profile` to fill.
+    ``spec``: an :class:`~dynnmr.spec.AnalysisSpec`, or the trajectory path with
+    ``output`` and the spec's fields as keyword arguments (``model``, ``frames``,
+    ``species``, ``dt_ps``, ``chunk_frames``, ``device``, ``resume``, ...; see there).
+    ``profile``: a :class:`Profile` to fill with the time spent per stage.
     """
-    if graphs not in ("auto", "cpu", "device"):
-        raise ValueError(f"graphs must be auto, cpu or device, not {graphs!r}")
-    trajectory = Path(trajectory)
-    output = Path(output) if output else trajectory.with_name(trajectory.name + ".nmr.zarr")
-    sel = frames if isinstance(frames, slice) else parse_frames(frames)
+    if not isinstance(spec, AnalysisSpec):
+        spec = AnalysisSpec(spec, output, **options)
+    elif output is not None or options:
+        raise TypeError("analyze(spec) takes no other options: use spec.replace(...)")
     prof = profile if profile is not None else Profile()
     t_wall = time.perf_counter()
-    check_readable(trajectory)
-    check_output(output, resume, overwrite)
-    net, info, dev, batch_atoms = load_for_inference(model, device, batch_atoms)
-    source = source_attrs(trajectory)
-    expected = expected_attrs(info, source, sel, dt_ps, md_timestep_ps, save_positions, species)
-    with StoreLock(output):
-        return _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expected, resume, overwrite, species,
-                               dt_ps, chunk_frames, save_positions, allow_unknown, progress, fmt, topology, graphs,
-                               md_timestep_ps, correlate, prof, t_wall)  # fmt: skip
+    check_readable(spec.trajectory)
+    check_output(spec.output, spec.resume, spec.overwrite)
+    net, info, dev, batch_atoms = load_for_inference(spec.model, spec.device, spec.batch_atoms)
+    expected = spec.expected_attrs(info, source_attrs(spec.trajectory))
+    with StoreLock(spec.output):
+        return _analyze_locked(spec, net, info, dev, batch_atoms, expected, prof, t_wall)
 
 
-def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expected, resume, overwrite, species, dt_ps,
-                    chunk_frames, save_positions, allow_unknown, progress, fmt, topology, graphs, md_timestep_ps,
-                    correlate, prof, t_wall):  # fmt: skip
+def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, prof, t_wall):
     """:func:`analyze` once the output is checked and its writer lock held."""
-    if resume:
+    trajectory, output, sel = spec.trajectory, spec.output, spec.selection
+    if spec.resume:
         store = TensorStore.reopen(output, expected)
         done = store.frames_done // store.chunk_frames * store.chunk_frames  # restart on a chunk boundary
     else:
         store, done = None, 0
     start, step = sel.start or 0, sel.step or 1
-    reader = iread(trajectory, slice(start + done * step, sel.stop, step), format=fmt, topology=topology)
+    reader = iread(trajectory, slice(start + done * step, sel.stop, step), format=spec.fmt, topology=spec.topology)
     try:
         first = next(reader)
     except StopIteration:
@@ -282,17 +244,15 @@ def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expect
             store.finish()
             return output
         raise InputError(trajectory, "no frames in the selection") from None
-    job = Job.create(trajectory, first, net, info, dev, batch_atoms, species, allow_unknown)
+    job = Job.create(trajectory, first, net, info, dev, batch_atoms, spec.species, spec.allow_unknown)
     if store is None:
         store = TensorStore.create(output, targets=net.targets, numbers=job.numbers[job.sites], atom_index=job.sites,
-                                   chunk_frames=chunk_frames, attrs={**expected, **job.attrs(dt_ps)},
-                                   save_positions=save_positions, overwrite=overwrite)  # fmt: skip
+                                   chunk_frames=spec.chunk_frames, attrs={**expected, **job.attrs(spec.dt_ps)},
+                                   save_positions=spec.save_positions, overwrite=spec.overwrite)  # fmt: skip
     elif not np.array_equal(np.asarray(store.group["atom_index"][:]), job.sites):
         raise ValueError(f"--resume: {output} stores other sites than this run selects")
     chunk_frames = store.chunk_frames
-    if correlate and done:
-        raise ValueError("--correlate needs the whole run in one pass; use dynnmr dynamics on a resumed store")
-    correlators = {t: MultipleTauCorrelator(len(job.sites)) for t in net.targets} if correlate else {}
+    correlators = {t: MultipleTauCorrelator(len(job.sites)) for t in net.targets} if spec.correlate else {}
 
     def frames_with_first():
         yield first
@@ -300,11 +260,11 @@ def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expect
 
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    cpu_graphs = graphs == "cpu" or (graphs == "auto" and dev.type == "cpu")
+    cpu_graphs = spec.graphs == "cpu" or (spec.graphs == "auto" and dev.type == "cpu")
     worker = threading.Thread(target=_producer, daemon=True,
                               args=(frames_with_first(), q, chunk_frames, job, prof, stop, cpu_graphs))  # fmt: skip
     worker.start()
-    bar = _Progress(progress)
+    bar = _Progress(spec.progress)
     n_atoms = len(job.numbers)
     error = None
     position = done
@@ -319,7 +279,7 @@ def _analyze_locked(trajectory, output, sel, net, info, dev, batch_atoms, expect
             if not payload:
                 continue
             t0 = time.perf_counter()
-            data = job.infer(payload, dt_ps, md_timestep_ps, save_positions)
+            data = job.infer(payload, spec)
             prof.model += time.perf_counter() - t0
             t0 = time.perf_counter()
             try:

@@ -13,7 +13,7 @@ from test_train_predict import tiny_config  # noqa: F401  (fixture)
 from dynnmr.cli import main
 from dynnmr.engine import summarize
 from dynnmr.errors import InputError
-from dynnmr.store import StoreBusy, StoreLock, TensorStore
+from dynnmr.store import StoreBusy, TensorStore
 
 
 def test_second_writer_is_refused_and_the_store_is_untouched(tmp_path, tiny_model, capsys):  # noqa: F811
