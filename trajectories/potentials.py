@@ -134,9 +134,11 @@ def bks_short_range(r, a, rho, c, qq, r_t):
 def write_bks_table(path, n=10000, r_min=0.5):
     """The BKS short-range terms as a LAMMPS pair table (sections SISI, SIO, OO)."""
     r = np.linspace(r_min, BKS_CUTOFF, n)
-    with open(path, "w") as fh:
+    tmp = f"{path}.{os.getpid()}"  # written aside and renamed: stages running in parallel read it
+    with open(tmp, "w") as fh:
         fh.write("# BKS short-range terms with a repulsive wall (trajectories/potentials.py)\n")
         for key in ("SISI", "SIO", "OO"):
             e, f = (np.zeros(n), np.zeros(n)) if key == "SISI" else bks_short_range(r, *BKS[key])
             fh.write(f"\n{key}\nN {n} R {r_min} {BKS_CUTOFF}\n\n")
             fh.writelines(f"{k + 1} {r[k]:.6f} {e[k]:.10e} {f[k]:.10e}\n" for k in range(n))
+    os.replace(tmp, path)
