@@ -54,7 +54,7 @@ def cmd_train(args):
 def cmd_predict(args):
     from . import io
     from .modelfile import load_model
-    from .predict import predict_images
+    from .inference import predict_images
 
     model, info = load_model(args.model)
     images = io.read(args.input)

@@ -25,7 +25,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .engine import Job, _Progress, load_for_inference
+from .engine import _Progress
+from .inference import Job, load_for_inference
 from .errors import InputError
 from .reader import check_readable, count_frames, frame_index, iread, is_extxyz
 from .spec import AnalysisSpec

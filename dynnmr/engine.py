@@ -19,16 +19,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from . import tensors as T
 from .correlator import MultipleTauCorrelator
 from .errors import InputError
-from .graphs import collate, collate_on_device, frame_arrays
+from .inference import Job, load_for_inference
 from .isotopes import isotope_for
-from .modelfile import load_model
 from .params import efg_columns
-from .predict import covered_mask, resolve_device, species_indices
 from .reader import check_readable, iread
 from .spec import AnalysisSpec
 from .store import StoreLock, TensorStore, check_output, open_store, read, source_attrs
@@ -102,107 +99,6 @@ def _producer(reader, out: queue.Queue, chunk_frames, job, prof: Profile, stop: 
     except BaseException as exc:  # hand every failure to the main thread, with the frames before it
         out.put(("chunk", chunk))
         out.put(("error", exc))
-
-
-class _FrameCheck:
-    """Frames must keep the first frame's atoms, species and periodicity."""
-
-    def __init__(self, source, numbers, periodic):
-        self.source, self.numbers, self.periodic = source, numbers, periodic
-
-    def __call__(self, frame):
-        if len(frame.numbers) != len(self.numbers):
-            raise InputError(self.source, f"atom count changed from {len(self.numbers)} to {len(frame.numbers)}",
-                             frame=frame.index, line=frame.line)  # fmt: skip
-        if not np.array_equal(frame.numbers, self.numbers):
-            raise InputError(self.source, "species order changed from the first frame", frame=frame.index, line=frame.line)
-        if self.periodic and frame.cell is None:
-            raise InputError(self.source, "missing cell (Lattice) in a periodic run", frame=frame.index, line=frame.line)
-
-
-def load_for_inference(model, device, batch_atoms=None):
-    """``(net, info, device, batch_atoms)``; batch default 4,000 atoms on CPU, 100,000 on GPU."""
-    dev = resolve_device(device)
-    if batch_atoms is None:  # CPU throughput is flat in batch size, and memory is not
-        batch_atoms = 4000 if dev.type == "cpu" else 100_000
-    net, info = load_model(model, device=dev)
-    return net, info, dev, batch_atoms
-
-
-@dataclass
-class Job:
-    """What every chunk of a run needs, derived once from the model and the first frame.
-
-    Shared by the single-process engine and the distributed workers, so both compute a
-    chunk the same way (the same batches, hence the same numbers).
-    """
-
-    net: torch.nn.Module
-    info: dict
-    device: torch.device
-    batch_atoms: int
-    numbers: np.ndarray  # (N,) atomic numbers of every atom
-    sites: np.ndarray  # indices of the stored sites
-    idx: torch.Tensor  # embedding row per atom (-1: unknown, only with allow_unknown)
-    covered: dict  # target -> (n_sites,) bool: species the model was trained on
-    check: "_FrameCheck"
-
-    @classmethod
-    def create(cls, trajectory, first, net, info, device, batch_atoms, species=None, allow_unknown=False):
-        from ase.data import atomic_numbers, chemical_symbols
-
-        numbers = first.numbers
-        idx = species_indices(net, torch.as_tensor(numbers), allow_unknown, source=trajectory, frame=first.index)
-        covers = {z for t in net.targets for z in info.get("covered_species", {}).get(t, net.species)}
-        wanted = covers
-        if isinstance(species, str):
-            unknown_names = [s.strip() for s in species.split(",") if s.strip() not in atomic_numbers]
-            if unknown_names:
-                raise ValueError(f"--species: unknown element(s) {', '.join(unknown_names)}")
-            wanted = {atomic_numbers[s.strip()] for s in species.split(",")}
-        elif species:
-            wanted = set(species)
-        sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
-        if sites.size == 0:
-            raise InputError(trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}")
-        if not covers & wanted:
-            raise ValueError(f"model {info['name']} predicts {', '.join(net.targets)} only for "
-                             f"{', '.join(chemical_symbols[z] for z in sorted(covers))}, not for the selected "
-                             f"{', '.join(chemical_symbols[z] for z in sorted(wanted))}")  # fmt: skip
-        covered = {t: covered_mask(info, t, numbers[sites]) for t in net.targets}
-        check = _FrameCheck(trajectory, numbers, first.cell is not None)
-        return cls(net, info, device, batch_atoms, numbers, sites, idx, covered, check)
-
-    def attrs(self, dt_ps) -> dict:
-        """The store's descriptive attributes for this model and selection."""
-        from ase.data import chemical_symbols
-
-        info = self.info
-        return {"model_name": info["name"], "targets": list(self.net.targets),
-                "units": {**info["units"], "time_ps": "ps", "cell": "Angstrom", "positions": "Angstrom"},
-                "shift_reference": info.get("shift_reference", {}),
-                "species": sorted({chemical_symbols[z] for z in self.numbers[self.sites]}), "dt_ps": dt_ps,
-                "covered_species": {t: sorted({chemical_symbols[int(z)] for z in self.numbers[self.sites][c]})
-                                    for t, c in self.covered.items()}}  # fmt: skip
-
-    def prepare(self, frame, cpu_graphs):
-        """``(frame, graph arrays or None)`` for :meth:`infer`, after checking the frame;
-        graph arrays are built here (CPU) or left to the model's device (None)."""
-        self.check(frame)
-        if cpu_graphs:
-            return frame, frame_arrays(frame.numbers, frame.positions, frame.cell, frame.pbc, self.net.cutoff,
-                                       source=self.check.source, frame=frame.index, line=frame.line)  # fmt: skip
-        if not np.isfinite(frame.positions).all():
-            raise InputError(self.check.source, "non-finite coordinates", frame=frame.index, line=frame.line)
-        return frame, None
-
-    def infer(self, chunk, spec: AnalysisSpec) -> dict:
-        """The store's arrays for one chunk of ``(frame, graph arrays or None)``."""
-        unknown = (self.idx < 0).cpu().numpy()[self.sites]
-        data = _infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
-                            self.covered, unknown, spec.save_positions, source=self.check.source)  # fmt: skip
-        data["time_ps"] = np.array([_time_ps(f, spec.dt_ps, spec.md_timestep_ps) for f, _ in chunk], float)
-        return data
 
 
 def analyze(spec, output=None, *, profile=None, **options):
@@ -328,56 +224,6 @@ def _store_correlations(group, correlators):
         for l, v in c.items():
             out.create_array(f"mtau_{t}_l{l}", data=v.astype(np.float64), overwrite=True,
                              dimension_names=("mtau_lag", "site"))  # fmt: skip
-
-
-def _time_ps(frame, dt_ps, md_timestep_ps):
-    """A frame's time (ps): from the file, from its MD step number, from --dt, or NaN."""
-    if frame.time_ps is not None:
-        return frame.time_ps
-    if md_timestep_ps and "timestep" in frame.info:
-        return int(frame.info["timestep"]) * md_timestep_ps
-    return frame.index * dt_ps if dt_ps else np.nan
-
-
-def _infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, save_positions, source="<input>"):
-    """Model outputs for one chunk of (frame, graph arrays or None); returns the store's arrays.
-
-    NaN marks only what the model does not cover (species it was not trained on for a
-    target, unknown elements); a non-finite output anywhere else is an error naming the
-    frame and atoms, never stored."""
-    n_frames = len(chunk)
-    n_atoms = len(chunk[0][0].numbers)
-    per_batch = max(1, batch_atoms // max(n_atoms, 1))
-    out = {t: np.empty((n_frames, len(sites), 9), np.float32) for t in net.targets}
-    with torch.inference_mode():
-        for b in range(0, n_frames, per_batch):
-            part = chunk[b : b + per_batch]
-            if part[0][1] is None:  # graphs built where the model runs
-                graph = collate_on_device([f for f, _ in part], net.cutoff, device)
-            else:
-                graph = collate([p for _, p in part]).to(device)
-            nb = len(part)
-            offs = (torch.arange(nb) * n_atoms)[:, None]
-            batch_sites = (offs + sites[None, :]).reshape(-1).to(device)
-            res = net(graph, species_idx=idx.repeat(nb).to(device), sites=batch_sites)
-            for t, tensors in res.items():
-                arr = tensors.reshape(nb, len(sites), 9).float().cpu().numpy()
-                expected = covered[t] & ~unknown
-                bad = ~np.isfinite(arr).all(axis=2) & expected
-                if bad.any():
-                    f, _ = part[int(np.flatnonzero(bad.any(axis=1))[0])]
-                    atoms = sites.numpy()[bad[np.flatnonzero(bad.any(axis=1))[0]]]
-                    raise InputError(source, f"the model gave non-finite {t} tensors for atoms "
-                                             f"{', '.join(map(str, atoms[:10]))}{' ...' if len(atoms) > 10 else ''}",
-                                     frame=f.index, line=f.line)  # fmt: skip
-                arr[:, ~expected] = np.nan
-                out[t][b : b + nb] = arr
-    frames = [f for f, _ in chunk]
-    data = {**out, "frame_index": np.array([f.index for f in frames]),
-            "cell": np.stack([f.cell if f.cell is not None else np.full((3, 3), np.nan) for f in frames])}  # fmt: skip
-    if save_positions:
-        data["positions"] = np.stack([f.positions[sites.numpy()] for f in frames]).astype(np.float32)
-    return data
 
 
 def summarize(path, chunk=None):

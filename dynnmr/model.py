@@ -195,9 +195,11 @@ class TensorGNN(nn.Module):
             self.register_buffer(f"{t}_scale", torch.ones(n, k))
             self.register_buffer(f"{t}_shift", torch.zeros(n, k))
 
-    def species_indices(self, numbers):
+    def species_indices(self, numbers, allow_unknown=False):
+        """Embedding rows of atomic numbers; -1 for species the model does not know (an
+        error unless ``allow_unknown``)."""
         idx = self.species_index[numbers]
-        if (idx < 0).any():
+        if (idx < 0).any() and not allow_unknown:
             unknown = sorted(set(numbers[idx < 0].tolist()))
             raise ValueError(f"atomic numbers {unknown} are not among the model's species {self.species}")
         return idx

@@ -19,7 +19,7 @@ from dynnmr.engine import analyze, summarize
 from dynnmr.errors import InputError
 from dynnmr.model import TensorGNN
 from dynnmr.modelfile import load_model, save_model
-from dynnmr.predict import predict_images
+from dynnmr.inference import predict_images
 
 QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
 
