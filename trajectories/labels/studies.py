@@ -167,7 +167,7 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
 
 def si_crystals_study(model="sio2", path=HERE / "si_crystals.json"):
     from dynnmr.modelfile import load_model
-    from dynnmr.predict import predict_images
+    from dynnmr.inference import predict_images
 
     net, info = load_model(model)
     measured = {"alpha_quartz": -107.4, "alpha_cristobalite": -108.5}  # delta_iso vs TMS (ppm), as in the README
