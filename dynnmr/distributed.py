@@ -105,12 +105,7 @@ def analyze_distributed(spec, client, output=None, *, threads=None, retries=1, *
 def _run_locked(client, spec, net, job, expected, n_frames, threads, retries):
     """:func:`analyze_distributed` once the output is checked and its writer lock held."""
     output = spec.output
-    if spec.resume:
-        store = TensorStore.reopen(output, expected)
-    else:
-        store = TensorStore.create(output, targets=net.targets, numbers=job.numbers[job.sites], atom_index=job.sites,
-                                   chunk_frames=spec.chunk_frames, attrs={**expected, **job.attrs(spec.dt_ps)},
-                                   save_positions=spec.save_positions, overwrite=spec.overwrite)  # fmt: skip
+    store = TensorStore.for_run(spec, expected, net.targets, job.numbers[job.sites], job.sites, job.attrs(spec.dt_ps))
     done = store.plan_chunks(n_frames)
     todo = [int(c) for c in np.flatnonzero(~done)]
     futures = client.map(run_chunk, todo, pure=False, retries=retries, spec=spec, n_frames=n_frames,

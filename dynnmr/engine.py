@@ -126,32 +126,26 @@ def analyze(spec, output=None, *, profile=None, **options):
 def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, prof, t_wall):
     """:func:`analyze` once the output is checked and its writer lock held."""
     trajectory, output, sel = spec.trajectory, spec.output, spec.selection
-    if spec.resume:
-        store = TensorStore.reopen(output, expected)
-        done = store.frames_done // store.chunk_frames * store.chunk_frames  # restart on a chunk boundary
-    else:
-        store, done = None, 0
     start, step = sel.start or 0, sel.step or 1
+    done = 0
+    if spec.resume:  # restart on a chunk boundary
+        attrs = open_store(output).attrs
+        done = int(attrs["frames_done"]) // int(attrs["chunk_frames"]) * int(attrs["chunk_frames"])
     reader = iread(trajectory, slice(start + done * step, sel.stop, step), format=spec.fmt, topology=spec.topology)
     try:
-        first = next(reader)
+        head = [next(reader)]
     except StopIteration:
-        if store is not None:  # resuming a run that had already read every frame
-            store.finish()
-            return output
-        raise InputError(trajectory, "no frames in the selection") from None
+        if not done:
+            raise InputError(trajectory, "no frames in the selection") from None
+        head = []  # every frame was stored before: the run only checks the store and marks it complete
+    first = head[0] if head else next(iread(trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
     job = Job.create(trajectory, first, net, info, dev, batch_atoms, spec.species, spec.allow_unknown)
-    if store is None:
-        store = TensorStore.create(output, targets=net.targets, numbers=job.numbers[job.sites], atom_index=job.sites,
-                                   chunk_frames=spec.chunk_frames, attrs={**expected, **job.attrs(spec.dt_ps)},
-                                   save_positions=spec.save_positions, overwrite=spec.overwrite)  # fmt: skip
-    elif not np.array_equal(np.asarray(store.group["atom_index"][:]), job.sites):
-        raise ValueError(f"--resume: {output} stores other sites than this run selects")
+    store = TensorStore.for_run(spec, expected, net.targets, job.numbers[job.sites], job.sites, job.attrs(spec.dt_ps))
     chunk_frames = store.chunk_frames
     correlators = {t: MultipleTauCorrelator(len(job.sites)) for t in net.targets} if spec.correlate else {}
 
     def frames_with_first():
-        yield first
+        yield from head
         yield from reader
 
     q: queue.Queue = queue.Queue(maxsize=2)

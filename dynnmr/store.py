@@ -235,6 +235,20 @@ class TensorStore:
         return store
 
     @classmethod
+    def for_run(cls, spec, expected: dict, targets, numbers, sites, attrs: dict):
+        """The store of an analyze run (:class:`~dynnmr.spec.AnalysisSpec`): reopened when
+        it resumes (model, source, options and sites must match ``expected``), else created
+        with ``expected`` and ``attrs`` as attributes."""
+        if not spec.resume:
+            return cls.create(spec.output, targets=targets, numbers=numbers, atom_index=sites,
+                              chunk_frames=spec.chunk_frames, attrs={**expected, **attrs},
+                              save_positions=spec.save_positions, overwrite=spec.overwrite)  # fmt: skip
+        store = cls.reopen(spec.output, expected)
+        if not np.array_equal(np.asarray(store.group["atom_index"][:]), sites):
+            raise ValueError(f"--resume: {spec.output} stores other sites than this run selects")
+        return store
+
+    @classmethod
     def reopen(cls, path, expected: dict):
         """Open an interrupted store; refuse if model or input differ from ``expected``."""
         path = Path(path)

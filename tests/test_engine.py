@@ -113,6 +113,20 @@ def test_refuses_overwrite_and_mismatched_resume(tmp_path, tiny_model):
         run(tmp_path / "t.extxyz", out, tiny_model, resume=True)
 
 
+def test_resume_with_every_frame_stored_only_marks_the_store_complete(tmp_path, tiny_model):
+    """A run killed after its last chunk but before it was marked complete (10 frames,
+    chunks of 5: nothing is left to read)."""
+    make_traj(tmp_path / "t.extxyz", n_frames=10)
+    out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
+    g = zarr.open_group(str(out), mode="r+")
+    g.attrs["complete"] = False
+    before = g["ms"][:]
+    run(tmp_path / "t.extxyz", out, tiny_model, resume=True)
+    g = zarr.open_group(str(out), mode="r")
+    assert g.attrs["complete"] is True and g.attrs["frames_done"] == 10
+    np.testing.assert_array_equal(g["ms"][:], before)
+
+
 def test_resume_after_kill_gives_identical_store(tmp_path, tiny_model):
     traj = tmp_path / "t.extxyz"
     make_traj(traj, n_frames=250, repeat=(2, 2, 2))
