@@ -24,18 +24,29 @@ def si_o_si_angles(numbers, frac, cell):
     return structure.si_o_si_angles(Atoms(numbers=numbers, scaled_positions=frac, cell=cell, pbc=True))
 
 
+def c_over_a(lengths, repeat=None):
+    """c/a of the tetragonal (alpha) setting from the box lengths: of a ``repeat`` of alpha
+    cells (c along z), or with ``repeat=None`` of a cubic beta supercell, where alpha forms
+    with its c axis along one box edge (the one unlike the others) and its a axes along
+    face diagonals (a = L sqrt(2) / n, so c/a = sqrt(2) L_c / L_a; beta gives sqrt(2))."""
+    lengths = np.asarray(lengths, float)
+    if repeat is not None:
+        return lengths[2] / repeat[2] / (0.5 * (lengths[0] / repeat[0] + lengths[1] / repeat[1]))
+    c = int(np.argmax(np.abs(lengths - np.median(lengths))))
+    return float(np.sqrt(2) * lengths[c] / np.mean(np.delete(lengths, c)))
+
+
 def order_parameters(frames, repeat=(4, 4, 3), window=10):
-    """Per frame: T (K), volume per SiO2 (A^3), c/a, instantaneous and window-averaged mean angle."""
+    """Per frame: T (K), volume per SiO2 (A^3), c/a (:func:`c_over_a`), instantaneous and
+    window-averaged mean angle."""
     out = {k: [] for k in ("T", "volume_per_SiO2", "c_over_a", "angle_inst", "angle_avg")}
     n_si = None
     fracs = [f.get_scaled_positions(wrap=False) for f in frames]
     for k, f in enumerate(frames):
         n_si = int(np.sum(f.numbers == 14))
-        lengths = f.cell.lengths()
-        a = 0.5 * (lengths[0] / repeat[0] + lengths[1] / repeat[1])
         out["T"].append(f.info.get("temperature_K", np.nan))
         out["volume_per_SiO2"].append(f.get_volume() / n_si)
-        out["c_over_a"].append(lengths[2] / repeat[2] / a)
+        out["c_over_a"].append(c_over_a(f.cell.lengths(), repeat))
         out["angle_inst"].append(np.mean(si_o_si_angles(f.numbers, fracs[k], f.cell.array)))
         lo, hi = max(0, k - window // 2), min(len(frames), k + window // 2 + 1)
         ref = fracs[lo]
@@ -56,14 +67,17 @@ def running_mean(x, width=25):
 
 
 def transition_temperature(T, order, width=25):
-    """Temperature of the steepest rise of an order parameter's running mean along the ramp."""
+    """Temperature of the steepest change of an order parameter's running mean along the
+    ramp (its rise on heating, its fall on cooling)."""
     smooth = running_mean(order, width)
-    grad = np.gradient(smooth)
+    grad = np.abs(np.gradient(smooth))
     k = width + int(np.argmax(grad[width:-width]))  # ignore the ends, where the mean is one-sided
     return float(running_mean(T, width)[k])
 
 
-def plot_ramp(path, png, repeat=(4, 4, 3)):
+def plot_ramp(path, png, repeat=None, potential="Vashishta 1994"):
+    """The figure of README.md: volume, c/a and Si-O-Si angle against temperature along the
+    ramp (``repeat``: see :func:`c_over_a`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,8 +105,11 @@ def plot_ramp(path, png, repeat=(4, 4, 3)):
         ax.set_xlabel("temperature (K)")
         ax.axvline(tc_angle, color="k", lw=0.6)
         ax.axvspan(490, 540, color="C2", alpha=0.15)
-    fig.suptitle(f"α→β cristobalite, Munetoh Tersoff, {len(frames[0])} atoms, 2 K/ps: steepest rise of the "
-                 f"time-averaged Si-O-Si angle at {tc_angle:.0f} K (black line); experiment 490-540 K (green)")  # fmt: skip
+    heating = p["T"][-1] > p["T"][0]
+    rate = abs(p["T"][-1] - p["T"][0]) / max(frames[-1].info["time_ps"] - frames[0].info["time_ps"], 1e-9)
+    fig.suptitle(f"{'α→β' if heating else 'β→α'} cristobalite, {potential}\n{len(frames[0])} atoms, "
+                 f"{'heated' if heating else 'cooled'} at about {rate:.1f} K/ps: steepest change of the time-averaged "
+                 f"Si-O-Si angle at {tc_angle:.0f} K (black line); experiment 490-540 K (green)")  # fmt: skip
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
