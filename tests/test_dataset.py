@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from test_engine import make_traj, run, tiny_model  # noqa: F401  (fixture)
+from helpers import make_traj, run
 
 import dynnmr
 import dynnmr.tensors
@@ -15,7 +15,7 @@ xr = pytest.importorskip("xarray", reason="xarray is a dependency of dynnmr.open
 torch.set_num_threads(2)
 
 
-def test_open_store_labels_frames_sites_and_components(tmp_path, tiny_model):  # noqa: F811
+def test_open_store_labels_frames_sites_and_components(tmp_path, tiny_model):
     frames = make_traj(tmp_path / "t.extxyz", n_frames=12)
     out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)  # times from the file: 2 fs apart
     g = zarr.open_group(str(out), mode="r")
@@ -35,7 +35,7 @@ def test_open_store_labels_frames_sites_and_components(tmp_path, tiny_model):  #
         dynnmr.open_store(tmp_path)
 
 
-def test_open_store_analysis_has_its_lag_axis_and_one_site_axis_per_species(tmp_path, tiny_model):  # noqa: F811
+def test_open_store_analysis_has_its_lag_axis_and_one_site_axis_per_species(tmp_path, tiny_model):
     make_traj(tmp_path / "t.extxyz", n_frames=40)
     out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model, correlate=True)
     assert main(["dynamics", str(out), "--max-lag", "0.02"]) == 0

@@ -17,7 +17,7 @@ from dynnmr.dynamics import analyse_store
 from dynnmr.engine import analyze
 from dynnmr.reader import frame_index, iread_extxyz
 
-from test_engine import make_traj, tiny_model  # noqa: F401  (fixture)
+from helpers import make_traj
 
 ARRAYS = ("ms", "efg", "time_ps", "frame_index", "cell")
 

@@ -13,46 +13,12 @@ import torch
 import zarr
 from ase.io import write
 
-from dynnmr import io
 from dynnmr.cli import main
 from dynnmr.engine import analyze, summarize
 from dynnmr.errors import InputError
-from dynnmr.model import TensorGNN
-from dynnmr.modelfile import load_model, save_model
 from dynnmr.inference import predict_images
-
-QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A random 2-species model: shielding for O and Si, EFG for O only."""
-    torch.manual_seed(0)
-    net = TensorGNN(species=[8, 14], targets=["ms", "efg"], channels=4, vector_channels=2, cutoff=3.5)
-    scale = torch.ones(2, 9) * 20
-    net.set_normalisation("ms", scale, torch.cat([torch.tensor([[250.0], [400.0]]), torch.zeros(2, 8)], 1))
-    net.set_normalisation("efg", torch.ones(2, 5), torch.zeros(2, 5))
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    hp = {"channels": 4, "vector_channels": 2, "cutoff": 3.5}
-    save_model(path, net, hp, covered_species={"ms": [8, 14], "efg": [8]},
-               shift_reference={"Si": {"sigma_ref_ppm": 300.0}})  # fmt: skip
-    return path
-
-
-def make_traj(path, n_frames=24, repeat=(2, 2, 2), seed=0):
-    rng = np.random.default_rng(seed)
-    frames = []
-    for k in range(n_frames):
-        a = QUARTZ.repeat(repeat)
-        a.positions += rng.normal(scale=0.05, size=a.positions.shape)
-        a.info["time"] = 0.002 * k
-        frames.append(a)
-    write(path, frames, format="extxyz")
-    return frames
-
-
-def run(traj, out, model, **kw):
-    return analyze(traj, out, model=str(model), chunk_frames=5, progress=False, device="cpu", **kw)
+from dynnmr.modelfile import load_model
+from helpers import make_traj, run
 
 
 def test_store_layout_and_values_match_predict(tmp_path, tiny_model):

@@ -10,7 +10,7 @@ from dynnmr import tensors as T
 from dynnmr.graphs import build_graph
 from dynnmr.model import TensorGNN
 
-from test_tensors import random_rotations
+from helpers import random_rotations
 
 QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
 

@@ -7,8 +7,7 @@ import os
 import numpy as np
 import pytest
 import zarr
-from test_engine import make_traj, run, tiny_model  # noqa: F401  (fixture)
-from test_train_predict import tiny_config  # noqa: F401  (fixture)
+from helpers import make_traj, run
 
 from dynnmr.cli import main
 from dynnmr.engine import summarize
@@ -16,7 +15,7 @@ from dynnmr.errors import InputError
 from dynnmr.store import StoreBusy, TensorStore
 
 
-def test_second_writer_is_refused_and_the_store_is_untouched(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_second_writer_is_refused_and_the_store_is_untouched(tmp_path, tiny_model, capsys):
     """The lock is an OS lock: another process holding it is seen (a subprocess here)."""
     import subprocess
     import sys
@@ -45,7 +44,7 @@ def test_second_writer_is_refused_and_the_store_is_untouched(tmp_path, tiny_mode
     assert not (tmp_path / "s.zarr.lock").exists()  # released at the end of the run
 
 
-def test_lock_of_a_dead_writer_is_free_and_reported(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_lock_of_a_dead_writer_is_free_and_reported(tmp_path, tiny_model, capsys):
     """kill -9 cannot leave a store locked (the OS drops the lock), but the dead writer's
     note left in the lock file is reported."""
     make_traj(tmp_path / "t.extxyz", n_frames=6)
@@ -60,7 +59,7 @@ def test_lock_of_a_dead_writer_is_free_and_reported(tmp_path, tiny_model, capsys
     assert not lock.exists() and zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs["complete"]
 
 
-def test_overwrite_replaces_only_a_dynnmr_store(tmp_path, tiny_model):  # noqa: F811
+def test_overwrite_replaces_only_a_dynnmr_store(tmp_path, tiny_model):
     make_traj(tmp_path / "t.extxyz", n_frames=6)
     docs = tmp_path / "mydocs"
     (docs / "sub").mkdir(parents=True)
@@ -78,7 +77,7 @@ def test_overwrite_replaces_only_a_dynnmr_store(tmp_path, tiny_model):  # noqa: 
     assert (docs / "thesis.tex").exists()
 
 
-def test_dynamics_and_spectrum_refuse_unfinished_stores(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_dynamics_and_spectrum_refuse_unfinished_stores(tmp_path, tiny_model, capsys):
     make_traj(tmp_path / "t.extxyz", n_frames=12)
     out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
     g = zarr.open_group(str(out), mode="r+")
@@ -94,7 +93,7 @@ def test_dynamics_and_spectrum_refuse_unfinished_stores(tmp_path, tiny_model, ca
     assert "not a dynnmr store" in capsys.readouterr().err
 
 
-def test_training_checkpoint_cannot_run_code(tiny_config, tmp_path):  # noqa: F811
+def test_training_checkpoint_cannot_run_code(tiny_config, tmp_path):
     """Resuming a run from a crafted checkpoint.pt that would run code when unpickled is refused."""
     import pickle
 
@@ -113,7 +112,7 @@ def test_training_checkpoint_cannot_run_code(tiny_config, tmp_path):  # noqa: F8
     assert not (tmp_path / "pwned").exists()
 
 
-def test_overlapping_atoms_and_unit_mixups_are_errors_naming_frame_and_atoms(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_overlapping_atoms_and_unit_mixups_are_errors_naming_frame_and_atoms(tmp_path, tiny_model, capsys):
     frames = make_traj(tmp_path / "t.extxyz", n_frames=6)
     bad = [f.copy() for f in frames]
     bad[4].positions[7] = bad[4].positions[3]  # two atoms on one spot in frame 4
@@ -157,7 +156,7 @@ def test_neighbour_count_guard(monkeypatch):
         frame_arrays(np.full(len(grid), 8), grid, cell, [True] * 3, 5.0)
 
 
-def test_a_lost_chunk_is_an_error_not_a_smaller_data_set(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_a_lost_chunk_is_an_error_not_a_smaller_data_set(tmp_path, tiny_model, capsys):
     import shutil
 
     make_traj(tmp_path / "t.extxyz", n_frames=12)
@@ -173,7 +172,7 @@ def test_a_lost_chunk_is_an_error_not_a_smaller_data_set(tmp_path, tiny_model, c
     assert "lost or corrupt chunk" in capsys.readouterr().err
 
 
-def test_resume_refuses_other_options_and_any_changed_byte(tmp_path, tiny_model):  # noqa: F811
+def test_resume_refuses_other_options_and_any_changed_byte(tmp_path, tiny_model):
     make_traj(tmp_path / "t.extxyz", n_frames=12)
     text = (tmp_path / "t.extxyz").read_text().replace(" time=", " t_other=")  # times from --dt
     (tmp_path / "u.extxyz").write_text(text)
@@ -193,7 +192,7 @@ def test_resume_refuses_other_options_and_any_changed_byte(tmp_path, tiny_model)
         run(tmp_path / "u.extxyz", out, tiny_model, dt_ps=0.07, save_positions=True, resume=True)
 
 
-def test_truncated_gzip_keeps_its_whole_frames(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_truncated_gzip_keeps_its_whole_frames(tmp_path, tiny_model, capsys):
     import gzip
 
     make_traj(tmp_path / "t.extxyz", n_frames=30)
@@ -217,7 +216,7 @@ def test_truncated_gzip_keeps_its_whole_frames(tmp_path, tiny_model, capsys):  #
     assert np.isfinite(g["ms"][:]).all()
 
 
-def test_folders_and_non_model_files_are_named_errors(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_folders_and_non_model_files_are_named_errors(tmp_path, tiny_model, capsys):
     make_traj(tmp_path / "t.extxyz", n_frames=3)
     (tmp_path / "text.pt").write_text("hello")
     (tmp_path / "cut.pt").write_bytes(tiny_model.read_bytes()[:500])
@@ -242,7 +241,7 @@ def test_a_failed_create_leaves_nothing_behind(tmp_path):
     TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=[14], atom_index=[0], chunk_frames=2, attrs={})
 
 
-def test_a_damaged_chunk_is_named_by_file_and_frames(tmp_path, tiny_model, capsys):  # noqa: F811
+def test_a_damaged_chunk_is_named_by_file_and_frames(tmp_path, tiny_model, capsys):
     make_traj(tmp_path / "t.extxyz", n_frames=12)
     out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
     chunk = out / "ms" / "c" / "1" / "0" / "0"  # frames 5..9 (chunks of 5)
@@ -257,7 +256,7 @@ def test_a_damaged_chunk_is_named_by_file_and_frames(tmp_path, tiny_model, capsy
         summarize(out)
 
 
-def test_a_full_disk_stops_with_a_named_error_and_resumes_identically(tmp_path, tiny_model, monkeypatch, capsys):  # noqa: F811
+def test_a_full_disk_stops_with_a_named_error_and_resumes_identically(tmp_path, tiny_model, monkeypatch, capsys):
     import errno
 
     import zarr.storage._local as local
@@ -288,7 +287,7 @@ def test_a_full_disk_stops_with_a_named_error_and_resumes_identically(tmp_path, 
         np.testing.assert_array_equal(a[name][:], b[name][:])
 
 
-def test_an_unreadable_trajectory_is_a_named_error(tmp_path, tiny_model, monkeypatch, capsys):  # noqa: F811
+def test_an_unreadable_trajectory_is_a_named_error(tmp_path, tiny_model, monkeypatch, capsys):
     """Permission denied (simulated: the test machines run as root, which reads every file)."""
     import builtins
 

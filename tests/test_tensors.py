@@ -9,22 +9,13 @@ from e3nn import io as e3io
 from e3nn import o3
 
 from dynnmr import tensors as T
+from helpers import random_rotations as _random_rotations
 
 RNG = np.random.default_rng(1234)
 
 
 def random_rotations(n):
-    q = RNG.normal(size=(n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    return _random_rotations(n, RNG)
 
 
 def test_spherical_basis_is_e3nn_cartesian_tensor():

@@ -14,27 +14,6 @@ from dynnmr.train import train
 from conftest import MAGRES
 
 
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory, shared_data):
-    """12 real silicates, a 4-channel model, 2 epochs."""
-    d = tmp_path_factory.mktemp("tiny")
-    images = io.read(shared_data / "silicate_29si_gipaw.json")
-    small = [a for a in images if len(a) <= 20][:12]
-    io.write_extxyz(d / "data.extxyz", small)
-    quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
-    cfg = {
-        "name": "tiny",
-        "data": ["data.extxyz"],
-        "split": {"val": 0.25, "test": 0.25, "seed": 1},
-        "model": {"channels": 4, "vector_channels": 2, "layers": 2, "cutoff": 4.0, "num_basis": 4, "radial_hidden": 8},
-        "training": {"epochs": 2, "batch_atoms": 40, "lr": 0.01, "threads": 1},
-        "references": {"Si": {"structure": str(quartz), "shift_ppm": -107.4}},
-    }
-    path = d / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 def weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
