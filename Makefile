@@ -47,7 +47,8 @@ runs/sio2-glass-holdout/metrics.json: | install
 sio2-evaluate: $(SPLIT_RUNS)
 	$(PY) benchmarks/split_table.py $(wildcard runs/sio2/metrics.json) $(SPLIT_RUNS)
 
-# Rebuild the example trajectories with LAMMPS (own environment; about 30 min on 1 core).
+# Rebuild the example trajectories with LAMMPS (own environment; 2-3 hours on 1 core, most of
+# it the BKS glasses; every stage resumes).
 # LAMMPS is pinned: restart files (the checkpoints of long runs) are read by the same version.
 MDVENV ?= .venv-md
 trajectories:

@@ -362,6 +362,13 @@ def _save(path: Path, images) -> None:
     os.replace(tmp, path)
 
 
+def _same_structure(a, b, tol_A=1e-4):
+    """Whether two frames hold the same atoms at the same places (A, within rounding)."""
+    return (len(a) == len(b) and np.array_equal(a.numbers, b.numbers)
+            and np.allclose(a.cell.array, b.cell.array, atol=tol_A)
+            and np.allclose(a.positions, b.positions, atol=tol_A))  # fmt: skip
+
+
 def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms"), max_sites=None,
                 shells=2, xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2", seed=0,
                 log=sys.stderr) -> list[Atoms]:  # fmt: skip
@@ -390,6 +397,9 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
             done.append(_blank_labels(atoms, source, frame_index, method))
             index[key] = len(done) - 1
         rec = done[index[key]]
+        if not _same_structure(rec, atoms):
+            raise ValueError(f"{out_path}: frame {frame_index} of {source} is not the structure labelled there "
+                             "(the trajectory was regenerated?); write to another file")  # fmt: skip
         if rec.info.get("label_method") != method:
             raise ValueError(f"{out_path}: frame {frame_index} was labelled with {rec.info.get('label_method')!r}, "
                              f"not {method!r}; write to another file")  # fmt: skip

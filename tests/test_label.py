@@ -160,6 +160,10 @@ def test_label_sites_resumes_and_refuses_another_method(tmp_path):
     assert np.allclose(eig[0], eig[1], atol=1e-5)
     with pytest.raises(ValueError, match="labelled with"):
         run(3, xc="b3lyp")
+    moved = crystal.copy()
+    moved.positions[0] += 0.01  # the same file name and frame, another structure (a regenerated trajectory)
+    with open(log, "a") as fh, pytest.raises(ValueError, match="frame 0 of quartz is not the structure labelled"):
+        label.label_sites([(0, moved)], out, "quartz", ("O",), ("efg",), 3, log=fh, **FAST)
 
 
 def test_cli_label_errors_name_the_file(tmp_path, capsys):
@@ -191,12 +195,19 @@ def test_coordination_defects_are_skipped_and_old_labels_withdrawn():
     assert (defect.arrays["label_status"][kept] == 1).all() and np.isfinite(defect.arrays["ms"][kept]).all()
 
 
-def test_si_centred_cluster_with_a_3_coordinated_outer_si_is_a_defect():
-    """Glass Si 459 (amorphous_sio2 frame 0): its own tetrahedron and O are regular, but two
-    of its outer Si are 3-coordinated; its cluster gave a 29Si sigma_iso of 543 ppm."""
-    from dynnmr.reader import iread
+def _tersoff_glass():
+    """The glass frame labelled in trajectories/labels (amorphous_sio2 frame 0 of the
+    Tersoff trajectories the labels were computed on), its labels dropped."""
+    atoms = ase.io.read(REPO / "trajectories" / "labels" / "sio2_clusters.extxyz", index=5)
+    assert atoms.info["source"] == "amorphous_sio2.extxyz.gz" and len(atoms) == 3000
+    return Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
 
-    glass = label.frame_to_atoms(next(iread(REPO / "trajectories" / "amorphous_sio2.extxyz.gz")))
+
+def test_si_centred_cluster_with_a_3_coordinated_outer_si_is_a_defect():
+    """Glass Si 459 (the Tersoff glass frame of the label file): its own tetrahedron and O
+    are regular, but two of its outer Si are 3-coordinated; its cluster gave a 29Si
+    sigma_iso of 543 ppm."""
+    glass = _tersoff_glass()
     bonds = label._bonds(glass)
     assert all(len(bonds[o]) == 2 for o, _ in bonds[459]) and len(bonds[459]) == 4
     assert "Si atom 750 bonded to 3 atoms (OOO), not 4 O" in label.coordination_defect(glass, 459, bonds)
@@ -206,9 +217,7 @@ def test_o_centred_cluster_with_a_3_coordinated_outer_o_is_a_defect():
     """Glass O 2333 (amorphous_sio2 frame 0): it bridges two regular Si, but an O of their
     tetrahedra (O 1168) is bonded to three Si, so the cluster caps it into OH2 with its two
     H atoms 1.2 A apart; that cluster gave 17O sigma_iso 173 ppm, below every regular site."""
-    from dynnmr.reader import iread
-
-    glass = label.frame_to_atoms(next(iread(REPO / "trajectories" / "amorphous_sio2.extxyz.gz")))
+    glass = _tersoff_glass()
     bonds = label._bonds(glass)
     assert len(bonds[2333]) == 2 and all(len(bonds[si]) == 4 for si, _ in bonds[2333])
     assert "O atom 1168 bonded to 3 atoms (SiSiSi), not 2 Si" in label.coordination_defect(glass, 2333, bonds)

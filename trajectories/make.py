@@ -3,11 +3,12 @@
 Usage (from the repository root; see trajectories/README.md)::
 
     make trajectories                 # or, by hand:
-    python trajectories/make.py all   # ramp, isotherms, amorphous (about 30 min on 1 core)
+    python trajectories/make.py all   # ramp, isotherms, glass, density series (hours on 1 core)
     python trajectories/make.py amorphous --atoms 24000 --out big   # on demand, not committed
 
 Potentials (``potentials.py``; chosen by measurement, see README.md and ``compare.py``):
-``--potential NAME`` for one; the committed files name theirs in README.md. Metal units,
+BKS for the glasses, Vashishta 1994 for cristobalite (``GLASS_POTENTIAL``,
+``CRYSTAL_POTENTIAL``); ``--potential NAME`` uses one for everything. Metal units,
 1 fs time step, Nose-Hoover thermostat/barostat. Each stage writes a LAMMPS restart file when it ends and is skipped when its output
 exists, so an interrupted build resumes at the stage it was in. Frames are collected
 through the library interface (ordered by atom id) and written as gzipped extended XYZ

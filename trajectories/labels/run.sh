@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 L="${DYNNMR:-.venv/bin/dynnmr} label"
 OUT=trajectories/labels/sio2_clusters.extxyz
-T=trajectories
+# These lines ran on the Tersoff trajectories of commit 223a7ed (README.md: which
+# trajectories); TRAJ_DIR points at a folder holding those files.
+T=${TRAJ_DIR:-trajectories}
 # experimental crystals: all O (and all Si) are equivalent by symmetry, one site each
 $L dynnmr/data/alpha_quartz.extxyz -o $OUT --sites O --max-sites 1
 $L dynnmr/data/alpha_cristobalite.extxyz -o $OUT --sites O --max-sites 1

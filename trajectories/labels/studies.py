@@ -11,7 +11,7 @@ lengths, its two halves turned rigidly about the bridging O in the Si-O-Si plane
 angle runs 130-180 deg. Expected: C_Q rises and eta_Q falls to 0 as the angle opens to
 180 deg (linear Si-O-Si is axially symmetric).
 convergence: O sites of experimental alpha-quartz and alpha-cristobalite and three of the
-bundled glass, cut with 2 bond shells (O + 2 Si + 6 OH) and with 3 (the 6 outer Si kept,
+labelled (Tersoff) glass frame, cut with 2 bond shells (O + 2 Si + 6 OH) and with 3 (the 6 outer Si kept,
 capped as SiH3).
 si: the Si-centred cluster labels in sio2_clusters.extxyz against the periodic (GIPAW-
 trained) model's sigma_iso of the same Si atoms in the same frames (default `sio2`):
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ase import Atoms
 
 from dynnmr import io, label
 from dynnmr.isotopes import get_isotope
@@ -98,11 +99,11 @@ def angle_study(path=HERE / "angle.json"):
 
 
 def convergence_study(path=HERE / "convergence.json"):
-    from dynnmr.reader import iread
-
     sites = [("alpha_quartz", io.read(DATA / "alpha_quartz.extxyz")[0], None),
              ("alpha_cristobalite", io.read(DATA / "alpha_cristobalite.extxyz")[0], None)]  # fmt: skip
-    glass = label.frame_to_atoms(next(iread(HERE.parent / "amorphous_sio2.extxyz.gz")))
+    # the labelled glass frame (Tersoff, the trajectories the labels were made on)
+    glass = io.read(HERE / "sio2_clusters.extxyz", index=5)
+    glass = Atoms(numbers=glass.numbers, positions=glass.positions, cell=glass.cell, pbc=True)
     bonds = label._bonds(glass)
     # the first three sites the labels would take (regular coordination) with closed-shell
     # 2- and 3-shell clusters
@@ -166,8 +167,8 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
 
 
 def si_crystals_study(model="sio2", path=HERE / "si_crystals.json"):
-    from dynnmr.modelfile import load_model
     from dynnmr.inference import predict_images
+    from dynnmr.modelfile import load_model
 
     net, info = load_model(model)
     measured = {"alpha_quartz": -107.4, "alpha_cristobalite": -108.5}  # delta_iso vs TMS (ppm), as in the README
