@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install test demo trajectories model sio2-model sio2-evaluate labels clean
+.PHONY: install lint test demo trajectories model sio2-model sio2-evaluate labels clean
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+
+# Style as configured in pyproject.toml ([tool.ruff]); .ci/run checks it before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The first 3 ps of the 300 K isotherm at its full 10 fs spacing (strided frames cannot
 # resolve the sub-picosecond motion: dynamics would flag them), then its dynamics.

@@ -53,8 +53,8 @@ def cmd_train(args):
 
 def cmd_predict(args):
     from . import io
-    from .modelfile import load_model
     from .inference import predict_images
+    from .modelfile import load_model
 
     model, info = load_model(args.model)
     images = io.read(args.input)
@@ -145,8 +145,8 @@ def cmd_spectrum(args):
     import numpy as np
 
     from . import tensors as T
-    from .spec import parse_frames
     from .isotopes import get_isotope
+    from .spec import parse_frames
     from .spectrum import broaden, plot_spectrum, site_tensors, static_spectrum
 
     iso = get_isotope(args.nucleus)
@@ -207,9 +207,9 @@ def cmd_spectrum(args):
 
 
 def cmd_label(args):
-    from .spec import parse_frames
     from .label import frame_to_atoms, label_sites
     from .reader import iread
+    from .spec import parse_frames
 
     if args.threads:
         from pyscf import lib

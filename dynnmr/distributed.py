@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from .engine import _Progress
-from .inference import Job, load_for_inference
 from .errors import InputError
+from .inference import Job, load_for_inference
 from .reader import check_readable, count_frames, frame_index, iread, is_extxyz
 from .spec import AnalysisSpec
 from .store import StoreLock, TensorStore, check_output, source_attrs

@@ -8,9 +8,8 @@ in torch from positions and cells, so the model sees exactly the geometry it was
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch

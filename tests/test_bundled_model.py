@@ -7,9 +7,9 @@ import yaml
 
 from dynnmr import io
 from dynnmr import tensors as T
+from dynnmr.inference import predict_images
 from dynnmr.isotopes import get_isotope
 from dynnmr.modelfile import BUNDLED_DIR, DEFAULT_MODEL, load_model
-from dynnmr.inference import predict_images
 from dynnmr.train import predict_label_file, predict_samples, recorded_data, recorded_test_samples, split_metrics
 
 REPO = BUNDLED_DIR.parents[2]

@@ -18,6 +18,7 @@ from dynnmr.engine import analyze, summarize
 from dynnmr.errors import InputError
 from dynnmr.inference import predict_images
 from dynnmr.modelfile import load_model
+
 from helpers import make_traj, run
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dynnmr import io, params
-from dynnmr.errors import InputError
 from dynnmr import tensors as T
+from dynnmr.errors import InputError
 
 from conftest import MAGRES
 

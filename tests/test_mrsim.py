@@ -102,8 +102,9 @@ def test_saved_spin_systems_load_in_mrsimulator(tmp_path):
 
 
 def test_spectrum_command_mas_mqmas_and_export(tmp_path, capsys):
-    from conftest import MAGRES
     from dynnmr.cli import main
+
+    from conftest import MAGRES
 
     magres = str(MAGRES / "ethanol.magres")
     mas, mq, sys_json, png = tmp_path / "mas.csv", tmp_path / "mq.csv", tmp_path / "s.mrsys", tmp_path / "mq.png"

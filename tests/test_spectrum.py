@@ -143,9 +143,10 @@ def test_fused_kernel_equals_the_reference_functions():
 def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
     import csv
 
-    from conftest import MAGRES
     from dynnmr.cli import main
     from dynnmr.store import TensorStore
+
+    from conftest import MAGRES
 
     out, png = tmp_path / "o.csv", tmp_path / "o.png"
     assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "17O", "--reference", "O=290",

@@ -7,12 +7,13 @@ import os
 import numpy as np
 import pytest
 import zarr
-from helpers import make_traj, run
 
 from dynnmr.cli import main
 from dynnmr.engine import summarize
 from dynnmr.errors import InputError
 from dynnmr.store import StoreBusy, TensorStore
+
+from helpers import make_traj, run
 
 
 def test_second_writer_is_refused_and_the_store_is_untouched(tmp_path, tiny_model, capsys):

@@ -9,6 +9,7 @@ from e3nn import io as e3io
 from e3nn import o3
 
 from dynnmr import tensors as T
+
 from helpers import random_rotations as _random_rotations
 
 RNG = np.random.default_rng(1234)
