@@ -18,10 +18,23 @@ __version__ = "0.1.0"
 DEFAULT_MODEL = "sio2"
 
 
-def __getattr__(name):
-    """The Python API, imported on first use (``dynnmr --help`` stays fast)."""
-    if name == "open_store":
-        from .dataset import open_store
+#: The Python API: name -> (module, attribute), imported on first use (``dynnmr --help``
+#: stays fast). ``analyze(trajectory, output, **options)`` or ``analyze(AnalysisSpec(...))``
+#: writes a store and returns its path; ``open_store(path)`` reads it as xarray;
+#: ``predict(atoms)`` gives tensors for static structures.
+_API = {
+    "analyze": ("engine", "analyze"),
+    "AnalysisSpec": ("spec", "AnalysisSpec"),
+    "open_store": ("dataset", "open_store"),
+    "predict": ("inference", "predict"),
+}
+__all__ = ["DEFAULT_MODEL", *_API]
 
-        return open_store
+
+def __getattr__(name):
+    if name in _API:
+        from importlib import import_module
+
+        module, attr = _API[name]
+        return getattr(import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'dynnmr' has no attribute {name!r}")

@@ -4,7 +4,7 @@ embedding rows, batching frames, and masking what it does not cover.
 One module serves the three ways dynnmr predicts: ``analyze`` (the streaming engine),
 the dask chunk tasks of :mod:`dynnmr.distributed` (both through :class:`Job`, so they
 compute a chunk the same way, with the same batches and hence the same numbers), and
-static ``predict`` on a list of structures (:func:`predict_images`).
+static ``predict`` on structures (:func:`predict_images`; :func:`predict` for the Python API).
 
 NaN marks only what the model does not cover (species it was not trained on for a
 target, unknown elements allowed with ``allow_unknown``); a non-finite output anywhere
@@ -101,6 +101,26 @@ def predict_images(model, info, images, device="cpu", allow_unknown=False, batch
     return images
 
 
+def predict(atoms, model=None, device="cpu", allow_unknown=False):
+    """Tensors for one structure or a list of them: copies of the ``ase.Atoms`` with
+    per-atom arrays ``ms`` (shielding, ppm) and ``efg`` (atomic units), shape (N, 3, 3),
+    for the targets the model has; NaN rows for atoms it does not cover.
+
+    ``model``: a bundled model name or a model file (default: the bundled default,
+    ``sio2``). The input is not modified. Example::
+
+        quartz = dynnmr.predict(ase.io.read("quartz.cif"))
+        quartz.arrays["ms"]    # (9, 3, 3), ppm; quartz.arrays["efg"]: NaN rows for Si
+    """
+    from . import DEFAULT_MODEL
+
+    single = not isinstance(atoms, (list, tuple))
+    images = [a.copy() for a in ([atoms] if single else atoms)]
+    net, info = load_model(model or DEFAULT_MODEL)
+    predict_images(net, info, images, device=device, allow_unknown=allow_unknown)
+    return images[0] if single else images
+
+
 def load_for_inference(model, device, batch_atoms=None):
     """``(net, info, device, batch_atoms)``; batch default 4,000 atoms on CPU, 100,000 on GPU."""
     dev = resolve_device(device)
@@ -121,9 +141,13 @@ class FrameCheck:
             raise InputError(self.source, f"atom count changed from {len(self.numbers)} to {len(frame.numbers)}",
                              frame=frame.index, line=frame.line)  # fmt: skip
         if not np.array_equal(frame.numbers, self.numbers):
-            raise InputError(self.source, "species order changed from the first frame", frame=frame.index, line=frame.line)
+            raise InputError(
+                self.source, "species order changed from the first frame", frame=frame.index, line=frame.line
+            )
         if self.periodic and frame.cell is None:
-            raise InputError(self.source, "missing cell (Lattice) in a periodic run", frame=frame.index, line=frame.line)
+            raise InputError(
+                self.source, "missing cell (Lattice) in a periodic run", frame=frame.index, line=frame.line
+            )
 
 
 @dataclass
@@ -161,7 +185,9 @@ class Job:
             wanted = set(species)
         sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
         if sites.size == 0:
-            raise InputError(trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}")
+            raise InputError(
+                trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}"
+            )
         if not covers & wanted:
             raise ValueError(f"model {info['name']} predicts {', '.join(net.targets)} only for "
                              f"{', '.join(chemical_symbols[z] for z in sorted(covers))}, not for the selected "

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from helpers import make_traj, run
 
 import dynnmr
 import dynnmr.tensors
 from dynnmr.cli import main
 from dynnmr.errors import InputError
 
-xr = pytest.importorskip("xarray", reason="xarray is a dependency of dynnmr.open_store")
+from helpers import make_traj, run
+
 torch.set_num_threads(2)
 
 

@@ -1,0 +1,47 @@
+"""The Python API: ``dynnmr.analyze``, ``dynnmr.open_store``, ``dynnmr.predict``."""
+
+import numpy as np
+import pytest
+import torch
+
+import dynnmr
+from dynnmr import engine, spec
+
+from helpers import QUARTZ, make_traj
+
+torch.set_num_threads(2)
+
+
+def test_api_names_are_the_pipeline_functions():
+    assert dynnmr.analyze is engine.analyze and dynnmr.AnalysisSpec is spec.AnalysisSpec
+    assert set(dynnmr.__all__) >= {"analyze", "open_store", "predict", "AnalysisSpec", "DEFAULT_MODEL"}
+    with pytest.raises(AttributeError, match="no attribute 'analyse'"):
+        dynnmr.analyse  # noqa: B018
+
+
+def test_predict_gives_copies_with_tensors_and_nan_where_not_covered(tiny_model):
+    atoms = QUARTZ.copy()
+    out = dynnmr.predict(atoms, model=str(tiny_model))
+    assert "ms" not in atoms.arrays and out is not atoms  # the input is left as it was
+    si, o = atoms.numbers == 14, atoms.numbers == 8
+    assert out.arrays["ms"].shape == (len(atoms), 3, 3) and np.isfinite(out.arrays["ms"]).all()
+    assert np.isnan(out.arrays["efg"][si]).all() and np.isfinite(out.arrays["efg"][o]).all()  # EFG: O only
+    # a list gives a list, in order, with the same numbers as one at a time
+    both = dynnmr.predict([atoms, atoms.repeat((1, 1, 2))], model=str(tiny_model))
+    assert isinstance(both, list) and len(both[1]) == 2 * len(atoms)
+    np.testing.assert_allclose(both[0].arrays["ms"], out.arrays["ms"], atol=1e-4)
+    np.testing.assert_allclose(both[1].arrays["ms"][: len(atoms)], out.arrays["ms"], atol=1e-4)  # supercell
+
+
+def test_predict_and_analyze_agree_on_the_same_frame(tmp_path, tiny_model):
+    """The static and the streaming paths are one inference: the same tensors for a frame."""
+    frames = make_traj(tmp_path / "t.extxyz", n_frames=3)
+    out = dynnmr.analyze(
+        tmp_path / "t.extxyz", tmp_path / "s.zarr", model=str(tiny_model), progress=False, device="cpu"
+    )
+    ds = dynnmr.open_store(out)
+    static = dynnmr.predict(frames[2], model=str(tiny_model))
+    np.testing.assert_allclose(ds.ms.isel(frame=2).values, static.arrays["ms"].reshape(-1, 9), atol=1e-3)
+    o = frames[2].numbers == 8
+    np.testing.assert_allclose(ds.efg.sel(element="O").isel(frame=2).values, static.arrays["efg"][o].reshape(-1, 9),
+                               atol=1e-5)  # fmt: skip
