@@ -111,7 +111,9 @@ def main():
         t0 = time.perf_counter()
         numpy_multiple_tau(xs[: args.subset])
         t_np = time.perf_counter() - t0
-        print(f"multiple-tau, numpy ({args.sites} sites, {args.subset} frames): {1e3 * t_np / args.subset:.2f} ms/frame")
+        print(
+            f"multiple-tau, numpy ({args.sites} sites, {args.subset} frames): {1e3 * t_np / args.subset:.2f} ms/frame"
+        )
 
 
 if __name__ == "__main__":

@@ -59,9 +59,13 @@ def main():
     model, info = load_model(args.model)
     g, m, graph = time_forward(model, lambda: collate([structure_arrays(atoms, model.cutoff)]), args.runs)
     n = len(atoms)
-    print(f"model {info['name']} ({info['hyperparameters']['channels']} ch, {info['hyperparameters']['layers']} layers), "
-          f"{n} atoms, {graph.edge_src.numel() / n:.1f} neighbours/atom, {args.threads} threads")
-    print(f"graph {g * 1e3:.1f} ms  model {m * 1e3:.1f} ms  ->  model {n / m:.0f} atoms/s, end to end {n / (g + m):.0f} atoms/s")
+    print(
+        f"model {info['name']} ({info['hyperparameters']['channels']} ch, {info['hyperparameters']['layers']} layers), "
+        f"{n} atoms, {graph.edge_src.numel() / n:.1f} neighbours/atom, {args.threads} threads"
+    )
+    print(
+        f"graph {g * 1e3:.1f} ms  model {m * 1e3:.1f} ms  ->  model {n / m:.0f} atoms/s, end to end {n / (g + m):.0f} atoms/s"
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def offset_free_errors(model, info, data):
     (``evaluate.shielding_metrics`` on those sites) and after removing each structure's
     mean isotropic error (its ``offset_free`` part)."""
     labels = Path(__file__).resolve().parents[1] / "trajectories" / "labels"
-    items = recorded_data(info, lambda name: data if name == Path(data).name else labels / name)  # as trained on (sign, offset)
+    items = recorded_data(
+        info, lambda name: data if name == Path(data).name else labels / name
+    )  # as trained on (sign, offset)
     pred, ref, _, structure = predict_samples(model, recorded_test_samples(info, items), ["ms"])
     keep = np.bincount(structure["ms"])[structure["ms"]] >= 2
     m = evaluate.shielding_metrics(pred["ms"][keep], ref["ms"][keep], groups=structure["ms"][keep])

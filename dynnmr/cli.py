@@ -29,9 +29,11 @@ def cmd_params(args):
     isotopes = _key_values(args.isotope, "isotope")
     refs = {k: float(v) for k, v in _key_values(args.reference, "reference").items()} or None
     stem = Path(args.input).name
-    names = [images[0].info.get("structure_id", stem)] if len(images) == 1 else [
-        a.info.get("structure_id", f"{stem}:{k}") for k, a in enumerate(images)
-    ]
+    names = (
+        [images[0].info.get("structure_id", stem)]
+        if len(images) == 1
+        else [a.info.get("structure_id", f"{stem}:{k}") for k, a in enumerate(images)]
+    )
     rows = params.site_table(images, names=names, isotopes=isotopes, references=refs)
     if not rows:
         raise InputError(args.input, "no atom carries an ms or efg tensor")
@@ -64,7 +66,10 @@ def cmd_predict(args):
     predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input)
     io.write_extxyz(args.output, images)
     n = sum(len(a) for a in images)
-    print(f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}", file=sys.stderr)
+    print(
+        f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -120,7 +125,11 @@ def cmd_dynamics(args):
     for el, d in res["species"].items():
         cells = []
         for c in cols:
-            err = d.get(c.replace("_ps", "_err_ps").replace("_per_s", "_err_per_s")) if c.startswith(("tau", "R1")) else None
+            err = (
+                d.get(c.replace("_ps", "_err_ps").replace("_per_s", "_err_per_s"))
+                if c.startswith(("tau", "R1"))
+                else None
+            )
             if c not in d:
                 cells.append(f"{'-':>22}")
             elif err is not None and err == err:
@@ -158,7 +167,9 @@ def cmd_spectrum(args):
     if ms is None and efg is None:
         raise InputError(args.input, f"no {iso.element} tensors to simulate")
     if ms is not None and ref is None:
-        raise InputError(args.input, f"no shift reference for {iso.element}: give --reference {iso.element}=SIGMA_REF_PPM")
+        raise InputError(
+            args.input, f"no shift reference for {iso.element}: give --reference {iso.element}=SIGMA_REF_PPM"
+        )
     lo, hi = args.range
     n = len(ms if ms is not None else efg)
     if args.export_mrsim:
@@ -175,7 +186,9 @@ def cmd_spectrum(args):
         if args.output:
             with open(args.output, "w") as fh:
                 fh.write("ppm_direct,ppm_iso,intensity\n")
-                fh.writelines(f"{a:.6f},{b:.6f},{z[j, i]:.8g}\n" for j, b in enumerate(iso_ppm) for i, a in enumerate(direct))
+                fh.writelines(
+                    f"{a:.6f},{b:.6f},{z[j, i]:.8g}\n" for j, b in enumerate(iso_ppm) for i, a in enumerate(direct)
+                )
         if args.plot:
             plot_2d(direct, iso_ppm, z, iso.name, args.field, args.plot)
         print(f"{iso.name} 3QMAS at {args.field:g} T: {n} tensors", file=sys.stderr)
@@ -202,7 +215,10 @@ def cmd_spectrum(args):
             fh.writelines(f"{a:.6f},{b:.8g}\n" for a, b in zip(ppm, y))
     if args.plot:
         plot_spectrum(ppm, y, iso.name, args.field, args.plot, title=title)
-    print(f"{iso.name} at {args.field:g} T: {n} tensors, centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm", file=sys.stderr)
+    print(
+        f"{iso.name} at {args.field:g} T: {n} tensors, centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -215,7 +231,9 @@ def cmd_label(args):
         from pyscf import lib
 
         lib.num_threads(args.threads)
-    frames = ((f.index, frame_to_atoms(f)) for f in iread(args.input, parse_frames(args.frames), topology=args.topology))
+    frames = (
+        (f.index, frame_to_atoms(f)) for f in iread(args.input, parse_frames(args.frames), topology=args.topology)
+    )
     images = label_sites(frames, args.output, Path(args.input).name, species=args.sites.split(","),
                          properties=args.properties.split(","), max_sites=args.max_sites, shells=args.shells,
                          xc=args.xc, basis=args.basis, centre_basis=args.centre_basis, seed=args.seed)  # fmt: skip
@@ -325,24 +343,36 @@ def build_parser():
     q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
     q.add_argument("--frames", type=_frames, help="start:stop:step of the file's frames (default all)")
     q.add_argument("--dt", type=POSITIVE, help="ps between the file's frames, when the file has no times")
-    q.add_argument("--md-timestep", type=POSITIVE, help="ps per MD step, to time frames by their step number (LAMMPS dump)")
+    q.add_argument(
+        "--md-timestep", type=POSITIVE, help="ps per MD step, to time frames by their step number (LAMMPS dump)"
+    )
     q.add_argument("--species", type=_elements, help="elements to store, e.g. Si,O (default: all the model covers)")
     q.add_argument("--chunk-frames", type=COUNT, default=64, help="frames per store chunk (default 64)")
     q.add_argument("--batch-atoms", type=COUNT, help="atoms per inference batch (default 4000 on CPU, 100000 on GPU)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    q.add_argument("--graphs", default="auto", choices=["auto", "cpu", "device"],
-                   help="neighbour lists in the reader thread (cpu) or on the model's device (default: device if GPU)")
+    q.add_argument(
+        "--graphs",
+        default="auto",
+        choices=["auto", "cpu", "device"],
+        help="neighbour lists in the reader thread (cpu) or on the model's device (default: device if GPU)",
+    )
     q.add_argument("--format", help="force an input format (ase name, or extxyz)")
     q.add_argument("--topology", help="topology naming the elements, for DCD/XTC/TRR (read with MDAnalysis)")
     q.add_argument("--resume", action="store_true", help="continue an interrupted run into the same store")
     q.add_argument("--overwrite", action="store_true", help="replace an existing store")
     q.add_argument("--save-positions", action="store_true", help="also store the selected sites' positions")
     q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
-    q.add_argument("--correlate", action="store_true",
-                   help="streaming multiple-tau autocorrelations per irrep into the store's analysis/ group")
+    q.add_argument(
+        "--correlate",
+        action="store_true",
+        help="streaming multiple-tau autocorrelations per irrep into the store's analysis/ group",
+    )
     q.add_argument("--profile", action="store_true", help="print time per stage at the end")
-    q.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run on a dask cluster: tcp://HOST:PORT of its scheduler, or local:N for N local workers")
+    q.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a dask cluster: tcp://HOST:PORT of its scheduler, or local:N for N local workers",
+    )
     q.add_argument("--worker-threads", type=COUNT, help="torch threads per task on each dask worker")
     q.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     q.set_defaults(func=cmd_analyze)
@@ -361,8 +391,12 @@ def build_parser():
     q.add_argument("input", help="a store from dynnmr analyze, or a tensor file (magres, extxyz, JSON)")
     q.add_argument("--nucleus", required=True, help="isotope, e.g. 17O or 29Si")
     q.add_argument("--field", type=POSITIVE, default=14.1, help="B0 in Tesla (default 14.1)")
-    q.add_argument("--average", default="run", choices=["run", "window", "none"],
-                   help="store: time-averaged tensors per site (run, window) or every frame's (none)")
+    q.add_argument(
+        "--average",
+        default="run",
+        choices=["run", "window", "none"],
+        help="store: time-averaged tensors per site (run, window) or every frame's (none)",
+    )
     q.add_argument("--window", type=POSITIVE, help="window length in ps for --average window")
     q.add_argument("--frames", type=_frames, help="start:stop:step of the store's frames")
     q.add_argument("--allow-incomplete", action="store_true", help="use the frames of a failed or unfinished run")
@@ -371,10 +405,16 @@ def build_parser():
     q.add_argument("--broadening", type=NON_NEGATIVE, default=1.0, help="Gaussian FWHM in ppm (default 1)")
     q.add_argument("--range", type=_ppm_range, default="-300:200", help="ppm range LO:HI (default -300:200)")
     q.add_argument("--points", type=_number(int, 2, 10**6), default=2048, help="points of the ppm axis (default 2048)")
-    q.add_argument("--zcw", type=_number(int, 1, 22), default=12, help="ZCW powder set index (default 12: 6765 orientations)")
+    q.add_argument(
+        "--zcw", type=_number(int, 1, 22), default=12, help="ZCW powder set index (default 12: 6765 orientations)"
+    )
     q.add_argument("--mas", help="magic-angle spinning rate in Hz, or inf (mrsimulator; default static)")
-    q.add_argument("--rotor-angle", type=float, help="rotor angle in degrees for VAS (mrsimulator; default magic angle)")
-    q.add_argument("--mqmas", action="store_true", help="3QMAS 2D spectrum (mrsimulator); CSV ppm_direct,ppm_iso,intensity")
+    q.add_argument(
+        "--rotor-angle", type=float, help="rotor angle in degrees for VAS (mrsimulator; default magic angle)"
+    )
+    q.add_argument(
+        "--mqmas", action="store_true", help="3QMAS 2D spectrum (mrsimulator); CSV ppm_direct,ppm_iso,intensity"
+    )
     q.add_argument("--iso-points", type=int, default=256, help="points of the MQMAS isotropic dimension")
     q.add_argument("--export-mrsim", metavar="FILE", help="also write the sites as mrsimulator spin systems (JSON)")
     q.add_argument("-o", "--output", help="CSV with columns ppm,intensity")

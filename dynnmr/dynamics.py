@@ -328,8 +328,9 @@ def central_transition_r1(spin, j1, j2):
 
 
 # Whole-store analysis -----------------------------------------------------------------------
-def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, memory_gb=1.0,
-                  allow_incomplete=False):
+def analyse_store(
+    path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, memory_gb=1.0, allow_incomplete=False
+):
     """Per-species and per-site dynamics of a store; results also written to its ``analysis/`` group.
 
     For every selected species and target: time-averaged tensors and their parameters,
@@ -402,7 +403,8 @@ def analyse_store(path, window_ps=None, field_t=14.1, species=None, max_lag_ps=N
         summary = _species_summary(el, idx, cat, blocks, win, dt, n, field_t)
         if rotation > 1.0:
             summary["species"]["warnings"].append(
-                f"the cell rotates by up to {rotation:.1f} deg: lab-frame averages and correlations mix orientations")
+                f"the cell rotates by up to {rotation:.1f} deg: lab-frame averages and correlations mix orientations"
+            )
             summary["species"]["resolved"] = False
         result["species"][el] = summary["species"]
         result["sites"].extend(summary["sites"])
@@ -500,7 +502,9 @@ def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
                 cb = Correlation.estimate(gb, dt, n, window=corr.window, bias=corr.bias)
                 block_vals.append({"tau": cb.tau_ps, **_rates(cb, tg, iso_q, nucleus, field_t)})
         elif np.isfinite(corr.tau_ps):
-            warn.append(f"{tg}: the run is too short for time-block error bars ({N_BLOCKS} blocks, each longer than the integration window)")
+            warn.append(
+                f"{tg}: the run is too short for time-block error bars ({N_BLOCKS} blocks, each longer than the integration window)"
+            )
         site_tau = []
         for k in range(len(idx)):
             cs = Correlation.estimate(acf[:, k], dt, n)
@@ -538,7 +542,10 @@ def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
             sp["window_sigma_iso_ppm"] = [float(cols["sigma_iso_ppm"].mean()), float(cols["sigma_iso_ppm"].std())]
         else:
             cols = efg_columns(w, np.full(len(w), iso_q.quadrupole_moment_mb if iso_q else 0.0))
-            sp["window_abs_Cq_MHz"] = [float(np.nanmean(np.abs(cols["Cq_MHz"]))), float(np.nanstd(np.abs(cols["Cq_MHz"])))]
+            sp["window_abs_Cq_MHz"] = [
+                float(np.nanmean(np.abs(cols["Cq_MHz"]))),
+                float(np.nanstd(np.abs(cols["Cq_MHz"]))),
+            ]
     return {"species": sp, "sites": sites}
 
 

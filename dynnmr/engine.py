@@ -138,7 +138,9 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
         if not done:
             raise InputError(trajectory, "no frames in the selection") from None
         head = []  # every frame was stored before: the run only checks the store and marks it complete
-    first = head[0] if head else next(iread(trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
+    first = (
+        head[0] if head else next(iread(trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
+    )
     job = Job.create(trajectory, first, net, info, dev, batch_atoms, spec.species, spec.allow_unknown)
     store = TensorStore.for_run(spec, expected, net.targets, job.numbers[job.sites], job.sites, job.attrs(spec.dt_ps))
     chunk_frames = store.chunk_frames

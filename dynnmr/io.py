@@ -78,9 +78,7 @@ def read_magres(path) -> Atoms:
                         positions.append([float(x) for x in words[4:7]])
                 elif block == "magres":
                     if words[0] == "units" and words[1] in UNITS and words[2] != UNITS[words[1]]:
-                        raise InputError(
-                            path, f"{words[1]} in {words[2]!r}, expected {UNITS[words[1]]!r}", line=lineno
-                        )
+                        raise InputError(path, f"{words[1]} in {words[2]!r}, expected {UNITS[words[1]]!r}", line=lineno)
                     if words[0] in TENSOR_PROPERTIES:
                         key = (words[1], int(words[2]))
                         values = np.array(words[3:12], dtype=float)

@@ -87,7 +87,9 @@ def coordination_defect(atoms: Atoms, centre: int, bonds=None) -> str | None:
             continue
         got = sorted(symbols[nb] for nb, _ in bonds.get(k, []))
         if got != [rule[0]] * rule[1]:
-            return f"{symbols[k]} atom {k} bonded to {len(got)} atoms ({''.join(got) or 'none'}), not {rule[1]} {rule[0]}"
+            return (
+                f"{symbols[k]} atom {k} bonded to {len(got)} atoms ({''.join(got) or 'none'}), not {rule[1]} {rule[0]}"
+            )
     return None
 
 
@@ -343,7 +345,9 @@ def drop_defect_labels(atoms: Atoms) -> list[int]:
     """Withdraw labels of sites that :func:`coordination_defect` rejects (labelled before
     the rule existed): their status becomes ``DEFECT`` and their tensors NaN."""
     bonds = _bonds(atoms)
-    dropped = [int(i) for i in np.flatnonzero(atoms.arrays["label_status"] == 1) if coordination_defect(atoms, i, bonds)]
+    dropped = [
+        int(i) for i in np.flatnonzero(atoms.arrays["label_status"] == 1) if coordination_defect(atoms, i, bonds)
+    ]
     for i in dropped:
         atoms.arrays["label_status"][i] = DEFECT
         for t in ("efg", "ms"):
@@ -415,7 +419,11 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
             defect = coordination_defect(rec, i, bonds)
             if defect:
                 rec.arrays["label_status"][i] = DEFECT
-                print(f"{source} frame {frame_index} atom {i}: skipped (coordination defect: {defect})", file=log, flush=True)
+                print(
+                    f"{source} frame {frame_index} atom {i}: skipped (coordination defect: {defect})",
+                    file=log,
+                    flush=True,
+                )
                 _save(out_path, done)
                 continue
             cluster = carve_cluster(rec, i, shells, bonds)

@@ -183,12 +183,16 @@ class TensorGNN(nn.Module):
         self.readouts = nn.ModuleDict({t: o3.Linear(irreps, o3.Irreps(TARGET_IRREPS[t])) for t in self.targets})
         # optional nonlinear readout of the isotropic (0e) part: an MLP on the invariant
         # features, added to the linear readout; l > 0 stay linear (equivariance)
-        self.scalar_slices = [(sl.start, sl.stop) for (_, ir), sl in zip(irreps, irreps.slices()) if ir == o3.Irrep("0e")]
+        self.scalar_slices = [
+            (sl.start, sl.stop) for (_, ir), sl in zip(irreps, irreps.slices()) if ir == o3.Irrep("0e")
+        ]
         n_scalars = sum(b - a for a, b in self.scalar_slices)
         self.scalar_mlps = nn.ModuleDict()
         for t in self.targets if readout_hidden else ():
             if TARGET_IRREPS[t].startswith("1x0e"):  # the isotropic part is the first output
-                self.scalar_mlps[t] = e3nn_nn.FullyConnectedNet([n_scalars, readout_hidden, 1], torch.nn.functional.silu)
+                self.scalar_mlps[t] = e3nn_nn.FullyConnectedNet(
+                    [n_scalars, readout_hidden, 1], torch.nn.functional.silu
+                )
         n = len(self.species)
         for t in self.targets:
             k = len(TARGET_COMPONENTS[t])

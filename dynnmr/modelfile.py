@@ -72,7 +72,9 @@ def load_model(name_or_path, device="cpu"):
     try:
         info = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a file that is not a model (text, cut short)
-        raise InputError(path, f"not a dynnmr model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise InputError(
+            path, f"not a dynnmr model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        ) from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise InputError(path, "not a dynnmr model file")
     if info.get("format_version") != FORMAT_VERSION:

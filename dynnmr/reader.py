@@ -551,7 +551,9 @@ def count_frames(path, format=None, topology=None) -> int:
 def _iread_mdanalysis(path, topology, frames):
     """Binary trajectories through MDAnalysis; the topology must give element symbols."""
     if topology is None:
-        raise InputError(path, "binary trajectory formats need --topology (a file naming the elements: PDB, PSF, GRO, ...)")
+        raise InputError(
+            path, "binary trajectory formats need --topology (a file naming the elements: PDB, PSF, GRO, ...)"
+        )
     import warnings
 
     import MDAnalysis as mda

@@ -71,7 +71,10 @@ class AnalysisSpec:
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
         set_("trajectory", Path(self.trajectory))
-        set_("output", Path(self.output) if self.output else self.trajectory.with_name(self.trajectory.name + ".nmr.zarr"))
+        set_(
+            "output",
+            Path(self.output) if self.output else self.trajectory.with_name(self.trajectory.name + ".nmr.zarr"),
+        )
         set_("model", str(self.model))
         f = self.frames
         sel = parse_frames(f) if f is None or isinstance(f, str) else f if isinstance(f, slice) else slice(*f)

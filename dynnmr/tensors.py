@@ -220,9 +220,7 @@ def shift_iso(sigma_iso, sigma_ref, exact=False):
 def tensor_from_haeberlen(iso, zeta, eta, euler_deg=(0.0, 0.0, 0.0)):
     """Symmetric tensor from Haeberlen ``iso, zeta, eta`` and ZYZ active Euler angles (deg)."""
     iso, zeta, eta = (np.asarray(x, dtype=float) for x in (iso, zeta, eta))
-    diag = np.stack(
-        [iso - 0.5 * zeta * (1 + eta), iso - 0.5 * zeta * (1 - eta), iso + zeta], axis=-1
-    )
+    diag = np.stack([iso - 0.5 * zeta * (1 + eta), iso - 0.5 * zeta * (1 - eta), iso + zeta], axis=-1)
     return _rotate_diagonal(diag, euler_deg)
 
 

@@ -89,11 +89,15 @@ def _data_entry(config_path, entry) -> dict:
     scale = {str(t): float(f) for t, f in (entry.get("scale") or {}).items()}
     offset = {str(t): float(c) for t, c in (entry.get("offset") or {}).items()}
     if "efg" in offset:
-        raise ValueError(f"{config_path}: an offset is an isotropic shift; the EFG is traceless (data item {entry['path']})")
+        raise ValueError(
+            f"{config_path}: an offset is an isotropic shift; the EFG is traceless (data item {entry['path']})"
+        )
     species = {str(t): list(els) for t, els in (entry.get("species") or {}).items()}
     bad = (set(scale) | set(offset) | set(species)) - set(TARGET_COMPONENTS)
     if bad:
-        raise ValueError(f"{config_path}: scale, offset or species for unknown target(s) {sorted(bad)} in data item {entry['path']}")
+        raise ValueError(
+            f"{config_path}: scale, offset or species for unknown target(s) {sorted(bad)} in data item {entry['path']}"
+        )
     unknown_el = sorted({str(e) for els in species.values() for e in els} - set(atomic_numbers))
     if unknown_el:
         raise ValueError(f"{config_path}: unknown element(s) {unknown_el} in species of data item {entry['path']}")
@@ -344,12 +348,16 @@ def split_metrics(pred, ref, species, structure=None, plot_dir=None, name=""):
             m = species[t] == z
             el = chemical_symbols[int(z)]
             if t == "ms":
-                res = evaluate.shielding_metrics(pred[t][m], ref[t][m], groups=None if structure is None else structure[t][m])
+                res = evaluate.shielding_metrics(
+                    pred[t][m], ref[t][m], groups=None if structure is None else structure[t][m]
+                )
             else:
                 res = evaluate.efg_metrics(pred[t][m], ref[t][m], isotope_for(el).quadrupole_moment_mb)
             out.setdefault(t, {})[el] = res
             if plot_dir is not None:
-                evaluate.parity_plots(pred[t][m], ref[t][m], t, Path(plot_dir) / f"parity_{t}_{el}.png", f"{name}: {t} {el}")
+                evaluate.parity_plots(
+                    pred[t][m], ref[t][m], t, Path(plot_dir) / f"parity_{t}_{el}.png", f"{name}: {t} {el}"
+                )
     return out
 
 
@@ -527,12 +535,14 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
                 ema.update(model)
             total, n = total + loss.item(), n + 1
         model.eval()
-        with torch.no_grad(), (ema.swapped_in(model) if ema is not None else contextlib.nullcontext()):
+        with torch.no_grad(), ema.swapped_in(model) if ema is not None else contextlib.nullcontext():
             val = float(np.mean([batch_loss(model, *b, tr["loss"], tr["irrep_weights"]).item() for b in val_batches]))
             current = copy.deepcopy(model.state_dict())
         sched.step(val)
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]})
+        state["history"].append(
+            {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]}
+        )
         if val < state["best_val"]:
             state.update(best_val=val, best_epoch=epoch + 1, best_state=current)
         rate = (time.time() - t_start) / (state["epoch"] - e_start)

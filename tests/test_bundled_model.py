@@ -91,7 +91,9 @@ def test_config_is_the_bundled_models_recipe(bundled):
     _, info = bundled
     cfg = yaml.safe_load((REPO / "configs" / f"{info['name']}.yaml").read_text())
     trained = info["training_config"]
-    assert trained["model"] == cfg["model"] and trained["targets"] == cfg["targets"] and trained["split"] == cfg["split"]
+    assert (
+        trained["model"] == cfg["model"] and trained["targets"] == cfg["targets"] and trained["split"] == cfg["split"]
+    )
     assert {k: trained["training"][k] for k in cfg["training"]} == cfg["training"]
     assert {k: v for k, v in info["hyperparameters"].items() if k != "avg_neighbours"} == cfg["model"]
     scales = [(d.get("scale"), d.get("offset")) for d in cfg["data"] if isinstance(d, dict)]
@@ -110,7 +112,9 @@ def test_29si_runs_the_way_shielding_does(bundled, shared_data):
     for n in (0, 4):
         picked = [a for a in images if (a.arrays["Qn"] == n).any()][:4]
         out = predict_images(model, info, picked)
-        mean[n] = np.mean(np.concatenate([T.isotropic(o.arrays["ms"][a.arrays["Qn"] == n]) for o, a in zip(out, picked)]))
+        mean[n] = np.mean(
+            np.concatenate([T.isotropic(o.arrays["ms"][a.arrays["Qn"] == n]) for o, a in zip(out, picked)])
+        )
     assert 20.0 < mean[4] - mean[0] < 80.0
     pred, ref, _ = predict_label_file(model, LABELS)
     p, r = T.irrep(pred, 2).ravel(), T.irrep(ref, 2).ravel()

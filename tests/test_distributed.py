@@ -86,7 +86,9 @@ def test_worker_killed_mid_run(tmp_path, tiny_model, client):
     ref = single(tmp_path / "t.extxyz", tmp_path / "a.zarr", tiny_model)
     out = tmp_path / "b.zarr"
     result = {}
-    run = threading.Thread(target=lambda: result.update(path=distributed(tmp_path / "t.extxyz", out, tiny_model, client)))
+    run = threading.Thread(
+        target=lambda: result.update(path=distributed(tmp_path / "t.extxyz", out, tiny_model, client))
+    )
     run.start()
     victim = sorted(client.scheduler_info()["workers"])[0]
     deadline = time.time() + 120

@@ -142,7 +142,9 @@ def test_csa_r1_textbook():
     corr = D.Correlation.estimate(exponential_correlation(float(np.sum(s * s)), tau, 0.05, 6000), 0.05, 10**12)
     w0, dsig = 2 * np.pi * nu0, 1.5 * zeta * 1e-6
     j = tau * 1e-12 / (1 + (w0 * tau * 1e-12) ** 2)
-    assert D.csa_r1(corr.spectral_density(w0), nu0) == pytest.approx(2 / 15 * w0**2 * dsig**2 * (1 + eta**2 / 3) * j, rel=1e-3)
+    assert D.csa_r1(corr.spectral_density(w0), nu0) == pytest.approx(
+        2 / 15 * w0**2 * dsig**2 * (1 + eta**2 / 3) * j, rel=1e-3
+    )
 
 
 def test_population_rate_matrix_splits_r1_as_redfield():
@@ -185,7 +187,9 @@ def test_central_transition_recovery_matches_the_integrated_master_equation():
         rates, amps = D.central_transition_recovery(spin, j1, j2)
         for t in (0.05, 0.5, 2.0):
             nt = expm(r * t) @ n0
-            assert (nt[len(r) // 2] - nt[len(r) // 2 - 1]) / 2 == pytest.approx(np.sum(amps * np.exp(-rates * t)), rel=1e-10)
+            assert (nt[len(r) // 2] - nt[len(r) // 2 - 1]) / 2 == pytest.approx(
+                np.sum(amps * np.exp(-rates * t)), rel=1e-10
+            )
         h = 1e-7
         nt = expm(r * h) @ n0
         slope = -((nt[len(r) // 2] - nt[len(r) // 2 - 1]) / 2 - 1) / h
@@ -298,7 +302,9 @@ def test_dynamics_command_on_a_jump_model_store(tmp_path):
     r1 = D.quadrupolar_r1(j1, j2, 2.5, q) + D.csa_r1(exact["ms"].spectral_density(2 * np.pi * abs(nu0)), nu0)
     assert o["R1_per_s"] == pytest.approx(r1, rel=0.1) and o["R1_err_per_s"] > 0
     assert "R2_per_s" not in o and o["resolved"] is True
-    assert len(res["sites"]) == n_sites and {"mean_efg", "Cq_MHz_avg", "tau_c_ps", "R1_per_s", "R1_ct_per_s"} <= set(res["sites"][0])
+    assert len(res["sites"]) == n_sites and {"mean_efg", "Cq_MHz_avg", "tau_c_ps", "R1_per_s", "R1_ct_per_s"} <= set(
+        res["sites"][0]
+    )
     g = zarr.open_group(str(tmp_path / "jump.zarr"), mode="r")
     assert g["analysis/acf_efg_O"].shape == (401, n_sites) and g["analysis/mean_efg_O"].shape == (n_sites, 9)
     assert g["analysis/R1_per_s_O"].shape == (n_sites,)

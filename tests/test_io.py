@@ -135,4 +135,6 @@ def test_silicate_json(shared_data):
         assert set(a.get_chemical_symbols()[i] for i in np.flatnonzero(m)) == {"Si"}
         np.testing.assert_allclose(T.isotropic(a.arrays["ms"][m]), raw["sigma_iso"][sid], atol=1e-5)
         assert (a.arrays["Qn"][m] >= 0).all() and (a.arrays["Qn"][~m] == -1).all()
-        np.testing.assert_allclose(a.get_scaled_positions(wrap=False), [s["abc"] for s in raw["structure"][sid]["sites"]], atol=1e-5)
+        np.testing.assert_allclose(
+            a.get_scaled_positions(wrap=False), [s["abc"] for s in raw["structure"][sid]["sites"]], atol=1e-5
+        )

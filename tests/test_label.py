@@ -122,7 +122,9 @@ def test_vxc_giao_fix_is_needed_and_changes_nothing():
     from pyscf import dft, gto
     from pyscf.prop.nmr import rks as nmr_rks
 
-    mol = gto.M(atom=[(s, p) for s, p in zip(water().get_chemical_symbols(), water().positions)], basis="6-31g", verbose=0)
+    mol = gto.M(
+        atom=[(s, p) for s, p in zip(water().get_chemical_symbols(), water().positions)], basis="6-31g", verbose=0
+    )
     mf = dft.RKS(mol)
     mf.xc = "b3lyp"
     mf.kernel()

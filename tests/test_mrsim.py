@@ -97,7 +97,9 @@ def test_saved_spin_systems_load_in_mrsimulator(tmp_path):
     sim = Simulator()
     sim.load_spin_systems(str(path))
     site = sim.spin_systems[0].sites[0]
-    assert site.quadrupolar.Cq == pytest.approx(mrsim.site_dicts("17O", ms[None], 287.5, efg[None])[0]["quadrupolar"]["Cq"])
+    assert site.quadrupolar.Cq == pytest.approx(
+        mrsim.site_dicts("17O", ms[None], 287.5, efg[None])[0]["quadrupolar"]["Cq"]
+    )
     assert site.shielding_symmetric.zeta == pytest.approx(T.haeberlen(ms)["zeta"])
 
 
@@ -113,7 +115,10 @@ def test_spectrum_command_mas_mqmas_and_export(tmp_path, capsys):
     ppm, y = np.loadtxt(mas, delimiter=",", skiprows=1).T
     assert ppm[0] > ppm[-1] and y.sum() == pytest.approx(1.0) and sys_json.stat().st_size > 100
     static = tmp_path / "static.csv"
-    assert main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "-o", str(static)]) == 0
+    assert (
+        main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "-o", str(static)])
+        == 0
+    )
     _, ys = np.loadtxt(static, delimiter=",", skiprows=1).T
     assert y.max() / y.sum() > 2 * ys.max() / ys.sum()  # spinning narrows the line
     assert main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "--mqmas",

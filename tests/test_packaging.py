@@ -15,7 +15,18 @@ def test_wheel_ships_bundled_models_and_example_data(tmp_path):
     # the models `dynnmr analyze` has no default model. Built from the working tree
     # without network or build isolation (setuptools is in the test environment).
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )

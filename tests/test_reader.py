@@ -19,7 +19,9 @@ def traj(tmp_path_factory):
     frames = []
     for k in range(7):
         a = QUARTZ.repeat((2, 2, 1))
-        a.positions += rng.normal(scale=0.3, size=a.positions.shape) * 10.0 ** rng.integers(-3, 2, size=a.positions.shape)
+        a.positions += rng.normal(scale=0.3, size=a.positions.shape) * 10.0 ** rng.integers(
+            -3, 2, size=a.positions.shape
+        )
         a.info["time"] = 0.01 * k
         a.arrays["velo"] = rng.normal(size=(len(a), 3))
         frames.append(a)

@@ -118,7 +118,9 @@ def test_agrees_with_mrsimulator():
     ours = static_spectrum(x, "29Si", 14.1, shift=T.shift_tensor(sigma, 300.0)[None], zcw_index=18, broadening_ppm=1.0)
     assert np.abs(ours - ref).sum() * dx / 2 < 0.02  # measured 0.008
     vzz = 6e6 / T.quadrupolar_coupling_hz(1.0, -25.58)
-    x, ref, dx = mrs(Site(isotope="17O", isotropic_chemical_shift=0.0, quadrupolar={"Cq": 6e6, "eta": 0.3}), "17O", ct=True)
+    x, ref, dx = mrs(
+        Site(isotope="17O", isotropic_chemical_shift=0.0, quadrupolar={"Cq": 6e6, "eta": 0.3}), "17O", ct=True
+    )
     ours = static_spectrum(x, "17O", 14.1, efg=T.tensor_from_efg(vzz, 0.3, (0, 0, 0))[None], zcw_index=18,
                            broadening_ppm=1.0)  # fmt: skip
     assert np.abs(ours - ref).sum() * dx / 2 < 0.04  # measured 0.021
@@ -134,7 +136,9 @@ def test_fused_kernel_equals_the_reference_functions():
                                                    rng.uniform(0, 180, (3, 4))), 290.0)  # fmt: skip
     nu0 = abs(ISOTOPES["17O"].larmor_mhz(14.1)) * 1e6
     dirs = zcw_directions(10)
-    freqs = shift_frequencies_ppm(shift, dirs) + central_transition_second_order_hz(efg, -25.58, 2.5, nu0, dirs) / nu0 * 1e6
+    freqs = (
+        shift_frequencies_ppm(shift, dirs) + central_transition_second_order_hz(efg, -25.58, 2.5, nu0, dirs) / nu0 * 1e6
+    )
     ref, _ = np.histogram(freqs.ravel(), bins=np.concatenate([AXIS - STEP / 2, [AXIS[-1] + STEP / 2]]))
     y = static_spectrum(AXIS, "17O", 14.1, shift=shift, efg=efg, zcw_index=10)
     np.testing.assert_allclose(y, ref / (ref.sum() * STEP), rtol=1e-12, atol=1e-12)

@@ -237,7 +237,9 @@ def test_a_failed_create_leaves_nothing_behind(tmp_path):
     with pytest.raises(ValueError, match="chunk_frames"):
         TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=[14], atom_index=[0], chunk_frames=0, attrs={})
     with pytest.raises(ValueError):  # fails after the arrays are made: they are removed again
-        TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=["Si"], atom_index=[0], chunk_frames=2, attrs={})
+        TensorStore.create(
+            tmp_path / "s.zarr", targets=["ms"], numbers=["Si"], atom_index=[0], chunk_frames=2, attrs={}
+        )
     assert not (tmp_path / "s.zarr").exists()
     TensorStore.create(tmp_path / "s.zarr", targets=["ms"], numbers=[14], atom_index=[0], chunk_frames=2, attrs={})
 

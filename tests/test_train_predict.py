@@ -112,7 +112,10 @@ def test_predict_cli_writes_dataset_layout(tiny_config, tmp_path, capsys):
     iso = np.trace(ms[si], axis1=1, axis2=2) / 3
     assert np.ptp(iso) < 1e-3
     # unknown elements: clear error, or NaN with --allow-unknown
-    assert main(["predict", str(MAGRES / "ethanol.magres"), "-o", str(tmp_path / "e.extxyz"), "--model", str(model_path)]) == 2
+    assert (
+        main(["predict", str(MAGRES / "ethanol.magres"), "-o", str(tmp_path / "e.extxyz"), "--model", str(model_path)])
+        == 2
+    )
     assert "unknown to the model" in capsys.readouterr().err
     assert main(["predict", str(MAGRES / "ethanol.magres"), "-o", str(tmp_path / "e.extxyz"),
                  "--model", str(model_path), "--allow-unknown"]) == 0  # fmt: skip
@@ -173,7 +176,9 @@ def test_l1_loss_option(tiny_config, tmp_path):
     train(path, tmp_path / "l1", epochs=1, log=lambda m: None)
     hist = json.loads((tmp_path / "l1" / "metrics.json").read_text())["history"]
     mse = train(tiny_config, tmp_path / "mse", epochs=1, log=lambda m: None)
-    assert hist[0]["train_loss"] != json.loads((tmp_path / "mse" / "metrics.json").read_text())["history"][0]["train_loss"]
+    assert (
+        hist[0]["train_loss"] != json.loads((tmp_path / "mse" / "metrics.json").read_text())["history"][0]["train_loss"]
+    )
     assert mse.exists()
     cfg["training"]["loss"] = "huber"
     path.write_text(yaml.safe_dump(cfg))
@@ -212,7 +217,9 @@ def test_data_item_negated_with_an_offset_gives_C_minus_the_label(tiny_config, t
     neg = load_samples(load_config(path)["data"], ["ms"], 4.0)
     for r, s in zip(raw, neg):
         assert len(r["ms"][0]) and np.array_equal(r["ms"][0], s["ms"][0])
-        np.testing.assert_allclose(np.trace(s["ms"][1], axis1=1, axis2=2), 1500.0 - np.trace(r["ms"][1], axis1=1, axis2=2))
+        np.testing.assert_allclose(
+            np.trace(s["ms"][1], axis1=1, axis2=2), 1500.0 - np.trace(r["ms"][1], axis1=1, axis2=2)
+        )
         np.testing.assert_allclose(s["ms"][1] - 500.0 * np.eye(3), -r["ms"][1], atol=1e-12)
     cfg["data"] = [{"path": "data.extxyz", "offset": {"efg": 1.0}}]
     path.write_text(yaml.safe_dump(cfg))
@@ -324,7 +331,9 @@ def test_predicted_sites_know_their_structure(tiny_config):
 
     samples = load_samples(load_config(tiny_config)["data"], ["ms"], 4.0)
     species = sorted({int(z) for s in samples for z in s["numbers"]})
-    model = TensorGNN(species=species, targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8)
+    model = TensorGNN(
+        species=species, targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8
+    )
     pred, ref, species, structure = predict_samples(model, samples, ["ms"], batch_atoms=30)  # several batches
     expected = np.concatenate([np.full(len(s["ms"][0]), k) for k, s in enumerate(samples)])
     np.testing.assert_array_equal(structure["ms"], expected)
@@ -339,7 +348,9 @@ def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
     torch.manual_seed(0)
     cfg = load_config(tiny_config)
     samples = load_samples(cfg["data"], ["ms"], 4.0)[:3]
-    model = TensorGNN(species=[8, 14], targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8)
+    model = TensorGNN(
+        species=[8, 14], targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8
+    )
     graph, sites, labels = batch_inputs(samples, ["ms"])
     out, idx = model.normalised(graph, sites=sites)
     pos, y = labels["ms"]
@@ -349,7 +360,9 @@ def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
         assert loss([1, 1, 1]) == pytest.approx(float(err.mean()), rel=1e-6)
         assert loss([1, 0, 0]) == pytest.approx(float(err[0]), rel=1e-6)
         assert loss([0, 0, 2]) == pytest.approx(float(err[4:].mean()), rel=1e-6)
-        assert loss([4, 0.5, 1]) == pytest.approx(float((4 * err[0] + 0.5 * err[1:4].sum() + err[4:].sum()) / 10.5), rel=1e-6)
+        assert loss([4, 0.5, 1]) == pytest.approx(
+            float((4 * err[0] + 0.5 * err[1:4].sum() + err[4:].sum()) / 10.5), rel=1e-6
+        )
     bad = yaml.safe_load(tiny_config.read_text())
     bad["data"] = [str(tiny_config.parent / "data.extxyz")]
     path = tmp_path / "bad.yaml"
@@ -369,7 +382,9 @@ def test_predict_label_file_takes_one_species_labels_and_names_an_empty_file(tin
     path = load_config(tiny_config)["data"][0]["path"]
     images = io.read(path)
     species = sorted({int(z) for a in images for z in a.numbers})
-    model = TensorGNN(species=species, targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8)
+    model = TensorGNN(
+        species=species, targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8
+    )
     pred, ref, samples = predict_label_file(model, path, "ms", (14,))
     si_labels = np.concatenate([a.arrays["ms"][a.numbers == 14].reshape(-1, 3, 3) for a in images])
     si_labels = si_labels[np.isfinite(si_labels).all(axis=(1, 2))]  # NaN: an unlabelled Si
@@ -389,7 +404,12 @@ def test_hold_out_sites_by_slab_with_a_buffer_across_the_planes():
     assert height == pytest.approx(800 / np.hypot(80, 50))
     frac = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
     positions = np.outer(frac, cell[0]) + 0.37 * cell[1] + 0.2 * cell[2]  # b and c shifts do not matter
-    sample = {"id": "x:0", "cell": cell, "positions": positions, "ms": (np.arange(5), np.arange(5.0)[:, None, None] * np.ones((5, 3, 3)))}
+    sample = {
+        "id": "x:0",
+        "cell": cell,
+        "positions": positions,
+        "ms": (np.arange(5), np.arange(5.0)[:, None, None] * np.ones((5, 3, 3))),
+    }
     # gaps to [0, 0.25): 0.3 -> 0.05, 0.5 -> 0.25, 0.7 -> 0.3, 0.9 -> 0.1 (of 8.48 A)
     train, test = hold_out_sites(sample, ["ms"], 0, [0.0, 0.25], 2.2)
     assert test["ms"][0].tolist() == [0] and train["ms"][0].tolist() == [3]
@@ -423,9 +443,19 @@ def test_config_base_and_site_holdout_run(tiny_config, tmp_path):
     full = load_samples(base["data"], ["ms"], 4.0)[0]["ms"][0]
     assert 0 < len(held) < len(full)
     summary = json.loads((tmp_path / "v" / "metrics.json").read_text())
-    got = split_metrics(*predict_samples(modelfile.load_model(path)[0], [s for s in recorded_test_samples(info, base["data"]) if s["id"] == sid], ["ms"]))
-    assert got["ms"]["Si"]["sigma_iso_ppm"]["mae"] == pytest.approx(summary["test_metrics_by_source"][f"{sid} held-out sites"]["ms"]["Si"]["sigma_iso_ppm"]["mae"], rel=1e-6)
+    got = split_metrics(
+        *predict_samples(
+            modelfile.load_model(path)[0],
+            [s for s in recorded_test_samples(info, base["data"]) if s["id"] == sid],
+            ["ms"],
+        )
+    )
+    assert got["ms"]["Si"]["sigma_iso_ppm"]["mae"] == pytest.approx(
+        summary["test_metrics_by_source"][f"{sid} held-out sites"]["ms"]["Si"]["sigma_iso_ppm"]["mae"], rel=1e-6
+    )
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"base": str(tiny_config), "split": {"site_holdout": dict(holdout, structure="nope:1")}}))
+    bad.write_text(
+        yaml.safe_dump({"base": str(tiny_config), "split": {"site_holdout": dict(holdout, structure="nope:1")}})
+    )
     with pytest.raises(ValueError, match="'nope:1' is not among"):
         train(bad, tmp_path / "b", log=lambda m: None)

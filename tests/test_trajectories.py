@@ -80,7 +80,9 @@ def test_density_series(density):
     assert net["si_4fold"] >= 0.95 and 1.60 < net["si_o_mean_A"] < 1.64
 
 
-@pytest.mark.parametrize(("name", "v_per_sio2"), [("cristobalite_300K.extxyz.gz", 42.8), ("cristobalite_900K.extxyz.gz", 46.4)])
+@pytest.mark.parametrize(
+    ("name", "v_per_sio2"), [("cristobalite_300K.extxyz.gz", 42.8), ("cristobalite_900K.extxyz.gz", 46.4)]
+)
 def test_cristobalite_isotherms(name, v_per_sio2):
     """alpha at 300 K (experiment 42.8 A^3 per SiO2) within 3%; beta at 900 K, the cell of
     the ramp's beta phase near 900 K; every Si 4-fold (>= 97% in the hot beta phase)."""
@@ -88,4 +90,3 @@ def test_cristobalite_isotherms(name, v_per_sio2):
     assert net["volume_per_SiO2_A3"] == pytest.approx(v_per_sio2, rel=0.03)
     assert net["si_4fold"] >= (1.0 if "300K" in name else 0.97)
     assert 1.60 < net["si_o_mean_A"] < 1.63
-

@@ -96,7 +96,9 @@ def ramp_row(frames, hold=33):
         "c_over_a": [float(np.mean(op["c_over_a"][:hold])), float(np.mean(op["c_over_a"][-hold:]))],
         "angle_avg_deg": [float(lo), float(hi)],
         "T_high_K": float(np.mean(op["T"][-hold:])),
-        "breaks_at_K": float(running_mean(np.array([f.info["temperature_K"] for f in frames]), 25)[end]) if broken.size else None,
+        "breaks_at_K": float(running_mean(np.array([f.info["temperature_K"] for f in frames]), 25)[end])
+        if broken.size
+        else None,
         "end_si_4fold": float(np.mean(four[-hold:])),
     }
 
@@ -179,7 +181,11 @@ def table():
     ]  # fmt: skip
     lines = []
     for key, title, columns, experiment, cells in blocks:
-        lines += ["" if lines else None, f"| {title} | " + " | ".join(columns) + " |", "|" + " --- |" * (len(columns) + 1)]
+        lines += [
+            "" if lines else None,
+            f"| {title} | " + " | ".join(columns) + " |",
+            "|" + " --- |" * (len(columns) + 1),
+        ]
         if experiment:
             lines.append("| experiment | " + " | ".join(str(v) for v in experiment) + " |")
         lines += [f"| {n} | " + " | ".join(cells(results[n][key])) + " |" for n in names if key in results[n]]

@@ -92,7 +92,9 @@ def plot_ramp(path, png, repeat=None, potential="Vashishta 1994"):
     panels = [("volume_per_SiO2", "volume per SiO$_2$ (Å$^3$)"), ("c_over_a", "c/a (tetragonal setting)"),
               ("angle_inst", "mean Si-O-Si angle (deg)")]  # fmt: skip
     for ax, (key, label) in zip(axes, panels):
-        ax.plot(p["T"], p[key], ".", ms=2.5, alpha=0.5, color="C0", label="instantaneous" if key == "angle_inst" else None)
+        ax.plot(
+            p["T"], p[key], ".", ms=2.5, alpha=0.5, color="C0", label="instantaneous" if key == "angle_inst" else None
+        )
         ax.plot(T_mean, running_mean(p[key]), "-", color="C0", lw=1.5)
         ax.set_ylabel(label)
     axes[1].axhline(np.sqrt(2), color="k", lw=0.8, ls="--", label="cubic (β): √2")

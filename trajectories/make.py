@@ -378,7 +378,9 @@ def main():
                   n_frames=n_frames, structure=beta_cristobalite(BETA_REPEAT))  # fmt: skip
     if args.what in ("all", "isotherms"):
         make_isotherm(out / "cristobalite_300K.extxyz.gz", work, crystal, 300.0)
-        make_isotherm(out / "cristobalite_900K.extxyz.gz", work, crystal, 900.0, structure=beta_cristobalite(BETA_REPEAT))
+        make_isotherm(
+            out / "cristobalite_900K.extxyz.gz", work, crystal, 900.0, structure=beta_cristobalite(BETA_REPEAT)
+        )
     if args.what in ("all", "amorphous"):
         name = "amorphous_sio2" if args.atoms == 3000 else f"amorphous_sio2_{args.atoms}"
         make_amorphous(out / f"{name}.extxyz.gz", work, glass, n_atoms=args.atoms, melt_ps=GLASS_MELT_PS,

@@ -88,7 +88,9 @@ def bent_cluster(angle_deg):
 
     half = np.radians(angle_deg - now) / 2
     pos[side] = Rotation.from_rotvec(-half * normal).apply(pos[side])
-    pos[~side & (np.arange(len(pos)) > 0)] = Rotation.from_rotvec(half * normal).apply(pos[~side & (np.arange(len(pos)) > 0)])
+    pos[~side & (np.arange(len(pos)) > 0)] = Rotation.from_rotvec(half * normal).apply(
+        pos[~side & (np.arange(len(pos)) > 0)]
+    )
     cl.positions = pos
     return cl
 
@@ -115,8 +117,11 @@ def convergence_study(path=HERE / "convergence.json"):
         o = atoms.get_chemical_symbols().index("O") if o is None else o
         for shells in (2, 3):
             props = ("efg", "ms") if name == "alpha_quartz" else ("efg",)
-            _record(path, f"{name} O{o} shells={shells}",
-                    lambda: _efg_summary(label.compute_site(label.carve_cluster(atoms, o, shells), props)))
+            _record(
+                path,
+                f"{name} O{o} shells={shells}",
+                lambda: _efg_summary(label.compute_site(label.carve_cluster(atoms, o, shells), props)),
+            )
 
 
 def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_trends.json"):
@@ -132,7 +137,9 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
         raise SystemExit(f"{err} yet (run.sh makes the Si-centred clusters after the O EFG sites)")
     periodic, cluster = isotropic(pred), isotropic(ref)
     images = io.read(labels)
-    angle = np.array([label.mean_bridging_angle(images[int(s["id"].rsplit(":", 1)[1])], int(a)) for s in samples for a in s["ms"][0]])
+    angle = np.array(
+        [label.mean_bridging_angle(images[int(s["id"].rsplit(":", 1)[1])], int(a)) for s in samples for a in s["ms"][0]]
+    )
     fit = linregress(periodic, cluster)
     res = {"model": info["name"], "n_sites": len(cluster), "slope": float(fit.slope), "intercept_ppm": float(fit.intercept),
            "r": float(fit.rvalue), "periodic_sigma_iso_ppm": periodic.tolist(), "cluster_sigma_iso_ppm": cluster.tolist(),
@@ -141,7 +148,12 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
         f = linregress(angle, y)
         res[f"{name}_vs_angle"] = {"slope_ppm_per_deg": float(f.slope), "r": float(f.rvalue), "stderr": float(f.stderr)}
     out.write_text(json.dumps(res, indent=1))
-    print({k: res[k] for k in ("model", "n_sites", "slope", "intercept_ppm", "r", "periodic_vs_angle", "cluster_vs_angle")})
+    print(
+        {
+            k: res[k]
+            for k in ("model", "n_sites", "slope", "intercept_ppm", "r", "periodic_vs_angle", "cluster_vs_angle")
+        }
+    )
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,7 +235,11 @@ def coverage_study(labels=HERE / "sio2_clusters.extxyz", out=HERE / "coverage.js
             res["by_kind"][f"{k} {name}"] = {"n_sites": int(keep.sum()), "si_o_si_deg": spread(angle[keep]),
                                              "si_o_short_A": spread(short[keep]), "si_o_long_A": spread(long[keep])}  # fmt: skip
     mean_d = (short + long) / 2
-    for name, y, keep in (("abs_Cq_MHz", cq, np.isfinite(cq)), ("eta_Q", eta, np.isfinite(eta)), ("sigma_iso_ppm", sigma, has_ms)):
+    for name, y, keep in (
+        ("abs_Cq_MHz", cq, np.isfinite(cq)),
+        ("eta_Q", eta, np.isfinite(eta)),
+        ("sigma_iso_ppm", sigma, has_ms),
+    ):
         f = linregress(angle[keep], y[keep])
         # the angle and the mean Si-O distance together (long bonds raise C_Q at any angle)
         x = np.column_stack([np.ones(keep.sum()), angle[keep], mean_d[keep]])
@@ -234,7 +250,9 @@ def coverage_study(labels=HERE / "sio2_clusters.extxyz", out=HERE / "coverage.js
                                    "with_mean_si_o": {"per_deg": float(coef[1]), "per_A": float(coef[2]), "r2": float(r2)}}  # fmt: skip
     out.write_text(json.dumps(res, indent=1))
     for k, v in res["by_kind"].items():
-        print(f"{k:28s} {v['n_sites']:4d}  angle {v['si_o_si_deg']}  short {v['si_o_short_A']}  long {v['si_o_long_A']}")
+        print(
+            f"{k:28s} {v['n_sites']:4d}  angle {v['si_o_si_deg']}  short {v['si_o_short_A']}  long {v['si_o_long_A']}"
+        )
     for k in ("abs_Cq_MHz", "eta_Q", "sigma_iso_ppm"):
         print(k, "vs angle:", res[f"{k}_vs_angle"])
     import matplotlib
@@ -278,5 +296,11 @@ def plot(path=HERE / "angle.json", out=HERE / "angle.png"):
 
 
 if __name__ == "__main__":
-    {"angle": angle_study, "convergence": convergence_study, "plot": plot, "si": si_study,
-     "si_crystals": si_crystals_study, "coverage": coverage_study}[sys.argv[1]](*sys.argv[2:])
+    {
+        "angle": angle_study,
+        "convergence": convergence_study,
+        "plot": plot,
+        "si": si_study,
+        "si_crystals": si_crystals_study,
+        "coverage": coverage_study,
+    }[sys.argv[1]](*sys.argv[2:])
