@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install lint test demo trajectories model sio2-model sio2-evaluate labels clean
+.PHONY: install lint test test-fast demo trajectories model sio2-model sio2-evaluate labels clean
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: install
 	$(PY) -m pytest -q
+
+# Everything but the tests marked slow (the notebooks): about 3 minutes on 2 cores.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 # Style as configured in pyproject.toml ([tool.ruff]); .ci/run checks it before the tests.
 lint: install

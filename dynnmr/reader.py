@@ -440,6 +440,11 @@ def _numbers(codes, path, k, line):
         raise InputError(path, f"atom {bad + 1}: unknown element {token!r}", frame=k, line=line + 2 + bad) from None
 
 
+#: ``_frame``'s cache holds column layouts under their Properties string and the last
+#: species mapping under this key, which no Properties string can equal.
+_SPECIES_KEY = ("species",)
+
+
 def _frame(buf, body, natoms, comment, path, k, line, cache):
     """Parse one frame's atom lines; ``(None, -1)`` if the buffer ends before they do."""
     info = parse_comment(comment)
@@ -465,12 +470,12 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
     if not np.isfinite(positions).all():
         bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
         raise InputError(path, f"atom {bad + 1}: non-finite coordinate (nan/inf)", frame=k, line=line + 2 + bad)
-    prev = cache.get("species")
+    prev = cache.get(_SPECIES_KEY)
     if prev is not None and np.array_equal(prev[0], codes):  # the usual case: same species order
         numbers = prev[1].copy()  # frames never share arrays
     else:
         numbers = _numbers(codes, path, k, line)
-        cache["species"] = (codes, numbers)
+        cache[_SPECIES_KEY] = (codes, numbers)
     cell, pbc = None, np.zeros(3, bool)
 
     if "Lattice" in info:

@@ -122,6 +122,8 @@ GOOD = '2\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3\nSi 0 0 0\
         (GOOD.replace("O 1.6 0 0", "O 1.6 0"), "atom 2: expected 4 columns, found 3", 0, 4),
         (GOOD.replace("O 1.6", "Qq 1.6"), "atom 2: unknown element 'Qq'", 0, 4),
         (GOOD + "3\n", "truncated frame: header without atoms", 1, 5),
+        # a Properties string equal to a name the parser keeps for itself (found by the fuzz test)
+        (GOOD + GOOD.replace("species:S:1:pos:R:3", "species"), "Properties='species' lacks species or pos", 1, 6),
     ],
 )
 def test_bad_input_names_file_frame_and_line(tmp_path, text, message, frame, line):
