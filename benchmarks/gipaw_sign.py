@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy.stats import linregress
 
-from dynnmr import io, label
+from dynnmr import io, structure
 from dynnmr.modelfile import load_model
 from dynnmr.tensors import irrep, isotropic
 from dynnmr.train import predict_label_file
@@ -49,11 +49,11 @@ def angle_trend(path):
     for atoms in io.read(path):
         if set(atoms.get_chemical_symbols()) != {"Si", "O"}:
             continue
-        bonds = label._bonds(atoms)
+        bonds = structure.bonds(atoms)
         ms = atoms.arrays["ms"]
         for k in np.flatnonzero(np.isfinite(ms).all(axis=(1, 2))):
             if len(bonds.get(int(k), [])) == 4:
-                angles.append(label.mean_bridging_angle(atoms, int(k), bonds))
+                angles.append(structure.mean_bridging_angle(atoms, int(k), bonds))
                 iso.append(isotropic(ms[k]))
     return linregress(angles, iso), len(iso)
 

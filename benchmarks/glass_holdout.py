@@ -10,7 +10,7 @@ eta_Q and 17O sigma_iso (ppm):
 - held-out MAE, mean signed error (model - label) and Pearson r against the labels;
 - the MAE of a baseline that predicts the mean label of the glass training sites;
 - the same model's MAE on those training sites (fit error, for contrast);
-- the |C_Q| error against the site's mean Si-O distance (A; `label.bridging_geometry`).
+- the |C_Q| error against the site's mean Si-O distance (A; `dynnmr.structure.bridging_geometry`).
 
     python benchmarks/glass_holdout.py runs/sio2-glass-holdout/sio2-glass-holdout.pt
 """
@@ -24,10 +24,12 @@ import torch
 from compare_models import LABELS, labels_as_trained
 from scipy.stats import linregress
 
-from dynnmr import io, label
+from dynnmr import io
 from dynnmr import tensors as T
 from dynnmr.isotopes import get_isotope
 from dynnmr.modelfile import load_model
+from dynnmr.structure import bonds as bond_map
+from dynnmr.structure import bridging_geometry
 from dynnmr.train import hold_out_sites, predict_samples
 
 
@@ -48,7 +50,7 @@ def holdout_report(model, info, labels=LABELS):
     glass = next(s for s in samples if s["id"] == sid)
     kept, held = hold_out_sites(glass, ["ms", "efg"], **opts)
     atoms = io.read(labels)[int(sid.rsplit(":", 1)[1])]
-    bonds = label._bonds(atoms)
+    bonds = bond_map(atoms)
     report = {"structure": sid, "holdout": opts}
     pred, ref, species, structure = predict_samples(model, [held, kept], ["efg", "ms"])
     for t in ("efg", "ms"):
@@ -70,7 +72,7 @@ def holdout_report(model, info, labels=LABELS):
             }
             if key == "abs_Cq_MHz":
                 sites = held["efg"][0]  # held-out O sites (efg labels are O only), in predict order
-                si_o = np.array([np.mean(label.bridging_geometry(atoms, int(i), bonds)[1:]) for i in sites])
+                si_o = np.array([np.mean(bridging_geometry(atoms, int(i), bonds)[1:]) for i in sites])
                 fit = linregress(si_o, err[is_held])
                 report[key]["error_vs_mean_si_o"] = {"slope_MHz_per_A": float(fit.slope), "r": float(fit.rvalue),
                                                      "mean_si_o_A_range": [float(si_o.min()), float(si_o.max())]}  # fmt: skip

@@ -33,9 +33,9 @@ import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
 
-from .graphs import neighbour_pairs
+from .structure import bonds as _bonds
+from .structure import coordination_defect
 
-BOND_SCALE = 1.2  # bond if distance < 1.2 x sum of covalent radii (Si-O: 2.12 A)
 CAP_DISTANCE_A = {"O": 0.96, "Si": 1.48}  # X-H distance of a cap replacing a cut bond
 
 
@@ -44,89 +44,6 @@ def cap_distance(symbol: str) -> float:
     from ase.data import atomic_numbers
 
     return CAP_DISTANCE_A.get(symbol, covalent_radii[atomic_numbers[symbol]] + covalent_radii[1])
-
-
-def _bonds(atoms: Atoms):
-    """Bonded pairs (i, j, integer shift) of a frame, both directions."""
-    cut = BOND_SCALE * 2 * covalent_radii[atoms.numbers].max()
-    i, j, s = neighbour_pairs(atoms.positions, atoms.cell.array, atoms.pbc, cut)
-    vec = atoms.positions[j] - atoms.positions[i] + s @ atoms.cell.array
-    limit = BOND_SCALE * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
-    keep = np.linalg.norm(vec, axis=1) < limit
-    bonded: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for a, b, shift in zip(i[keep], j[keep], s[keep]):
-        bonded.setdefault(int(a), []).append((int(b), shift))
-    return bonded
-
-
-#: Regular coordination in silica: each Si bonded to 4 O, each O to 2 Si.
-REGULAR_NEIGHBOURS = {"Si": ("O", 4), "O": ("Si", 2)}
-
-
-def coordination_defect(atoms: Atoms, centre: int, bonds=None) -> str | None:
-    """Why an atom of the site's two-shell cluster is not regularly coordinated, else None.
-
-    The labels describe regular bridging O (and Si in regular tetrahedra): a cluster
-    around a 3- or 5-coordinated Si or a non-bridging/3-coordinated O is a different
-    chemistry, and its capped cluster can have a near-degenerate electronic structure
-    whose GIAO shielding is meaningless (e.g. 17O sigma_iso of -709 and 10,340 ppm at two
-    glass sites next to 5-coordinated Si). Every atom within two bonds is checked, since
-    the caps turn an irregular outer atom into an unphysical group: a 3-coordinated outer
-    Si of a Si-centred cluster into SiH2 (29Si sigma_iso 543 ppm, regular sites 430-441),
-    a 3-coordinated outer O of an O-centred cluster into OH2 with its two H 1.2 A apart
-    (17O sigma_iso 173 ppm, below every regular site's). Elements without a rule are not
-    checked.
-    """
-    bonds = _bonds(atoms) if bonds is None else bonds
-    symbols = atoms.get_chemical_symbols()
-    first = [nb for nb, _ in bonds.get(centre, [])]
-    second = [nb2 for nb in first for nb2, _ in bonds.get(nb, []) if nb2 != centre]
-    for k in [centre] + first + second:
-        rule = REGULAR_NEIGHBOURS.get(symbols[k])
-        if rule is None:
-            continue
-        got = sorted(symbols[nb] for nb, _ in bonds.get(k, []))
-        if got != [rule[0]] * rule[1]:
-            return (
-                f"{symbols[k]} atom {k} bonded to {len(got)} atoms ({''.join(got) or 'none'}), not {rule[1]} {rule[0]}"
-            )
-    return None
-
-
-def mean_bridging_angle(atoms: Atoms, centre: int, bonds=None) -> float:
-    """Mean Si-O-Si angle (deg) at the O atoms bonded to Si atom ``centre`` (periodic images followed).
-
-    The structural variable 29Si shifts follow in silica (more shielded as the angles
-    open); NaN if the centre has no bridging O.
-    """
-    bonds = _bonds(atoms) if bonds is None else bonds
-    cell, pos, numbers = atoms.cell.array, atoms.positions, atoms.numbers
-    angles = []
-    for o, s1 in bonds.get(centre, []):
-        if numbers[o] != 8:
-            continue
-        back = pos[centre] - (pos[o] + s1 @ cell)  # O -> centre
-        for si, s2 in bonds.get(o, []):
-            if numbers[si] != 14 or (si == centre and not (s1 + s2).any()):
-                continue
-            out = pos[si] + s2 @ cell - pos[o]
-            cos = back @ out / np.linalg.norm(back) / np.linalg.norm(out)
-            angles.append(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-    return float(np.mean(angles)) if angles else float("nan")
-
-
-def bridging_geometry(atoms: Atoms, o: int, bonds=None) -> tuple[float, float, float]:
-    """Si-O-Si angle (deg) and the shorter and longer Si-O distances (A) at O atom ``o``
-    (periodic images followed): the variables 17O C_Q, eta_Q and shielding follow. NaN
-    unless ``o`` is bonded to exactly two Si."""
-    bonds = _bonds(atoms) if bonds is None else bonds
-    cell, pos = atoms.cell.array, atoms.positions
-    vec = [pos[si] + shift @ cell - pos[o] for si, shift in bonds.get(o, []) if atoms.numbers[si] == 14]
-    if len(vec) != 2:
-        return float("nan"), float("nan"), float("nan")
-    d = np.linalg.norm(vec, axis=1)
-    angle = np.degrees(np.arccos(np.clip(vec[0] @ vec[1] / d[0] / d[1], -1.0, 1.0)))
-    return float(angle), float(d.min()), float(d.max())
 
 
 def closed_shell(cluster: Atoms) -> bool:
@@ -342,7 +259,7 @@ DEFECT = -2  # label_status of a site skipped for a coordination defect (-1: DFT
 
 
 def drop_defect_labels(atoms: Atoms) -> list[int]:
-    """Withdraw labels of sites that :func:`coordination_defect` rejects (labelled before
+    """Withdraw labels of sites that :func:`dynnmr.structure.coordination_defect` rejects (labelled before
     the rule existed): their status becomes ``DEFECT`` and their tensors NaN."""
     bonds = _bonds(atoms)
     dropped = [

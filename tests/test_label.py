@@ -8,7 +8,7 @@ import pytest
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
-from dynnmr import label
+from dynnmr import label, structure
 from dynnmr.cli import main
 from dynnmr.isotopes import get_isotope
 from dynnmr.tensors import efg_parameters, isotropic, quadrupolar_coupling_hz
@@ -63,27 +63,27 @@ def test_si_centred_clusters():
 def test_mean_bridging_angle_of_quartz_and_a_linear_bridge():
     crystal = ase.io.read(QUARTZ)
     si = crystal.get_chemical_symbols().index("Si")
-    assert label.mean_bridging_angle(crystal, si) == pytest.approx(143.747, abs=0.01)
+    assert structure.mean_bridging_angle(crystal, si) == pytest.approx(143.747, abs=0.01)
     # (H3Si-O)-Si-(O-SiH3) with one linear and one 120 deg bridge: mean 150 deg
     cos, sin = np.cos(np.radians(60)), np.sin(np.radians(60))
     pos = [(0, 0, 0), (1.6, 0, 0), (3.2, 0, 0), (-1.6, 0, 0), (-1.6 - 1.6 * cos, 1.6 * sin, 0)]
     mol = Atoms("SiOSiOSi", pos)
-    assert label.mean_bridging_angle(mol, 0) == pytest.approx(150.0)
-    assert np.isnan(label.mean_bridging_angle(Atoms("Si"), 0))
+    assert structure.mean_bridging_angle(mol, 0) == pytest.approx(150.0)
+    assert np.isnan(structure.mean_bridging_angle(Atoms("Si"), 0))
 
 
 def test_bridging_geometry_of_quartz_and_a_bent_bridge():
     crystal = ase.io.read(QUARTZ)
     o = crystal.get_chemical_symbols().index("O")
-    angle, short, long = label.bridging_geometry(crystal, o)
+    angle, short, long = structure.bridging_geometry(crystal, o)
     assert angle == pytest.approx(143.747, abs=0.01)  # all Si-O-Si of alpha-quartz are equivalent
     si = np.flatnonzero(crystal.numbers == 14)
     d = np.sort(crystal.get_distances(o, si, mic=True))[:2]  # ase's minimum-image distances
     assert (short, long) == pytest.approx(tuple(d), abs=1e-9) and short < long
     cos, sin = np.cos(np.radians(150)), np.sin(np.radians(150))
     mol = Atoms("SiOSi", [(1.7, 0, 0), (0, 0, 0), (1.6 * cos, 1.6 * sin, 0)])
-    assert label.bridging_geometry(mol, 1) == pytest.approx((150.0, 1.6, 1.7))
-    assert all(np.isnan(label.bridging_geometry(Atoms("SiO", [(0, 0, 0), (1.6, 0, 0)]), 1)))
+    assert structure.bridging_geometry(mol, 1) == pytest.approx((150.0, 1.6, 1.7))
+    assert all(np.isnan(structure.bridging_geometry(Atoms("SiO", [(0, 0, 0), (1.6, 0, 0)]), 1)))
 
 
 def test_open_shell_cluster_is_refused():
@@ -176,16 +176,16 @@ def test_cli_label_errors_name_the_file(tmp_path, capsys):
 def test_coordination_defects_are_skipped_and_old_labels_withdrawn():
     quartz = ase.io.read(QUARTZ)
     o = int(np.flatnonzero(quartz.numbers == 8)[0])
-    assert label.coordination_defect(quartz, o) is None
-    assert label.coordination_defect(quartz, int(np.flatnonzero(quartz.numbers == 14)[0])) is None
+    assert structure.coordination_defect(quartz, o) is None
+    assert structure.coordination_defect(quartz, int(np.flatnonzero(quartz.numbers == 14)[0])) is None
     # take away one O of a Si next to our O: that Si becomes 3-coordinated
-    bonds = label._bonds(quartz)
+    bonds = structure.bonds(quartz)
     si = bonds[o][0][0]
     other_o = next(nb for nb, _ in bonds[si] if nb != o)
     defect = quartz.copy()
     del defect[other_o]
     o_new = o - (other_o < o)
-    assert "bonded to 3 atoms (OOO), not 4 O" in label.coordination_defect(defect, o_new)
+    assert "bonded to 3 atoms (OOO), not 4 O" in structure.coordination_defect(defect, o_new)
     # a label made before the rule is withdrawn: NaN tensors, status DEFECT
     defect.arrays["efg"] = np.ones((len(defect), 3, 3))
     defect.arrays["ms"] = np.ones((len(defect), 3, 3))
@@ -210,9 +210,9 @@ def test_si_centred_cluster_with_a_3_coordinated_outer_si_is_a_defect():
     are regular, but two of its outer Si are 3-coordinated; its cluster gave a 29Si
     sigma_iso of 543 ppm."""
     glass = _tersoff_glass()
-    bonds = label._bonds(glass)
+    bonds = structure.bonds(glass)
     assert all(len(bonds[o]) == 2 for o, _ in bonds[459]) and len(bonds[459]) == 4
-    assert "Si atom 750 bonded to 3 atoms (OOO), not 4 O" in label.coordination_defect(glass, 459, bonds)
+    assert "Si atom 750 bonded to 3 atoms (OOO), not 4 O" in structure.coordination_defect(glass, 459, bonds)
 
 
 def test_o_centred_cluster_with_a_3_coordinated_outer_o_is_a_defect():
@@ -220,14 +220,14 @@ def test_o_centred_cluster_with_a_3_coordinated_outer_o_is_a_defect():
     tetrahedra (O 1168) is bonded to three Si, so the cluster caps it into OH2 with its two
     H atoms 1.2 A apart; that cluster gave 17O sigma_iso 173 ppm, below every regular site."""
     glass = _tersoff_glass()
-    bonds = label._bonds(glass)
+    bonds = structure.bonds(glass)
     assert len(bonds[2333]) == 2 and all(len(bonds[si]) == 4 for si, _ in bonds[2333])
-    assert "O atom 1168 bonded to 3 atoms (SiSiSi), not 2 Si" in label.coordination_defect(glass, 2333, bonds)
+    assert "O atom 1168 bonded to 3 atoms (SiSiSi), not 2 Si" in structure.coordination_defect(glass, 2333, bonds)
     cluster = label.carve_cluster(glass, 2333, 2, bonds)
     h = cluster.positions[cluster.numbers == 1]
     hh = np.linalg.norm(h[:, None] - h[None], axis=-1)[np.triu_indices(len(h), 1)]
     assert (cluster.numbers == 1).sum() == 8 and hh.min() < 1.3  # a regular O cluster: 6 caps, far apart
-    assert label.coordination_defect(glass, 1683, bonds) is None  # a regular glass site (convergence study)
+    assert structure.coordination_defect(glass, 1683, bonds) is None  # a regular glass site (convergence study)
 
 
 def test_giao_shielding_antisymmetric_part_agrees_with_castep():

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from dynnmr import io, label
+from dynnmr import io, label, structure
 from dynnmr.isotopes import get_isotope
 from dynnmr.tensors import efg_parameters, isotropic, quadrupolar_coupling_hz
 
@@ -106,11 +106,11 @@ def convergence_study(path=HERE / "convergence.json"):
     # the labelled glass frame (Tersoff, the trajectories the labels were made on)
     glass = io.read(HERE / "sio2_clusters.extxyz", index=5)
     glass = Atoms(numbers=glass.numbers, positions=glass.positions, cell=glass.cell, pbc=True)
-    bonds = label._bonds(glass)
+    bonds = structure.bonds(glass)
     # the first three sites the labels would take (regular coordination) with closed-shell
     # 2- and 3-shell clusters
     regular = (int(i) for i in label.candidate_sites(glass, ("O",))
-               if label.coordination_defect(glass, int(i), bonds) is None
+               if structure.coordination_defect(glass, int(i), bonds) is None
                and all(label.closed_shell(label.carve_cluster(glass, int(i), n, bonds)) for n in (2, 3)))  # fmt: skip
     sites += [("amorphous_sio2", glass, next(regular)) for _ in range(3)]
     for name, atoms, o in sites:
@@ -138,7 +138,11 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
     periodic, cluster = isotropic(pred), isotropic(ref)
     images = io.read(labels)
     angle = np.array(
-        [label.mean_bridging_angle(images[int(s["id"].rsplit(":", 1)[1])], int(a)) for s in samples for a in s["ms"][0]]
+        [
+            structure.mean_bridging_angle(images[int(s["id"].rsplit(":", 1)[1])], int(a))
+            for s in samples
+            for a in s["ms"][0]
+        ]
     )
     fit = linregress(periodic, cluster)
     res = {"model": info["name"], "n_sites": len(cluster), "slope": float(fit.slope), "intercept_ppm": float(fit.intercept),
@@ -191,7 +195,7 @@ def si_crystals_study(model="sio2", path=HERE / "si_crystals.json"):
         res = _record(path, name, lambda: {"cluster_sigma_iso_ppm": float(isotropic(
             label.compute_site(label.carve_cluster(atoms, si, 2), ("ms",)).ms_ppm))})  # fmt: skip
         periodic = isotropic(predict_images(net, info, [atoms])[0].arrays["ms"][atoms.numbers == 14]).mean()
-        rows[name] = {"mean_si_o_si_deg": label.mean_bridging_angle(atoms, si), "experiment_delta_ppm": delta,
+        rows[name] = {"mean_si_o_si_deg": structure.mean_bridging_angle(atoms, si), "experiment_delta_ppm": delta,
                       "cluster_sigma_iso_ppm": res[name].get("cluster_sigma_iso_ppm"),
                       f"{info['name']}_sigma_iso_ppm": float(periodic)}  # fmt: skip
     q, c = rows["alpha_quartz"], rows["alpha_cristobalite"]
@@ -215,11 +219,11 @@ def coverage_study(labels=HERE / "sio2_clusters.extxyz", out=HERE / "coverage.js
 
     rows = []
     for atoms in io.read(labels):
-        bonds = label._bonds(atoms)
+        bonds = structure.bonds(atoms)
         efg, ms = atoms.arrays["efg"], atoms.arrays["ms"]
         for o in np.flatnonzero((atoms.numbers == 8) & np.isfinite(efg).all(axis=(1, 2))):
             p = efg_parameters(efg[o])
-            rows.append((_kind(atoms.info), *label.bridging_geometry(atoms, int(o), bonds),
+            rows.append((_kind(atoms.info), *structure.bridging_geometry(atoms, int(o), bonds),
                          abs(float(quadrupolar_coupling_hz(p["Vzz"], Q_MB))) / 1e6, float(p["eta_Q"]),
                          float(isotropic(ms[o])) if np.isfinite(ms[o]).all() else np.nan))  # fmt: skip
     kind = np.array([r[0] for r in rows])
