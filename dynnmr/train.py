@@ -18,97 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from . import evaluate, io
 from . import tensors as T
+from .config import load_config
 from .graphs import collate, structure_arrays
 from .isotopes import isotope_for
 from .model import TARGET_COMPONENTS, TensorGNN, target_irrep_columns
 from .modelfile import save_model, sha256_files
 
-DEFAULTS = {
-    "name": "model",
-    "targets": ["ms"],
-    "split": {"val": 0.1, "test": 0.1, "seed": 0},
-    "model": {"channels": 32, "vector_channels": 16, "lmax": 2, "layers": 2, "cutoff": 5.0,
-              "num_basis": 8, "radial_hidden": 32},
-    "training": {"epochs": 300, "batch_atoms": 2500, "lr": 0.005, "min_lr": 1e-5, "patience": 40,
-                 "lr_patience": 10, "seed": 0, "threads": 2, "loss": "mse", "ema": 0.0,
-                 "irrep_weights": [1.0, 1.0, 1.0]},
-    "references": {},
-}  # fmt: skip
-
-
-def load_config(path) -> dict:
-    """Read a YAML config, fill defaults, and make data paths absolute (relative to the file).
-
-    ``base: OTHER.yaml`` starts from another config (its paths relative to it) and changes
-    only what this file gives, section by section: a variant of a recipe (e.g. one that
-    holds out sites for evaluation) without a second copy of it.
-    """
-    path = Path(path)
-    with open(path) as fh:
-        user = yaml.safe_load(fh) or {}
-    cfg = load_config(path.parent / user.pop("base")) if "base" in user else copy.deepcopy(DEFAULTS)
-    if "data" in user:
-        user["data"] = [_data_entry(path, entry) for entry in user["data"] or []]
-    for ref in (user.get("references") or {}).values():
-        ref["structure"] = str((path.parent / ref["structure"]).resolve())
-    for key, value in user.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key].update(value)
-        else:
-            cfg[key] = value
-    if not cfg.get("data"):
-        raise ValueError(f"{path}: config needs a 'data' list of tensor files")
-    return cfg
-
-
-def _data_entry(config_path, entry) -> dict:
-    """A ``data`` item as ``{"path": absolute, "scale": {target: factor}, "species": {target: [Z]}}``.
-
-    An item is a file name or ``{path: FILE, scale: {efg: 0.91}, species: {ms: [O]}}``.
-    ``scale``: a constant factor on a target's labels from that file (e.g. a documented
-    correction of cluster C_Q towards experiment). It multiplies the whole tensor, so
-    eta_Q, the asymmetry and the orientation are unchanged; the stored labels stay the raw
-    DFT values. ``offset``: a constant (ppm) added to the diagonal of a shielding target
-    after the scale, so ``scale: {ms: -1}, offset: {ms: C}`` turns a shift-like tensor
-    (C - sigma) into shielding sigma; refused for the traceless EFG. ``species``: use only
-    these elements' labels of a target from that file
-    (e.g. cluster 29Si shieldings, which sit on another reference level than periodic
-    GIPAW, kept out of a joint training); the other labels stay in the file.
-    """
-    from ase.data import atomic_numbers
-
-    entry = {"path": entry} if isinstance(entry, str) else dict(entry)
-    unknown = set(entry) - {"path", "scale", "offset", "species"}
-    if "path" not in entry or unknown:
-        raise ValueError(f"{config_path}: a data item is a file name or {{path: FILE, scale: {{target: factor}}, "
-                         f"offset: {{target: ppm}}, species: {{target: [elements]}}}}, not {entry!r}")  # fmt: skip
-    scale = {str(t): float(f) for t, f in (entry.get("scale") or {}).items()}
-    offset = {str(t): float(c) for t, c in (entry.get("offset") or {}).items()}
-    if "efg" in offset:
-        raise ValueError(
-            f"{config_path}: an offset is an isotropic shift; the EFG is traceless (data item {entry['path']})"
-        )
-    species = {str(t): list(els) for t, els in (entry.get("species") or {}).items()}
-    bad = (set(scale) | set(offset) | set(species)) - set(TARGET_COMPONENTS)
-    if bad:
-        raise ValueError(
-            f"{config_path}: scale, offset or species for unknown target(s) {sorted(bad)} in data item {entry['path']}"
-        )
-    unknown_el = sorted({str(e) for els in species.values() for e in els} - set(atomic_numbers))
-    if unknown_el:
-        raise ValueError(f"{config_path}: unknown element(s) {unknown_el} in species of data item {entry['path']}")
-    return {"path": str((Path(config_path).parent / entry["path"]).resolve()), "scale": scale, "offset": offset,
-            "species": {t: sorted(atomic_numbers[str(e)] for e in els) for t, els in species.items()}}  # fmt: skip
-
 
 def load_samples(data, targets, cutoff):
     """Per structure: graph arrays and, per target, labelled site indices and components.
 
-    ``data``: file names or :func:`_data_entry` dicts (their ``scale``, ``offset`` and
+    ``data``: file names or :func:`dynnmr.config.data_entry` dicts (their ``scale``, ``offset`` and
     ``species`` applied here).
     """
     samples = []
@@ -312,7 +235,7 @@ def recorded_data(info, locate):
 def recorded_test_samples(info, data, targets=None):
     """The test structures a model file records, with the labels it was tested on.
 
-    ``data``: the training data files (or :func:`_data_entry` dicts) as they are now.
+    ``data``: the training data files (or :func:`dynnmr.config.data_entry` dicts) as they are now.
     A label file that grows after training (new sites are appended, labelled sites never
     change) still gives the recorded test set: only the sites in ``info["test_sites"]``
     are kept (files without that record: all labelled sites of the test structures).

@@ -1,6 +1,7 @@
 """Training (determinism, resume, masked labels), model files, and `dynnmr predict`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,8 @@ def test_training_is_deterministic_and_resumable(tiny_config, tmp_path):
 def test_split_seed_holds_out_other_structures(tiny_config, tmp_path):
     """`dynnmr train --split-seed`: the model file records the new seed and tests on the
     structures that seed's split holds out; resuming a run under another split is refused."""
-    from dynnmr.train import load_config, load_samples, split_indices
+    from dynnmr.config import load_config
+    from dynnmr.train import load_samples, split_indices
 
     main(["train", str(tiny_config), "-o", str(tmp_path / "s0"), "--epochs", "1"])
     main(["train", str(tiny_config), "-o", str(tmp_path / "s3"), "--epochs", "1", "--split-seed", "3"])
@@ -61,7 +63,7 @@ def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
     """A label file that grew after a run started is not mixed into it on resume."""
     import shutil
 
-    from dynnmr.train import load_config
+    from dynnmr.config import load_config
 
     shutil.copy(load_config(tiny_config)["data"][0]["path"], tmp_path / "data.extxyz")
     cfg = yaml.safe_load(tiny_config.read_text())
@@ -186,8 +188,42 @@ def test_l1_loss_option(tiny_config, tmp_path):
         train(path, tmp_path / "bad", log=lambda m: None)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"trainng": {"epochs": 2}}, "unknown key 'trainng' in the config; did you mean 'training'?"),
+        ({"model": {"chanels": 4}}, "unknown key 'chanels' in model; did you mean 'channels'?"),
+        ({"training": {"epochs": 2, "learning_rate": 0.1}}, "unknown key 'learning_rate' in training"),
+        ({"split": [0.1, 0.1]}, "split is a mapping of settings"),
+        ({"targets": ["ms", "nmr"]}, r"unknown target\(s\) \['nmr'\]"),
+        ({"references": {"Si": {"structure": "q.extxyz", "shift": -107.4}}}, "references.Si is"),
+    ],
+)
+def test_config_typos_are_errors_naming_the_key(tiny_config, tmp_path, change, message):
+    """A misspelt key would otherwise leave its setting at the default without a word."""
+    from dynnmr.config import load_config
+
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg.update(change)
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_bundled_configs_pass_the_schema():
+    from dynnmr.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        assert load_config(path)["data"]
+
+
 def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
-    from dynnmr.train import load_config, load_samples
+    from dynnmr.config import load_config
+    from dynnmr.train import load_samples
 
     cfg = yaml.safe_load(tiny_config.read_text())
     cfg["data"] = [{"path": str(tiny_config.parent / "data.extxyz"), "scale": {"ms": 0.5}}]
@@ -207,7 +243,8 @@ def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
 
 def test_data_item_negated_with_an_offset_gives_C_minus_the_label(tiny_config, tmp_path):
     """scale -1 and offset C (ppm): a shift-like label T becomes C - T, trace and anisotropy alike."""
-    from dynnmr.train import load_config, load_samples
+    from dynnmr.config import load_config
+    from dynnmr.train import load_samples
 
     cfg = yaml.safe_load(tiny_config.read_text())
     cfg["data"] = [{"path": str(tiny_config.parent / "data.extxyz"), "scale": {"ms": -1}, "offset": {"ms": 500.0}}]
@@ -228,7 +265,8 @@ def test_data_item_negated_with_an_offset_gives_C_minus_the_label(tiny_config, t
 
 
 def test_data_item_species_keeps_only_those_elements_labels(tiny_config, tmp_path):
-    from dynnmr.train import load_config, load_samples
+    from dynnmr.config import load_config
+    from dynnmr.train import load_samples
 
     images = io.read(tiny_config.parent / "data.extxyz")[:3]
     for a in images:  # an O label next to the Si ones, as a cluster file would mix them
@@ -326,8 +364,9 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
 
 def test_predicted_sites_know_their_structure(tiny_config):
     """predict_samples' structure index (what the offset-free errors group by) across batches."""
+    from dynnmr.config import load_config
     from dynnmr.model import TensorGNN
-    from dynnmr.train import load_config, load_samples, predict_samples
+    from dynnmr.train import load_samples, predict_samples
 
     samples = load_samples(load_config(tiny_config)["data"], ["ms"], 4.0)
     species = sorted({int(z) for s in samples for z in s["numbers"]})
@@ -342,8 +381,9 @@ def test_predicted_sites_know_their_structure(tiny_config):
 
 
 def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
+    from dynnmr.config import load_config
     from dynnmr.model import TensorGNN
-    from dynnmr.train import batch_inputs, batch_loss, load_config, load_samples
+    from dynnmr.train import batch_inputs, batch_loss, load_samples
 
     torch.manual_seed(0)
     cfg = load_config(tiny_config)
@@ -376,8 +416,9 @@ def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
 def test_predict_label_file_takes_one_species_labels_and_names_an_empty_file(tiny_config):
     """predict_label_file keeps only the asked species' sites, in file order, and refuses a file
     with none of them (the silicate file labels Si only)."""
+    from dynnmr.config import load_config
     from dynnmr.model import TensorGNN
-    from dynnmr.train import load_config, predict_label_file
+    from dynnmr.train import predict_label_file
 
     path = load_config(tiny_config)["data"][0]["path"]
     images = io.read(path)
@@ -424,7 +465,8 @@ def test_hold_out_sites_by_slab_with_a_buffer_across_the_planes():
 def test_config_base_and_site_holdout_run(tiny_config, tmp_path):
     """A config with `base:` changes only what it names; a site holdout trains without the
     slab's labels and records them as the test, so recorded_test_samples gives them back."""
-    from dynnmr.train import load_config, load_samples, predict_samples, recorded_test_samples, split_metrics
+    from dynnmr.config import load_config
+    from dynnmr.train import load_samples, predict_samples, recorded_test_samples, split_metrics
 
     base = load_config(tiny_config)
     sid = load_samples(base["data"], ["ms"], 4.0)[0]["id"]
