@@ -70,7 +70,13 @@ IRREP_SLICES = {0: slice(0, 1), 1: slice(1, 4), 2: slice(4, 9)}
 
 # Spherical decomposition ------------------------------------------------------------
 def to_spherical(tensor):
-    """Cartesian ``(..., 3, 3)`` -> spherical ``(..., 9)`` components (l=0, 1, 2)."""
+    """Cartesian ``(..., 3, 3)`` -> spherical ``(..., 9)`` components (l=0, 1, 2).
+
+    >>> np.round(to_spherical(np.eye(3)), 4).tolist()  # isotropic: l=0 only, sqrt(3)
+    [1.7321, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    >>> np.round(to_spherical([[0, 1, 0], [-1, 0, 0], [0, 0, 0]]), 4).tolist()  # antisymmetric: l=1 only
+    [0.0, 0.0, 0.0, 1.4142, 0.0, 0.0, 0.0, 0.0, 0.0]
+    """
     t = np.asarray(tensor, dtype=float)
     return t.reshape(t.shape[:-2] + (9,)) @ CART_TO_SPH.T
 
@@ -173,6 +179,10 @@ def haeberlen(tensor, rtol=1e-10):
 
     Returns a dict of arrays: ``iso``, ``zeta``, ``delta_aniso`` (= 1.5 zeta, the
     "anisotropy" CASTEP prints), ``eta`` (0 where zeta vanishes), in the tensor's units.
+
+    >>> h = haeberlen(np.diag([10.0, 20.0, 40.0]))  # s_zz = 40 lies furthest from iso
+    >>> print(round(float(h["iso"]), 3), round(float(h["zeta"]), 3), round(float(h["eta"]), 3))
+    23.333 16.667 0.6
     """
     vals, _ = shielding_principal(tensor)
     iso = isotropic(tensor)
@@ -188,6 +198,10 @@ def herzfeld_berger(tensor, rtol=1e-10, shift=False):
     For a shielding tensor, ``kappa = 3 (s_iso - s_22) / Omega`` with s_11 <= s_22 <= s_33;
     for a shift tensor (``shift=True``) ``kappa = 3 (d_22 - d_iso) / Omega`` with d_11 >=
     d_22 >= d_33. A shielding tensor and its shift tensor have the same kappa.
+
+    >>> hb = herzfeld_berger(np.diag([10.0, 20.0, 40.0]))
+    >>> print(round(float(hb["span"]), 3), round(float(hb["skew"]), 3))
+    30.0 0.333
     """
     vals = _eigh(symmetric_part(tensor), vectors=False)
     iso = isotropic(tensor)
@@ -212,7 +226,11 @@ def shift_tensor(tensor, sigma_ref, exact=False):
 
 
 def shift_iso(sigma_iso, sigma_ref, exact=False):
-    """Isotropic chemical shift (ppm) from isotropic shielding (ppm)."""
+    """Isotropic chemical shift (ppm) from isotropic shielding (ppm).
+
+    >>> print(round(float(shift_iso(434.1, 325.67)), 2))  # a 29Si sigma_iso against sigma_ref
+    -108.43
+    """
     d = np.asarray(sigma_ref, dtype=float) - np.asarray(sigma_iso, dtype=float)
     return d / (1.0 - np.asarray(sigma_ref) * 1e-6) if exact else d
 
@@ -226,7 +244,12 @@ def tensor_from_haeberlen(iso, zeta, eta, euler_deg=(0.0, 0.0, 0.0)):
 
 # EFG --------------------------------------------------------------------------------
 def efg_parameters(tensor, rtol=1e-10):
-    """``Vzz`` (tensor units) and ``eta_Q`` in [0, 1] (0 where Vzz vanishes)."""
+    """``Vzz`` (tensor units) and ``eta_Q`` in [0, 1] (0 where Vzz vanishes).
+
+    >>> p = efg_parameters(np.diag([-1.0, -2.0, 3.0]))  # |V_zz| >= |V_yy| >= |V_xx|
+    >>> print(float(p["Vzz"]), round(float(p["eta_Q"]), 4))
+    3.0 0.3333
+    """
     vals, _ = efg_principal(tensor)
     tol = rtol * np.maximum(_scale(tensor), 1e-300)
     eta = np.clip(_safe_ratio(vals[..., 0] - vals[..., 1], vals[..., 2], tol), 0.0, 1.0)
@@ -234,7 +257,11 @@ def efg_parameters(tensor, rtol=1e-10):
 
 
 def quadrupolar_coupling_hz(vzz_au, quadrupole_moment_mb):
-    """``C_Q = e Q V_zz / h`` in Hz from V_zz (atomic units) and Q (millibarn), signed."""
+    """``C_Q = e Q V_zz / h`` in Hz from V_zz (atomic units) and Q (millibarn), signed.
+
+    >>> print(round(float(quadrupolar_coupling_hz(1.0, -25.58)) / 1e6, 3))  # 17O, V_zz = 1 au
+    -6.01
+    """
     return (
         ELEMENTARY_CHARGE_C
         * np.asarray(quadrupole_moment_mb, dtype=float)
@@ -246,7 +273,11 @@ def quadrupolar_coupling_hz(vzz_au, quadrupole_moment_mb):
 
 
 def quadrupolar_product(cq, eta_q):
-    """``P_Q = C_Q sqrt(1 + eta_Q^2 / 3)``, same units as ``cq``."""
+    """``P_Q = C_Q sqrt(1 + eta_Q^2 / 3)``, same units as ``cq``.
+
+    >>> print(round(float(quadrupolar_product(5.2, 0.2)), 4))
+    5.2346
+    """
     return np.asarray(cq) * np.sqrt(1.0 + np.asarray(eta_q) ** 2 / 3.0)
 
 

@@ -229,3 +229,11 @@ def test_nan_rows_give_nan_parameters_and_leave_the_others_alone():
             for m, a in zip(mixed, alone):
                 np.testing.assert_allclose(m[[0, 2]], a, atol=1e-9)
                 assert np.isnan(m[1])
+
+
+def test_docstring_examples_run():
+    """The examples in tensors.py's docstrings are right (doctest), so they stay true."""
+    import doctest
+
+    result = doctest.testmod(T, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10 and result.failed == 0
