@@ -44,7 +44,7 @@ sio2-model: install
 	cp runs/sio2/sio2.pt dynnmr/data/models/
 	cp runs/sio2/metrics.json dynnmr/data/models/sio2.metrics.json
 
-# Judge the sio2 recipe on more than one split (benchmarks/README.md): two other split
+# Judge the sio2 recipe on more than one split (studies/README.md): two other split
 # seeds and a slab of glass sites held out; each run about 40 min on one core, so
 # `make -j2 sio2-evaluate` runs two at a time. Runs that finished are kept (delete
 # runs/sio2-split1 etc. to redo them after the labels change).
@@ -54,7 +54,7 @@ runs/sio2-split%/metrics.json: | install
 runs/sio2-glass-holdout/metrics.json: | install
 	$(VENV)/bin/dynnmr train configs/sio2-glass-holdout.yaml -o runs/sio2-glass-holdout
 sio2-evaluate: $(SPLIT_RUNS)
-	$(PY) benchmarks/split_table.py $(wildcard runs/sio2/metrics.json) $(SPLIT_RUNS)
+	$(PY) studies/split_table.py $(wildcard runs/sio2/metrics.json) $(SPLIT_RUNS)
 
 # Rebuild the example trajectories with LAMMPS (own environment; 2-3 hours on 1 core, most of
 # it the BKS glasses; every stage resumes).

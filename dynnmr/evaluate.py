@@ -49,7 +49,7 @@ def offset_free_metrics(pred, ref, groups):
 
     ``groups``: one label per site, its structure. Only groups with two or more sites
     count. Periodic DFT shieldings carry an isotropic offset per calculation (the same
-    crystal computed twice can differ by several ppm: benchmarks/README.md, "Label
+    crystal computed twice can differ by several ppm: studies/README.md, "Label
     consistency"); these numbers are blind to it and measure what site assignments
     rest on, the shifts and tensors within one material.
     """

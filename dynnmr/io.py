@@ -121,7 +121,7 @@ def read_silicate_json(path) -> list[Atoms]:
     labelled Si (-1 elsewhere); ``info["structure_id"]`` the key in the file. The tensors
     are the file's numbers, unchanged. The file calls them shielding, but they behave as
     (constant - sigma): Q4 sites carry the lowest values and the traceless parts are the
-    negative of GIAO shielding tensors (benchmarks/gipaw_sign.py), so training negates
+    negative of GIAO shielding tensors (studies/gipaw_sign.py), so training negates
     them (``scale: {ms: -1}, offset: {ms: 833.0}`` in ``configs/``).
     """
     path = _path(path)

@@ -102,7 +102,7 @@ def test_config_is_the_bundled_models_recipe(bundled):
 
 
 def test_29si_runs_the_way_shielding_does(bundled, shared_data):
-    """The GIPAW labels are C - sigma (benchmarks/gipaw_sign.py); trained on them negated, a
+    """The GIPAW labels are C - sigma (studies/gipaw_sign.py); trained on them negated, a
     model must put Q4 Si more shielded than Q0 (measured shifts: about -110 against -70 ppm)
     and give 29Si anisotropies of the sign of our B3LYP cluster tensors of the same atoms.
     The models trained on the raw labels failed both (Q4 - Q0 = -50 ppm, slope -1.06)."""

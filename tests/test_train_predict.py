@@ -215,8 +215,9 @@ def test_config_typos_are_errors_naming_the_key(tiny_config, tmp_path, change, m
 def test_bundled_configs_pass_the_schema():
     from dynnmr.config import load_config
 
-    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-    assert len(configs) >= 3
+    repo = Path(__file__).resolve().parents[1]
+    configs = sorted(repo.glob("configs/*.yaml")) + sorted(repo.glob("studies/model_size/*.yaml"))
+    assert len(configs) >= 10
     for path in configs:
         assert load_config(path)["data"]
 

@@ -1,6 +1,6 @@
 """Which way do the GIPAW 29Si labels go? Three checks against physics we know.
 
-Usage: python benchmarks/gipaw_sign.py [--data PATH] [--model sio2]
+Usage: python studies/gipaw_sign.py [--data PATH] [--model sio2]
 
 1. Q^n: the mean label sigma_iso of Q0 ... Q4 sites. Measured 29Si shifts run from about
    -70 ppm (Q0) to about -110 ppm (Q4): Q4 is the most shielded.
@@ -14,7 +14,7 @@ Usage: python benchmarks/gipaw_sign.py [--data PATH] [--model sio2]
    (trajectories/labels/sio2_clusters.extxyz): the slope through zero of all components,
    and the cosine between the two per site.
 
-Prints the numbers quoted in benchmarks/README.md ("The sign of the GIPAW labels").
+Prints the numbers quoted in studies/README.md ("The sign of the GIPAW labels").
 """
 
 import argparse

@@ -12,7 +12,7 @@ eta_Q and 17O sigma_iso (ppm):
 - the same model's MAE on those training sites (fit error, for contrast);
 - the |C_Q| error against the site's mean Si-O distance (A; `dynnmr.structure.bridging_geometry`).
 
-    python benchmarks/glass_holdout.py runs/sio2-glass-holdout/sio2-glass-holdout.pt
+    python studies/glass_holdout.py runs/sio2-glass-holdout/sio2-glass-holdout.pt
 """
 
 import argparse

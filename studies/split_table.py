@@ -1,12 +1,12 @@
 """One recipe over several splits: test metrics per data source, run by run, and their spread.
 
-A single split of the cluster labels tests two frames (benchmarks/README.md), too few to
+A single split of the cluster labels tests two frames (studies/README.md), too few to
 tell a better recipe from a lucky split. Train the same config under other split seeds
 (`dynnmr train configs/sio2.yaml -o runs/sio2-split1 --split-seed 1`, ...) and a site
 holdout of the glass (`configs/sio2-glass-holdout.yaml`), then tabulate their
 metrics.json files:
 
-    python benchmarks/split_table.py runs/sio2/metrics.json runs/sio2-split*/metrics.json \
+    python studies/split_table.py runs/sio2/metrics.json runs/sio2-split*/metrics.json \
         runs/sio2-glass-holdout/metrics.json
 
 Columns: 29Si sigma_iso and symmetric-tensor MAE (ppm) on the GIPAW test structures; 17O

@@ -5,7 +5,7 @@ A retrained `sio2` has another test split of the label file whenever frames were
 are on different sites, and each may have trained on the other's test frames. Compare on
 frames that neither trained on (``--frames``), evaluated here with both.
 
-    python benchmarks/compare_models.py dynnmr/data/models/sio2.pt runs/sio2/sio2.pt --frames 18
+    python studies/compare_models.py dynnmr/data/models/sio2.pt runs/sio2/sio2.pt --frames 18
 """
 
 import argparse

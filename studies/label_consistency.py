@@ -1,6 +1,6 @@
 """How consistent are the GIPAW 29Si labels, and how far does that limit any model?
 
-Usage: python benchmarks/label_consistency.py [--model silicate-29si] [--data PATH]
+Usage: python studies/label_consistency.py [--model silicate-29si] [--data PATH]
 
 1. Twins: pairs of structures in the data set that are the same crystal (same formula,
    sorted cell lengths and volume per atom within 0.5%) and whose sorted site sigma_iso
@@ -10,7 +10,7 @@ Usage: python benchmarks/label_consistency.py [--model silicate-29si] [--data PA
 2. The model's test-split errors (ppm) with and without each test structure's mean
    isotropic error, on the structures with two or more labelled sites.
 
-Prints the numbers quoted in benchmarks/README.md ("Label consistency").
+Prints the numbers quoted in studies/README.md ("Label consistency").
 """
 
 import argparse
