@@ -13,14 +13,14 @@ from pathlib import Path
 
 import torch
 
-from dynnmr import io
+from dynnmr import tensorfiles
 from dynnmr.graphs import collate, structure_arrays
 from dynnmr.modelfile import load_model
 
 
 def quartz_supercell(repeat):
     """The bundled alpha-quartz cell repeated ``repeat`` (3 ints) times, rattled by 0.05 A."""
-    quartz = io.read(Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
+    quartz = tensorfiles.read(Path(tensorfiles.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
     atoms = quartz.repeat(tuple(repeat))
     atoms.rattle(0.05, seed=0)
     return atoms

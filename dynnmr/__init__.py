@@ -6,7 +6,7 @@ The pipeline, one module per stage::
       -> model (equivariant tensor GNN) -> engine (chunked, prefetching inference)
       -> store (zarr time series) -> correlator, dynamics (averages, correlations, relaxation)
 
-Around it: tensors (NMR tensor algebra and conventions), isotopes, io (tensor file
+Around it: tensors (NMR tensor algebra and conventions), isotopes, tensorfiles (tensor file
 formats), params (parameter tables), config / train / evaluate / modelfile (models), inference (running a
 model, for analyze, predict and the dask workers), spec (AnalysisSpec), cli,
 dataset (a store as xarray: ``dynnmr.open_store(path)``).

@@ -23,9 +23,9 @@ def _key_values(items, what):
 
 
 def cmd_params(args):
-    from . import io, params
+    from . import params, tensorfiles
 
-    images = io.read(args.input)
+    images = tensorfiles.read(args.input)
     isotopes = _key_values(args.isotope, "isotope")
     refs = {k: float(v) for k, v in _key_values(args.reference, "reference").items()} or None
     stem = Path(args.input).name
@@ -54,17 +54,17 @@ def cmd_train(args):
 
 
 def cmd_predict(args):
-    from . import io
+    from . import tensorfiles
     from .inference import predict_images
     from .modelfile import load_model
 
     model, info = load_model(args.model)
-    images = io.read(args.input)
+    images = tensorfiles.read(args.input)
     for atoms in images:  # predictions replace any tensors already in the file
         for t in info["targets"]:
             atoms.arrays.pop(t, None)
     predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input)
-    io.write_extxyz(args.output, images)
+    tensorfiles.write_extxyz(args.output, images)
     n = sum(len(a) for a in images)
     print(
         f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}",

@@ -276,7 +276,7 @@ def _save(path: Path, images) -> None:
     """Atomic rewrite: a crash mid-write leaves the previous file intact."""
     import os
 
-    from .io import write_extxyz
+    from .tensorfiles import write_extxyz
 
     tmp = path.with_name(path.name + ".tmp")
     write_extxyz(tmp, images)
@@ -300,7 +300,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
     computed, and is rewritten atomically after every site: rerunning the same command
     after an interruption skips finished sites (matched by source file and frame index).
     """
-    from .io import read as read_any
+    from .tensorfiles import read as read_any
 
     out_path = Path(out_path)
     method = f"{xc}/{centre_basis} (centre), {basis} cluster shells={shells}"

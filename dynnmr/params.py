@@ -9,7 +9,7 @@ atomic units with eta_Q, C_Q in MHz for the chosen isotope, and Euler angles of 
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import math
 
 import numpy as np
@@ -120,7 +120,7 @@ def format_table(rows):
 
     cells = [[fmt(r[c]) for c in cols] for r in rows]
     widths = [max([len(c)] + [len(row[j]) for row in cells]) for j, c in enumerate(cols)]
-    out = _io.StringIO()
+    out = io.StringIO()
     out.write("  ".join(c.rjust(w) for c, w in zip(cols, widths)) + "\n")
     for row in cells:
         out.write("  ".join(v.rjust(w) for v, w in zip(row, widths)) + "\n")

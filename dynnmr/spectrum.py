@@ -215,10 +215,10 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
             out.append(x.reshape(-1, 3, 3))
         ref = g.attrs.get("shift_reference", {}).get(element, {}).get("sigma_ref_ppm")
         return out[0], out[1], ref
-    from . import io
+    from . import tensorfiles
 
     ms, efg = [], []
-    for atoms in io.read(path):
+    for atoms in tensorfiles.read(path):
         mask = atoms.numbers == z
         for t, acc in (("ms", ms), ("efg", efg)):
             if t in atoms.arrays:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluate, io
+from . import evaluate, tensorfiles
 from . import tensors as T
 from .config import load_config
 from .graphs import collate, structure_arrays
@@ -39,7 +39,7 @@ def load_samples(data, targets, cutoff):
         entry = {"path": entry} if isinstance(entry, (str, Path)) else entry
         path, scale, only = entry["path"], entry.get("scale", {}), entry.get("species", {})
         offset = entry.get("offset", {})
-        for k, atoms in enumerate(io.read(path)):
+        for k, atoms in enumerate(tensorfiles.read(path)):
             s = structure_arrays(atoms, cutoff, source=path, frame=k)
             s["id"] = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"
             s["source"] = Path(path).name
@@ -288,7 +288,7 @@ def shift_references(model, cfg):
     """sigma_ref (ppm) per element: model's mean sigma_iso of a reference structure + its shift."""
     refs = {}
     for el, ref in cfg["references"].items():
-        atoms = io.read(ref["structure"])[0]
+        atoms = tensorfiles.read(ref["structure"])[0]
         graph = collate([structure_arrays(atoms, model.cutoff)])
         with torch.no_grad():
             ms = model(graph)["ms"].numpy()

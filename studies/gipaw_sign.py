@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy.stats import linregress
 
-from dynnmr import io, structure
+from dynnmr import structure, tensorfiles
 from dynnmr.modelfile import load_model
 from dynnmr.tensors import irrep, isotropic
 from dynnmr.train import predict_label_file
@@ -46,7 +46,7 @@ def qn_means(path):
 def angle_trend(path):
     """Fit of label sigma_iso against the mean Si-O-Si angle, 4-coordinated Si of pure SiO2."""
     angles, iso = [], []
-    for atoms in io.read(path):
+    for atoms in tensorfiles.read(path):
         if set(atoms.get_chemical_symbols()) != {"Si", "O"}:
             continue
         bonds = structure.bonds(atoms)

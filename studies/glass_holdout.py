@@ -24,7 +24,7 @@ import torch
 from compare_models import LABELS, labels_as_trained
 from scipy.stats import linregress
 
-from dynnmr import io
+from dynnmr import tensorfiles
 from dynnmr import tensors as T
 from dynnmr.isotopes import get_isotope
 from dynnmr.modelfile import load_model
@@ -49,7 +49,7 @@ def holdout_report(model, info, labels=LABELS):
     samples = labels_as_trained(info, labels)
     glass = next(s for s in samples if s["id"] == sid)
     kept, held = hold_out_sites(glass, ["ms", "efg"], **opts)
-    atoms = io.read(labels)[int(sid.rsplit(":", 1)[1])]
+    atoms = tensorfiles.read(labels)[int(sid.rsplit(":", 1)[1])]
     bonds = bond_map(atoms)
     report = {"structure": sid, "holdout": opts}
     pred, ref, species, structure = predict_samples(model, [held, kept], ["efg", "ms"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynnmr import evaluate, io
+from dynnmr import evaluate, tensorfiles
 from dynnmr.modelfile import load_model
 from dynnmr.train import predict_samples, recorded_data, recorded_test_samples
 
@@ -78,7 +78,7 @@ def main():
     p.add_argument("--data", default=str(DATA))
     args = p.parse_args()
     torch.set_num_threads(1)
-    images = io.read(args.data)
+    images = tensorfiles.read(args.data)
     pairs = twins([structure_record(k, a) for k, a in enumerate(images)])
     off = np.abs([t["offset"] for t in pairs])
     eig = np.array([t["eig_diff"] for t in pairs])

@@ -52,12 +52,12 @@ def tiny_config(tmp_path_factory, shared_data):
     """A training config: 12 real silicates, a 4-channel model, 2 epochs."""
     import yaml
 
-    from dynnmr import io, modelfile
+    from dynnmr import modelfile, tensorfiles
 
     d = tmp_path_factory.mktemp("tiny")
-    images = io.read(shared_data / "silicate_29si_gipaw.json")
+    images = tensorfiles.read(shared_data / "silicate_29si_gipaw.json")
     small = [a for a in images if len(a) <= 20][:12]
-    io.write_extxyz(d / "data.extxyz", small)
+    tensorfiles.write_extxyz(d / "data.extxyz", small)
     quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
     cfg = {
         "name": "tiny",

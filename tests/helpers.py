@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 from ase.io import write
 
-from dynnmr import io
+from dynnmr import tensorfiles
 from dynnmr.engine import analyze
 
-QUARTZ = io.read(Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
+QUARTZ = tensorfiles.read(Path(tensorfiles.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
 
 
 def make_traj(path, n_frames=24, repeat=(2, 2, 2), seed=0):

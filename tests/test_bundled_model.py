@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dynnmr import io
+from dynnmr import tensorfiles
 from dynnmr import tensors as T
 from dynnmr.inference import predict_images
 from dynnmr.isotopes import get_isotope
@@ -14,8 +14,8 @@ from dynnmr.train import predict_label_file, predict_samples, recorded_data, rec
 
 REPO = BUNDLED_DIR.parents[2]
 LABELS = REPO / "trajectories" / "labels" / "sio2_clusters.extxyz"
-QUARTZ = io.read(BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
-CRISTOBALITE = io.read(BUNDLED_DIR.parent / "alpha_cristobalite.extxyz")[0]
+QUARTZ = tensorfiles.read(BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
+CRISTOBALITE = tensorfiles.read(BUNDLED_DIR.parent / "alpha_cristobalite.extxyz")[0]
 
 
 @pytest.fixture(scope="module", params=["silicate-29si", "sio2"])
@@ -107,7 +107,7 @@ def test_29si_runs_the_way_shielding_does(bundled, shared_data):
     and give 29Si anisotropies of the sign of our B3LYP cluster tensors of the same atoms.
     The models trained on the raw labels failed both (Q4 - Q0 = -50 ppm, slope -1.06)."""
     model, info = bundled
-    images = io.read(shared_data / "silicate_29si_gipaw.json")
+    images = tensorfiles.read(shared_data / "silicate_29si_gipaw.json")
     mean = {}
     for n in (0, 4):
         picked = [a for a in images if (a.arrays["Qn"] == n).any()][:4]

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from dynnmr import io
+from dynnmr import tensorfiles
 from dynnmr.cli import main
 from dynnmr.params import COLUMNS
 
@@ -57,11 +57,11 @@ def test_params_table_on_stdout(capsys):
 
 
 def test_params_on_extxyz_and_json(tmp_path, shared_data):
-    atoms = io.read_magres(MAGRES / "ethanol.magres")
+    atoms = tensorfiles.read_magres(MAGRES / "ethanol.magres")
     atoms.arrays["ms"][:6] = np.nan
     del atoms.arrays["efg"]
     path = tmp_path / "t.extxyz"
-    io.write_extxyz(path, atoms)
+    tensorfiles.write_extxyz(path, atoms)
     out = tmp_path / "t.csv"
     assert main(["params", str(path), "-o", str(out)]) == 0
     rows = read_csv(out)

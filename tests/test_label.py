@@ -236,9 +236,9 @@ def test_giao_shielding_antisymmetric_part_agrees_with_castep():
     the opposite way, and the isotropic shieldings agree to a few ppm."""
     from pyscf import dft, gto
 
-    from dynnmr import io, tensors
+    from dynnmr import tensorfiles, tensors
 
-    atoms = io.read(REPO / "dynnmr" / "data" / "ethanol.magres")[0]
+    atoms = tensorfiles.read(REPO / "dynnmr" / "data" / "ethanol.magres")[0]
     symbols = atoms.get_chemical_symbols()
     mol = gto.M(atom=list(zip(symbols, atoms.positions)), unit="Angstrom", basis=label.named_basis("pcSseg-0", symbols),
                 verbose=0)  # fmt: skip

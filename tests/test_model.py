@@ -5,14 +5,14 @@ import pytest
 import torch
 from ase.build import molecule
 
-from dynnmr import io
+from dynnmr import tensorfiles
 from dynnmr import tensors as T
 from dynnmr.graphs import build_graph
 from dynnmr.model import TensorGNN
 
 from helpers import random_rotations
 
-QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
+QUARTZ = tensorfiles.read(__import__("pathlib").Path(tensorfiles.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
 
 
 def make_model(targets=("ms", "efg"), layers=2, **options):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from ase.io import iread, write
 
-from dynnmr import io
+from dynnmr import tensorfiles
 from dynnmr.errors import InputError
 from dynnmr.reader import iread_extxyz
 
-QUARTZ = io.read(__import__("pathlib").Path(io.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
+QUARTZ = tensorfiles.read(__import__("pathlib").Path(tensorfiles.__file__).parent / "data" / "alpha_quartz.extxyz")[0]
 
 
 @pytest.fixture(scope="module")

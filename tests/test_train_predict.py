@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from dynnmr import io, modelfile
+from dynnmr import modelfile, tensorfiles
 from dynnmr.cli import main
 from dynnmr.train import train
 
@@ -70,11 +70,11 @@ def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
     cfg["references"]["Si"]["structure"] = str(modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     train(tmp_path / "c.yaml", tmp_path / "run", epochs=1, log=lambda m: None)
-    images = io.read(tmp_path / "data.extxyz")
-    io.write_extxyz(tmp_path / "data.extxyz", images[:-1])
+    images = tensorfiles.read(tmp_path / "data.extxyz")
+    tensorfiles.write_extxyz(tmp_path / "data.extxyz", images[:-1])
     with pytest.raises(ValueError, match=r"training data \(data.extxyz\) changed"):
         train(tmp_path / "c.yaml", tmp_path / "run", epochs=2, log=lambda m: None)
-    io.write_extxyz(tmp_path / "data.extxyz", images)  # the same data again: resumes
+    tensorfiles.write_extxyz(tmp_path / "data.extxyz", images)  # the same data again: resumes
     train(tmp_path / "c.yaml", tmp_path / "run", epochs=2, log=lambda m: None)
     assert [h["epoch"] for h in json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]] == [1, 2]
 
@@ -106,7 +106,7 @@ def test_predict_cli_writes_dataset_layout(tiny_config, tmp_path, capsys):
     quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
     out = tmp_path / "q.extxyz"
     assert main(["predict", str(quartz), "-o", str(out), "--model", str(model_path)]) == 0
-    back = io.read(out)[0]
+    back = tensorfiles.read(out)[0]
     ms = back.arrays["ms"]
     si = back.numbers == 14
     assert np.isfinite(ms[si]).all() and np.isnan(ms[~si]).all()  # O is not covered by this model
@@ -121,7 +121,7 @@ def test_predict_cli_writes_dataset_layout(tiny_config, tmp_path, capsys):
     assert "unknown to the model" in capsys.readouterr().err
     assert main(["predict", str(MAGRES / "ethanol.magres"), "-o", str(tmp_path / "e.extxyz"),
                  "--model", str(model_path), "--allow-unknown"]) == 0  # fmt: skip
-    assert np.isnan(io.read(tmp_path / "e.extxyz")[0].arrays["ms"]).all()
+    assert np.isnan(tensorfiles.read(tmp_path / "e.extxyz")[0].arrays["ms"]).all()
     assert main(["predict", str(quartz), "-o", str(out), "--model", "no-such-model"]) == 2
 
 
@@ -148,7 +148,7 @@ def test_joint_training_on_two_sources_reports_each(tiny_config, tmp_path, share
     frames = []
     rng = np.random.default_rng(0)
     for k in range(4):
-        a = io.read(modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
+        a = tensorfiles.read(modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
         a.rattle(0.05, seed=k)
         n = len(a)
         a.arrays["ms"] = np.full((n, 3, 3), np.nan)
@@ -158,7 +158,7 @@ def test_joint_training_on_two_sources_reports_each(tiny_config, tmp_path, share
             a.arrays["ms"][i] = 240 * np.eye(3) + 20 * (m + m.T)
             a.arrays["efg"][i] = (m + m.T) - np.trace(m + m.T) / 3 * np.eye(3)
         frames.append(a)
-    io.write_extxyz(tmp_path / "o.extxyz", frames)
+    tensorfiles.write_extxyz(tmp_path / "o.extxyz", frames)
     path = tmp_path / "joint.yaml"
     path.write_text(yaml.safe_dump(cfg))
     model_path = train(path, tmp_path / "run", log=lambda m: None)
@@ -269,10 +269,10 @@ def test_data_item_species_keeps_only_those_elements_labels(tiny_config, tmp_pat
     from dynnmr.config import load_config
     from dynnmr.train import load_samples
 
-    images = io.read(tiny_config.parent / "data.extxyz")[:3]
+    images = tensorfiles.read(tiny_config.parent / "data.extxyz")[:3]
     for a in images:  # an O label next to the Si ones, as a cluster file would mix them
         a.arrays["ms"][a.numbers == 8] = np.eye(3) * 250.0
-    io.write_extxyz(tmp_path / "mixed.extxyz", images)
+    tensorfiles.write_extxyz(tmp_path / "mixed.extxyz", images)
     cfg = yaml.safe_load(tiny_config.read_text())
     path = tmp_path / "species.yaml"
     for only, keep in (([], {8, 14}), (["O"], {8}), (["Si", "O"], {8, 14})):
@@ -335,7 +335,7 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
     """Labels appended after training must not change the test set a model file records."""
     from dynnmr.train import predict_samples, recorded_test_samples, split_metrics
 
-    images = io.read(tiny_config.parent / "data.extxyz")
+    images = tensorfiles.read(tiny_config.parent / "data.extxyz")
     partial, k = [], 0
     for a in images:
         a = a.copy()
@@ -345,13 +345,13 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
             k += 1
         partial.append(a)
     data = tmp_path / "labels.extxyz"
-    io.write_extxyz(data, partial)
+    tensorfiles.write_extxyz(data, partial)
     cfg = yaml.safe_load(tiny_config.read_text())
     cfg["data"] = [str(data)]
     path = tmp_path / "grow.yaml"
     path.write_text(yaml.safe_dump(cfg))
     model, info = modelfile.load_model(train(path, tmp_path / "grow", epochs=1, log=lambda m: None))
-    io.write_extxyz(data, images)  # the labelling went on: every Si labelled now
+    tensorfiles.write_extxyz(data, images)  # the labelling went on: every Si labelled now
     test = recorded_test_samples(info, [data])
     assert sum(len(s["ms"][0]) for s in test) == sum(len(v["ms"]) for v in info["test_sites"].values())
     from dynnmr.train import load_samples
@@ -422,7 +422,7 @@ def test_predict_label_file_takes_one_species_labels_and_names_an_empty_file(tin
     from dynnmr.train import predict_label_file
 
     path = load_config(tiny_config)["data"][0]["path"]
-    images = io.read(path)
+    images = tensorfiles.read(path)
     species = sorted({int(z) for a in images for z in a.numbers})
     model = TensorGNN(
         species=species, targets=["ms"], channels=4, vector_channels=2, cutoff=4.0, num_basis=4, radial_hidden=8

@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from dynnmr import io, label, structure
+from dynnmr import label, structure, tensorfiles
 from dynnmr.isotopes import get_isotope
 from dynnmr.tensors import efg_parameters, isotropic, quadrupolar_coupling_hz
 
 HERE = Path(__file__).parent
-DATA = Path(io.__file__).parent / "data"
+DATA = Path(tensorfiles.__file__).parent / "data"
 Q_MB = get_isotope("17O").quadrupole_moment_mb
 
 
@@ -75,7 +75,7 @@ def _efg_summary(res):
 
 def bent_cluster(angle_deg):
     """The quartz O cluster with its Si-O-Si angle set to ``angle_deg`` (rigid halves)."""
-    quartz = io.read(DATA / "alpha_quartz.extxyz")[0]
+    quartz = tensorfiles.read(DATA / "alpha_quartz.extxyz")[0]
     cl = label.carve_cluster(quartz, quartz.get_chemical_symbols().index("O"), shells=2)
     pos = cl.positions.copy()
     si = np.flatnonzero(np.array(cl.get_chemical_symbols()) == "Si")[:2]
@@ -101,10 +101,10 @@ def angle_study(path=HERE / "angle.json"):
 
 
 def convergence_study(path=HERE / "convergence.json"):
-    sites = [("alpha_quartz", io.read(DATA / "alpha_quartz.extxyz")[0], None),
-             ("alpha_cristobalite", io.read(DATA / "alpha_cristobalite.extxyz")[0], None)]  # fmt: skip
+    sites = [("alpha_quartz", tensorfiles.read(DATA / "alpha_quartz.extxyz")[0], None),
+             ("alpha_cristobalite", tensorfiles.read(DATA / "alpha_cristobalite.extxyz")[0], None)]  # fmt: skip
     # the labelled glass frame (Tersoff, the trajectories the labels were made on)
-    glass = io.read(HERE / "sio2_clusters.extxyz", index=5)
+    glass = tensorfiles.read(HERE / "sio2_clusters.extxyz", index=5)
     glass = Atoms(numbers=glass.numbers, positions=glass.positions, cell=glass.cell, pbc=True)
     bonds = structure.bonds(glass)
     # the first three sites the labels would take (regular coordination) with closed-shell
@@ -136,7 +136,7 @@ def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_
     except ValueError as err:
         raise SystemExit(f"{err} yet (run.sh makes the Si-centred clusters after the O EFG sites)")
     periodic, cluster = isotropic(pred), isotropic(ref)
-    images = io.read(labels)
+    images = tensorfiles.read(labels)
     angle = np.array(
         [
             structure.mean_bridging_angle(images[int(s["id"].rsplit(":", 1)[1])], int(a))
@@ -190,7 +190,7 @@ def si_crystals_study(model="sio2", path=HERE / "si_crystals.json"):
     measured = {"alpha_quartz": -107.4, "alpha_cristobalite": -108.5}  # delta_iso vs TMS (ppm), as in the README
     rows = {}
     for name, delta in measured.items():
-        atoms = io.read(DATA / f"{name}.extxyz")[0]
+        atoms = tensorfiles.read(DATA / f"{name}.extxyz")[0]
         si = int(np.flatnonzero(atoms.numbers == 14)[0])
         res = _record(path, name, lambda: {"cluster_sigma_iso_ppm": float(isotropic(
             label.compute_site(label.carve_cluster(atoms, si, 2), ("ms",)).ms_ppm))})  # fmt: skip
@@ -218,7 +218,7 @@ def coverage_study(labels=HERE / "sio2_clusters.extxyz", out=HERE / "coverage.js
     from scipy.stats import linregress
 
     rows = []
-    for atoms in io.read(labels):
+    for atoms in tensorfiles.read(labels):
         bonds = structure.bonds(atoms)
         efg, ms = atoms.arrays["efg"], atoms.arrays["ms"]
         for o in np.flatnonzero((atoms.numbers == 8) & np.isfinite(efg).all(axis=(1, 2))):

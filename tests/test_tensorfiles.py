@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from dynnmr import io, params
+from dynnmr import params, tensorfiles
 from dynnmr import tensors as T
 from dynnmr.errors import InputError
 
@@ -46,7 +46,7 @@ def site_index(atoms, coords):
 @pytest.mark.parametrize("name", ["EDIZUM.magres", "nacl.magres"])
 def test_magres_matches_castep_readout(name):
     path = MAGRES / name
-    atoms = io.read_magres(path)
+    atoms = tensorfiles.read_magres(path)
     rows = {r["index"]: r for r in params.site_table([atoms], isotopes={"H": "2H"})}  # CASTEP's C_Q of H is 2H's
     readout = castep_readout(path)
     assert len(readout) == len(atoms)
@@ -70,7 +70,7 @@ def test_magres_matches_castep_readout(name):
 
 
 def test_magres_layout_labels_and_units():
-    eth = io.read_magres(MAGRES / "ethanol.magres")
+    eth = tensorfiles.read_magres(MAGRES / "ethanol.magres")
     assert eth.get_chemical_formula() == "C2H6O"
     assert eth.arrays["ms"].shape == (9, 3, 3) and np.isfinite(eth.arrays["efg"]).all()
     assert eth.info["magres_calc_code"] == "CASTEP"
@@ -80,7 +80,7 @@ def test_magres_layout_labels_and_units():
         if w and w[0] == "ms":
             i = np.flatnonzero((eth.arrays["magres_label"] == w[1]) & (eth.arrays["magres_index"] == int(w[2])))
             np.testing.assert_array_equal(eth.arrays["ms"][i[0]].ravel(), np.array(w[3:12], dtype=float))
-    ed = io.read_magres(MAGRES / "EDIZUM.magres")  # symmetry lines and custom labels (H1, C10, ...)
+    ed = tensorfiles.read_magres(MAGRES / "EDIZUM.magres")  # symmetry lines and custom labels (H1, C10, ...)
     assert len(ed) == 148 and set(ed.arrays["magres_label"]) >= {"H1", "C10", "N1", "O2"}
     assert ed.pbc.all() and ed.cell.volume > 100
 
@@ -92,20 +92,20 @@ def test_magres_errors_name_file_and_line(tmp_path):
     text[k] = text[k].rsplit(" ", 1)[0] + " 1.0x"
     bad.write_text("\n".join(text))
     with pytest.raises(InputError, match=rf"bad.magres:{k + 1}: "):
-        io.read_magres(bad)
+        tensorfiles.read_magres(bad)
     with pytest.raises(InputError, match="no such file"):
-        io.read(tmp_path / "missing.magres")
+        tensorfiles.read(tmp_path / "missing.magres")
     (tmp_path / "empty.magres").write_text("")
     with pytest.raises(InputError, match="empty"):
-        io.read(tmp_path / "empty.magres")
+        tensorfiles.read(tmp_path / "empty.magres")
 
 
 def test_extxyz_round_trip_layout_and_nan(tmp_path):
-    atoms = io.read_magres(MAGRES / "ethanol.magres")
+    atoms = tensorfiles.read_magres(MAGRES / "ethanol.magres")
     atoms.arrays["ms"][3] = np.nan  # a missing label
     atoms.arrays["efg"][0] = np.arange(9.0).reshape(3, 3)
     out = tmp_path / "e.extxyz"
-    io.write_extxyz(out, [atoms, atoms])
+    tensorfiles.write_extxyz(out, [atoms, atoms])
     header = out.read_text().splitlines()[1]
     assert "ms:R:9" in header and "efg:R:9" in header
     first = out.read_text().splitlines()[2].split()
@@ -115,7 +115,7 @@ def test_extxyz_round_trip_layout_and_nan(tmp_path):
         if name == "efg":
             assert [float(x) for x in first[start : start + 9]] == list(range(9))  # row-major
         start += int(width)
-    back = io.read(out)
+    back = tensorfiles.read(out)
     assert len(back) == 2
     np.testing.assert_allclose(back[1].arrays["ms"], atoms.arrays["ms"], atol=1e-7, equal_nan=True)  # ase: 8 decimals
     assert np.isnan(back[0].arrays["ms"][3]).all()
@@ -123,7 +123,7 @@ def test_extxyz_round_trip_layout_and_nan(tmp_path):
 
 
 def test_silicate_json(shared_data):
-    images = io.read(shared_data / "silicate_29si_gipaw.json")
+    images = tensorfiles.read(shared_data / "silicate_29si_gipaw.json")
     assert len(images) == 379
     labelled = [np.isfinite(a.arrays["ms"]).all(axis=(1, 2)) for a in images]
     assert sum(int(m.sum()) for m in labelled) == 1228
