@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from . import formats
 from .errors import InputError, StoreBusy
 
 
@@ -337,7 +338,12 @@ def build_parser():
     q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
     q.set_defaults(func=cmd_predict)
 
-    q = sub.add_parser("analyze", help="stream a trajectory through a model into a zarr store of tensor time series")
+    q = sub.add_parser(
+        "analyze",
+        help="stream a trajectory through a model into a zarr store of tensor time series",
+        epilog="input formats (chosen by name, or with --format):\n" + formats.table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     q.add_argument("trajectory", help="extended XYZ (.gz too), DCD/XTC/TRR (+ --topology), ASE .traj, LAMMPS dump")
     q.add_argument("-o", "--output", help="store path (default TRAJ.nmr.zarr)")
     q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
@@ -356,7 +362,9 @@ def build_parser():
         choices=["auto", "cpu", "device"],
         help="neighbour lists in the reader thread (cpu) or on the model's device (default: device if GPU)",
     )
-    q.add_argument("--format", help="force an input format (ase name, or extxyz)")
+    q.add_argument(
+        "--format", help="force an input format: extxyz, magres, silicate-json, mdanalysis, or an ase format name"
+    )
     q.add_argument("--topology", help="topology naming the elements, for DCD/XTC/TRR (read with MDAnalysis)")
     q.add_argument("--resume", action="store_true", help="continue an interrupted run into the same store")
     q.add_argument("--overwrite", action="store_true", help="replace an existing store")

@@ -27,8 +27,9 @@ import torch
 
 from .engine import _Progress
 from .errors import InputError
+from .formats import check_file
 from .inference import Job, load_for_inference
-from .reader import check_readable, count_frames, frame_index, iread, is_extxyz
+from .reader import count_frames, frame_index, iread, is_extxyz
 from .spec import AnalysisSpec
 from .store import StoreLock, TensorStore, check_output, source_attrs
 
@@ -88,7 +89,7 @@ def analyze_distributed(spec, client, output=None, *, threads=None, retries=1, *
     spec = spec.replace(trajectory=spec.trajectory.resolve(), output=spec.output.resolve())
     trajectory, output = spec.trajectory, spec.output
     start, stop, step = spec.frames[0] or 0, spec.frames[1], spec.frames[2] or 1
-    check_readable(trajectory)
+    check_file(trajectory)
     check_output(output, spec.resume, spec.overwrite)
     total = count_frames(trajectory, spec.fmt, spec.topology)  # builds and saves the frame index for extxyz
     n_frames = len(range(start, total if stop is None else min(stop, total), step))

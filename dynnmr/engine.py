@@ -23,10 +23,11 @@ import numpy as np
 from . import tensors as T
 from .correlator import MultipleTauCorrelator
 from .errors import InputError
+from .formats import check_file
 from .inference import Job, load_for_inference
 from .isotopes import isotope_for
 from .params import efg_columns
-from .reader import check_readable, iread
+from .reader import iread
 from .spec import AnalysisSpec
 from .store import StoreLock, TensorStore, check_output, open_store, read, source_attrs
 
@@ -115,7 +116,7 @@ def analyze(spec, output=None, *, profile=None, **options):
         raise TypeError("analyze(spec) takes no other options: use spec.replace(...)")
     prof = profile if profile is not None else Profile()
     t_wall = time.perf_counter()
-    check_readable(spec.trajectory)
+    check_file(spec.trajectory)
     check_output(spec.output, spec.resume, spec.overwrite)
     net, info, dev, batch_atoms = load_for_inference(spec.model, spec.device, spec.batch_atoms)
     expected = spec.expected_attrs(info, source_attrs(spec.trajectory))

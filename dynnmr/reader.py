@@ -25,6 +25,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from .errors import InputError
+from .formats import check_file, detect
 
 _BLOCK = 1 << 24  # bytes read at a time; the buffer holds about one block plus one frame
 
@@ -223,22 +224,6 @@ def _selected(k, frames: slice):
     return k >= start and (stop is None or k < stop) and (k - start) % step == 0
 
 
-def check_readable(path):
-    """A clear error for a path that cannot be a trajectory: missing, a folder, empty, unreadable."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "no such file")
-    if path.is_dir():
-        raise InputError(path, "is a folder, not a trajectory file")
-    if path.stat().st_size == 0:
-        raise InputError(path, "file is empty")
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise InputError(path, f"cannot be read ({exc.strerror})") from None
-
-
 def iread_extxyz(path, frames: slice = slice(None), index=None):
     """Yield :class:`Frame` objects from an extended XYZ file (plain or gzip), streaming.
 
@@ -246,8 +231,7 @@ def iread_extxyz(path, frames: slice = slice(None), index=None):
     by seeking (a plain file jumps there; gzip decompresses up to it), for workers that
     each read their own frame range.
     """
-    path = Path(path)
-    check_readable(path)
+    path = check_file(path)
     fh = _open(path)
     start = None
     if index is not None:
@@ -495,35 +479,40 @@ def _frame(buf, body, natoms, comment, path, k, line, cache):
 
 
 # any format -----------------------------------------------------------------------------
-EXTXYZ_SUFFIXES = (".xyz", ".extxyz", ".xyz.gz", ".extxyz.gz")
-
-
-MDANALYSIS_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".h5md")
-
-
 def iread(path, frames: slice = slice(None), format: str | None = None, topology=None, index=None):
-    """Yield :class:`Frame` objects from any trajectory, one reader per format.
+    """Yield :class:`Frame` objects from any trajectory, one reader per format
+    (:func:`dynnmr.formats.detect`).
 
     Extended XYZ (plain or gzip): the fast reader above. Binary MD formats (DCD, XTC,
     TRR, NetCDF, H5MD) with a ``topology`` file that names the elements: MDAnalysis.
-    Everything else (ASE ``.traj``, LAMMPS dump, ...): ``ase.io.iread``.
+    Tensor files (magres, silicate JSON): their structures as frames. Everything else
+    (ASE ``.traj``, LAMMPS dump, ...): ``ase.io.iread``.
     """
     path = Path(path)
-    name = path.name.lower()
-    if is_extxyz(path, format, topology):
+    fmt = detect(path, format, topology)
+    if fmt.name == "extxyz":
         yield from iread_extxyz(path, frames, index)
         return
-    check_readable(path)
-    if topology is not None or name.endswith(MDANALYSIS_SUFFIXES):
+    if fmt.name == "store":
+        raise InputError(
+            path, "is a dynnmr store, not a trajectory (read it with dynnmr dynamics, spectrum or open_store)"
+        )
+    check_file(path)
+    if fmt.name == "mdanalysis":
         yield from _iread_mdanalysis(path, topology, frames)
         return
-    from ase.io import iread as ase_iread
-
     start, step = frames.start or 0, frames.step or 1
-    index = slice(start, frames.stop, step)
+    if fmt.name in ("magres", "silicate-json"):
+        from .tensorfiles import read
+
+        images = read(path)[slice(start, frames.stop, step)]
+    else:
+        from ase.io import iread as ase_iread
+
+        images = ase_iread(str(path), index=slice(start, frames.stop, step), format=format)
     k = start
     try:
-        for atoms in ase_iread(str(path), index=index, format=format):
+        for atoms in images:
             cell = atoms.cell.array.copy() if atoms.pbc.any() else None
             t = atoms.info.get("time_ps", atoms.info.get("time"))  # a LAMMPS dump gives info["timestep"]
             yield Frame(k, atoms.numbers.astype(np.int64), atoms.positions.copy(), cell, atoms.pbc.copy(),
@@ -537,16 +526,16 @@ def iread(path, frames: slice = slice(None), format: str | None = None, topology
 
 def is_extxyz(path, format=None, topology=None) -> bool:
     """Whether :func:`iread` reads ``path`` with the extended XYZ reader."""
-    name = Path(path).name.lower()
-    return format in ("extxyz", "xyz") or (format is None and topology is None and name.endswith(EXTXYZ_SUFFIXES))
+    return detect(path, format, topology).name == "extxyz"
 
 
 def count_frames(path, format=None, topology=None) -> int:
     """Frames in a trajectory: from the frame index (extxyz), the header (MDAnalysis), or by reading."""
     path = Path(path)
-    if is_extxyz(path, format, topology):
+    fmt = detect(path, format, topology).name
+    if fmt == "extxyz":
         return len(frame_index(path))
-    if topology is not None or path.name.lower().endswith(MDANALYSIS_SUFFIXES):
+    if fmt == "mdanalysis":
         import MDAnalysis as mda
 
         return len(mda.Universe(str(topology), str(path)).trajectory)

@@ -181,9 +181,11 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
 
     from ase.data import atomic_numbers
 
+    from .formats import is_store
+
     z = atomic_numbers[element]
     p = Path(path)
-    if p.is_dir():
+    if is_store(p):
         import zarr
 
         from . import dynamics

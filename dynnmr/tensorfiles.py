@@ -24,30 +24,21 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
 from .errors import InputError
+from .formats import SILICATE_JSON_FIELDS, check_file, detect
 
 TENSOR_PROPERTIES = ("ms", "efg")
 UNITS = {"ms": "ppm", "efg": "au"}
 
 
-def _path(path):
-    p = Path(path)
-    if not p.exists():
-        raise InputError(p, "no such file")
-    if p.is_file() and p.stat().st_size == 0:
-        raise InputError(p, "file is empty")
-    return p
-
-
 # CASTEP magres ------------------------------------------------------------------------
 def read_magres(path) -> Atoms:
     """Read a CASTEP ``.magres`` file into Atoms with ``ms`` (ppm) and ``efg`` (au) arrays."""
-    path = _path(path)
+    path = check_file(path)
     block = None
     lattice = None
     species, labels, indices, positions = [], [], [], []
@@ -124,13 +115,22 @@ def read_silicate_json(path) -> list[Atoms]:
     negative of GIAO shielding tensors (studies/gipaw_sign.py), so training negates
     them (``scale: {ms: -1}, offset: {ms: 833.0}`` in ``configs/``).
     """
-    path = _path(path)
+    return _silicate_atoms(check_file(path), _load_json(path))
+
+
+def _load_json(path):
     try:
         with open(path) as fh:
-            data = json.load(fh)
+            return json.load(fh)
     except json.JSONDecodeError as exc:
         raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
-    missing = {"structure", "species", "atom_selector", "nmr_tensor"} - set(data)
+
+
+def _silicate_atoms(path, data) -> list[Atoms]:
+    """The structures of a loaded silicate JSON (:func:`read_silicate_json`)."""
+    if not isinstance(data, dict):
+        raise InputError(path, "not a silicate tensor JSON: not a mapping of fields")
+    missing = SILICATE_JSON_FIELDS - set(data)
     if missing:
         raise InputError(path, f"not a silicate tensor JSON: missing fields {sorted(missing)}")
     out = []
@@ -187,18 +187,20 @@ def write_extxyz(path, images) -> None:
 
 # dispatch ---------------------------------------------------------------------------------
 def read(path, index=":") -> list[Atoms]:
-    """Read every structure in ``path`` (any format above) as a list of Atoms.
-
-    The format is chosen by extension: ``.magres``, ``.json`` (silicate tensor JSON),
-    otherwise ase (extended XYZ and everything ase reads). ``index`` selects frames for
-    multi-frame files, in ase's syntax.
+    """Read every structure in ``path`` as a list of Atoms, the format chosen by
+    :func:`dynnmr.formats.detect`: ``.magres``; ``.json`` with the silicate JSON's fields
+    (other JSON, e.g. an ase database, goes to ase); anything else through ase (extended
+    XYZ with ``ms``/``efg`` columns, CIF, ...). ``index`` selects frames of multi-frame
+    files, in ase's syntax.
     """
-    path = _path(path)
-    name = path.name.lower()
-    if name.endswith(".magres"):
+    path = check_file(path)
+    fmt = detect(path).name
+    if fmt == "magres":
         return [read_magres(path)]
-    if name.endswith(".json"):
-        return read_silicate_json(path)
+    if fmt == "silicate-json":
+        data = _load_json(path)
+        if isinstance(data, dict) and SILICATE_JSON_FIELDS <= set(data):
+            return _silicate_atoms(path, data)
     from ase.io import read as ase_read
 
     try:

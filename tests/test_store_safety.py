@@ -294,7 +294,7 @@ def test_an_unreadable_trajectory_is_a_named_error(tmp_path, tiny_model, monkeyp
     """Permission denied (simulated: the test machines run as root, which reads every file)."""
     import builtins
 
-    import dynnmr.reader
+    import dynnmr.formats
 
     make_traj(tmp_path / "t.extxyz", n_frames=2)
 
@@ -303,7 +303,7 @@ def test_an_unreadable_trajectory_is_a_named_error(tmp_path, tiny_model, monkeyp
             raise PermissionError(13, "Permission denied", str(path))
         return builtins.open(path, *args, **kw)
 
-    monkeypatch.setattr(dynnmr.reader, "open", denied, raising=False)
+    monkeypatch.setattr(dynnmr.formats, "open", denied, raising=False)
     argv = ["analyze", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "s.zarr"), "--model", str(tiny_model), "-q"]
     assert main(argv) == 2
     assert f"{tmp_path / 't.extxyz'}: cannot be read (Permission denied)" in capsys.readouterr().err
