@@ -21,12 +21,14 @@ DEFAULT_MODEL = "sio2"
 #: The Python API: name -> (module, attribute), imported on first use (``dynnmr --help``
 #: stays fast). ``analyze(trajectory, output, **options)`` or ``analyze(AnalysisSpec(...))``
 #: writes a store and returns its path; ``open_store(path)`` reads it as xarray;
-#: ``predict(atoms)`` gives tensors for static structures.
+#: ``predict(atoms)`` gives tensors for static structures; ``NMRTensors(atomgroup).run()``
+#: is an MDAnalysis analysis over a Universe one already has.
 _API = {
     "analyze": ("engine", "analyze"),
     "AnalysisSpec": ("spec", "AnalysisSpec"),
     "open_store": ("dataset", "open_store"),
     "predict": ("inference", "predict"),
+    "NMRTensors": ("mda", "NMRTensors"),
 }
 __all__ = ["DEFAULT_MODEL", *_API]
 

@@ -169,7 +169,9 @@ class Job:
     check: "FrameCheck"
 
     @classmethod
-    def create(cls, trajectory, first, net, info, device, batch_atoms, species=None, allow_unknown=False):
+    def create(cls, trajectory, first, net, info, device, batch_atoms, species=None, allow_unknown=False, sites=None):
+        """``species``: the elements whose sites are stored (default: all the model covers);
+        ``sites``: explicit atom indices instead (every one stored, covered or not)."""
         from ase.data import atomic_numbers, chemical_symbols
 
         numbers = first.numbers
@@ -183,7 +185,11 @@ class Job:
             wanted = {atomic_numbers[s.strip()] for s in species.split(",")}
         elif species:
             wanted = set(species)
-        sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
+        if sites is not None:
+            sites = np.asarray(sites, dtype=np.int64)
+            wanted = {int(z) for z in numbers[sites]}
+        else:
+            sites = np.flatnonzero(np.isin(numbers, sorted(wanted)))
         if sites.size == 0:
             raise InputError(
                 trajectory, f"no atoms of the selected species {sorted(chemical_symbols[z] for z in wanted)}"
@@ -221,11 +227,15 @@ class Job:
 
     def infer(self, chunk, spec: AnalysisSpec) -> dict:
         """The store's arrays for one chunk of ``(frame, graph arrays or None)``."""
-        unknown = (self.idx < 0).cpu().numpy()[self.sites]
-        data = infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
-                            self.covered, unknown, spec.save_positions, source=self.check.source)  # fmt: skip
+        data = self.tensors(chunk, spec.save_positions)
         data["time_ps"] = np.array([_time_ps(f, spec.dt_ps, spec.md_timestep_ps) for f, _ in chunk], float)
         return data
+
+    def tensors(self, chunk, save_positions=False) -> dict:
+        """Model outputs of the stored sites for one chunk (:func:`infer_chunk`), without times."""
+        unknown = (self.idx < 0).cpu().numpy()[self.sites]
+        return infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
+                           self.covered, unknown, save_positions, source=self.check.source)  # fmt: skip
 
 
 def _time_ps(frame, dt_ps, md_timestep_ps):

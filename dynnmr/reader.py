@@ -558,13 +558,26 @@ def _iread_mdanalysis(path, topology, frames):
             u = mda.Universe(str(topology), str(path))
     except Exception as exc:  # MDAnalysis raises many types; name both files
         raise InputError(path, f"cannot open with topology {topology}: {exc}") from None
-    try:
-        symbols = [e.strip().capitalize() for e in u.atoms.elements]
-        numbers = np.array([atomic_numbers[s] for s in symbols], dtype=np.int64)
-    except (AttributeError, KeyError, mda.exceptions.NoDataError):
-        raise InputError(topology, "the topology names no (valid) elements") from None
+    numbers = mda_numbers(u.atoms, topology)
     for ts in u.trajectory[frames]:
-        box = ts.triclinic_dimensions
-        periodic = box is not None and abs(np.linalg.det(box)) > 1e-8
-        yield Frame(int(ts.frame), numbers, ts.positions.astype(np.float64), box.astype(np.float64) if periodic else None,
-                    np.full(3, periodic), float(ts.time), None, {}, (ts.frame + 1) / len(u.trajectory))  # fmt: skip
+        yield mda_frame(ts, numbers, ts.positions, len(u.trajectory))
+
+
+def mda_numbers(atomgroup, source) -> np.ndarray:
+    """Atomic numbers of an MDAnalysis AtomGroup from its ``elements``; an error naming
+    ``source`` (the topology) when it has none or unknown ones."""
+    import MDAnalysis as mda
+
+    try:
+        symbols = [e.strip().capitalize() for e in atomgroup.elements]
+        return np.array([atomic_numbers[s] for s in symbols], dtype=np.int64)
+    except (AttributeError, KeyError, mda.exceptions.NoDataError):
+        raise InputError(source, "the topology names no (valid) elements") from None
+
+
+def mda_frame(ts, numbers, positions, n_frames) -> Frame:
+    """A :class:`Frame` from an MDAnalysis timestep (A, ps; a cell when the box has volume)."""
+    box = ts.triclinic_dimensions
+    periodic = box is not None and abs(np.linalg.det(box)) > 1e-8
+    return Frame(int(ts.frame), numbers, np.asarray(positions, np.float64), box.astype(np.float64) if periodic else None,
+                 np.full(3, periodic), float(ts.time), None, {}, (ts.frame + 1) / n_frames)  # fmt: skip

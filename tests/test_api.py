@@ -45,3 +45,29 @@ def test_predict_and_analyze_agree_on_the_same_frame(tmp_path, tiny_model):
     o = frames[2].numbers == 8
     np.testing.assert_allclose(ds.efg.sel(element="O").isel(frame=2).values, static.arrays["efg"][o].reshape(-1, 9),
                                atol=1e-5)  # fmt: skip
+
+
+def test_mdanalysis_analysis_gives_the_engine_tensors(tmp_path, tiny_model):
+    """NMRTensors over a Universe built in memory: the same tensors as analyze on the file."""
+    import MDAnalysis as mda
+    from MDAnalysis.coordinates.memory import MemoryReader
+
+    frames = make_traj(tmp_path / "t.extxyz", n_frames=5)
+    u = mda.Universe.empty(len(frames[0]), trajectory=False)
+    u.add_TopologyAttr("elements", frames[0].get_chemical_symbols())
+    coords = np.stack([f.positions for f in frames]).astype(np.float32)
+    u.load_new(coords, format=MemoryReader, dimensions=frames[0].cell.cellpar(), dt=0.002)
+    res = dynnmr.NMRTensors(u, model=str(tiny_model), chunk_frames=2).run().results
+    assert res.ms.shape == (5, len(frames[0]), 3, 3) and res.efg.shape == res.ms.shape
+    np.testing.assert_allclose(res.times, 0.002 * np.arange(5), atol=1e-9)
+    ds = dynnmr.open_store(dynnmr.analyze(tmp_path / "t.extxyz", tmp_path / "s.zarr", model=str(tiny_model),
+                                          progress=False, device="cpu"))  # fmt: skip
+    np.testing.assert_allclose(res.ms.reshape(5, -1, 9), ds.ms.values, atol=2e-3)  # float32 coordinates
+    si = frames[0].numbers == 14
+    assert np.isnan(res.efg[:, si]).all() and np.isfinite(res.efg[:, ~si]).all()  # EFG: O only
+    # a selection and a subset of frames: the model still sees every atom (the Si around each O)
+    o = u.select_atoms("element O")
+    sub = dynnmr.NMRTensors(o, model=str(tiny_model)).run(start=1, step=2).results
+    assert sub.ms.shape == (2, len(o), 3, 3) and list(sub.frames) == [1, 3]
+    np.testing.assert_allclose(sub.ms, res.ms[1::2][:, o.indices], atol=1e-5)
+    np.testing.assert_allclose(sub.efg, res.efg[1::2][:, o.indices], atol=1e-5)
