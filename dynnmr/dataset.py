@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .store import is_store
+from .formats import is_store
 
 #: Labels of the 9 row-major Cartesian components of a 3x3 tensor.
 COMPONENTS = ("xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz")

@@ -10,6 +10,7 @@ A dynnmr store (a zarr folder) is detected too, for the commands that read one.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,12 @@ def check_file(path) -> Path:
 
 
 def is_store(path) -> bool:
-    """Whether ``path`` is a zarr (v3) folder, as dynnmr's stores are."""
-    path = Path(path)
-    return path.is_dir() and (path / "zarr.json").exists()
+    """Whether ``path`` is a store written by dynnmr (a zarr group with dynnmr's attributes)."""
+    try:
+        attrs = json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return "dynnmr_version" in attrs and "conventions" in attrs
 
 
 def detect(path, format: str | None = None, topology=None) -> Format:

@@ -39,6 +39,7 @@ from zarr.codecs import BloscCodec
 
 from . import __version__
 from .errors import InputError, StoreBusy  # noqa: F401  (StoreBusy: raised here, imported from here)
+from .formats import is_store
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 CONVENTIONS = (
@@ -76,16 +77,6 @@ def quick_fingerprint(path, block=1 << 20) -> str:
 def source_attrs(path) -> dict:
     path = Path(path)
     return {"name": path.name, "size_bytes": path.stat().st_size, "fingerprint_blake2b": fingerprint(path)}
-
-
-def is_store(path) -> bool:
-    """Whether ``path`` is a store written by dynnmr (a zarr group with dynnmr's attributes)."""
-    meta = Path(path) / "zarr.json"
-    try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
-    except (OSError, ValueError):
-        return False
-    return "dynnmr_version" in attrs and "conventions" in attrs
 
 
 def check_output(path, resume=False, overwrite=False):
