@@ -87,7 +87,8 @@ def _analysis_spec(args, device):
 
 
 def cmd_analyze(args):
-    from .engine import Profile, analyze, format_summary, summarize
+    from .analysis import format_summary, summarize
+    from .engine import Profile, analyze
 
     if args.scheduler:
         return _analyze_distributed(args)
@@ -101,8 +102,8 @@ def cmd_analyze(args):
 
 
 def _analyze_distributed(args):
+    from .analysis import format_summary, summarize
     from .distributed import analyze_distributed, client_for
-    from .engine import format_summary, summarize
 
     if args.correlate or args.profile:
         raise ValueError("--correlate and --profile are single-process options; run dynnmr dynamics on the store")

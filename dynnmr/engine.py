@@ -20,16 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import tensors as T
 from .correlator import MultipleTauCorrelator
 from .errors import InputError
 from .formats import check_file
 from .inference import Job, load_for_inference
-from .isotopes import isotope_for
-from .params import efg_columns
 from .reader import iread
 from .spec import AnalysisSpec
-from .store import StoreLock, TensorStore, check_output, open_store, read, source_attrs
+from .store import StoreLock, TensorStore, check_output, open_store, source_attrs
 
 
 @dataclass
@@ -221,76 +218,3 @@ def _store_correlations(group, correlators):
         for l, v in c.items():
             out.create_array(f"mtau_{t}_l{l}", data=v.astype(np.float64), overwrite=True,
                              dimension_names=("mtau_lag", "site"))  # fmt: skip
-
-
-def summarize(path, chunk=None):
-    """Per-species statistics over time and sites, and of the time-averaged tensors.
-
-    Reads the store chunk by chunk (constant memory). Returns ``{El: {name: (mean, std)}}``
-    with shielding (sigma_iso, shift if a reference is stored, span, skew; ppm) and EFG
-    (|C_Q| in MHz with the default isotope, eta_Q) parameters; time-averaged ones are
-    derived from the averaged Cartesian tensors, never by averaging parameters. Only
-    parameters whose sign cannot flip between nearly equal tensors are averaged: the
-    Haeberlen zeta changes sign as eta passes 1 and the sign of C_Q is undefined at
-    eta_Q = 1, so span/skew and |C_Q| stand for them.
-    """
-    from ase.data import atomic_numbers
-
-    g = open_store(path)
-    numbers = read(g, path, "numbers")
-    refs = g.attrs.get("shift_reference", {})
-    n = int(g.attrs["frames_done"])
-    step = chunk or int(g.attrs["chunk_frames"])
-    stats: dict = {}
-    for t in g.attrs["targets"]:
-        total = np.zeros((len(numbers), 9))
-        covers = g.attrs.get("covered_species", {}).get(t)
-        covered = np.isin(numbers, [atomic_numbers[e] for e in covers]) if covers is not None else None
-        for a in range(0, n, step):
-            block = read(g, path, t, slice(a, a + step)).astype(np.float64)
-            if covered is not None and not np.isfinite(block[:, covered]).all():
-                raise InputError(path, f"{t} is missing in frames {a}..{a + len(block) - 1}: a lost or damaged chunk")
-            total += block.sum(axis=0)
-            _accumulate(stats, t, block.reshape(block.shape[:2] + (3, 3)), numbers, refs, "")
-        if n:
-            mean = (total / n).reshape(-1, 3, 3)[None]
-            _accumulate(stats, t, mean, numbers, refs, "avg ")
-    return {el: {k: (s / c, np.sqrt(max(s2 / c - (s / c) ** 2, 0.0))) for k, (s, s2, c) in d.items()}
-            for el, d in stats.items()}  # fmt: skip
-
-
-def _accumulate(stats, target, tensors, numbers, refs, prefix):
-    """Add one block's per-species parameter sums (value, square, count) to ``stats``."""
-    from ase.data import chemical_symbols
-
-    for z in np.unique(numbers):
-        el = chemical_symbols[int(z)]
-        x = tensors[:, numbers == z].reshape(-1, 3, 3)
-        x = x[np.isfinite(x).all(axis=(1, 2))]
-        if not len(x):
-            continue
-        if target == "ms":
-            iso_ppm = T.isotropic(x)
-            hb = T.herzfeld_berger(x)
-            cols = {"sigma_iso_ppm": iso_ppm, "span_ppm": hb["span"], "skew": hb["skew"]}
-            if el in refs:
-                cols["delta_iso_ppm"] = T.shift_iso(iso_ppm, refs[el]["sigma_ref_ppm"])
-        else:
-            iso = isotope_for(el)
-            q = iso.quadrupole_moment_mb if iso else 0.0
-            c = efg_columns(x, np.full(len(x), q))
-            cols = {"abs_Cq_MHz": np.abs(c["Cq_MHz"]), "eta_Q": c["eta_Q"]}
-        d = stats.setdefault(el, {})
-        for k, v in cols.items():
-            if not np.isfinite(v).all():
-                continue
-            s, s2, c = d.get(prefix + k, (0.0, 0.0, 0))
-            d[prefix + k] = (s + float(v.sum()), s2 + float((v**2).sum()), c + len(v))
-
-
-def format_summary(stats) -> str:
-    lines = []
-    for el, d in stats.items():
-        for k, (mean, std) in d.items():
-            lines.append(f"{el:>3}  {k:<18} {mean:12.4f} +- {std:.4f}")
-    return "\n".join(lines)

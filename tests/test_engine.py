@@ -13,8 +13,9 @@ import torch
 import zarr
 from ase.io import write
 
+from dynnmr.analysis import format_summary, summarize
 from dynnmr.cli import main
-from dynnmr.engine import analyze, summarize
+from dynnmr.engine import analyze
 from dynnmr.errors import InputError
 from dynnmr.inference import predict_images
 from dynnmr.modelfile import load_model
@@ -60,9 +61,16 @@ def test_species_and_frame_selection(tmp_path, tiny_model):
     np.testing.assert_allclose(g["time_ps"][:], 0.5 * np.array([3, 7, 11, 15, 19]))
     stats = summarize(out)
     assert set(stats) == {"Si"}
-    assert stats["Si"]["delta_iso_ppm"][0] == pytest.approx(300.0 - stats["Si"]["sigma_iso_ppm"][0])
+    si = stats["Si"]
+    assert si["delta_iso_ppm"]["instantaneous"][0] == pytest.approx(300.0 - si["sigma_iso_ppm"]["instantaneous"][0])
     # the time-averaged tensor's parameters come from the averaged tensor: narrower spread
-    assert stats["Si"]["avg sigma_iso_ppm"][1] <= stats["Si"]["sigma_iso_ppm"][1]
+    assert si["sigma_iso_ppm"]["time_averaged"][1] <= si["sigma_iso_ppm"]["instantaneous"][1]
+    # the mean isotropic shielding is linear in the tensor: the same either way
+    assert si["sigma_iso_ppm"]["time_averaged"][0] == pytest.approx(si["sigma_iso_ppm"]["instantaneous"][0])
+    lines = format_summary(stats).splitlines()
+    assert lines[2].split() == ["species", "parameter", "instantaneous", "time-averaged"]
+    row = next(line.split() for line in lines if line.split()[:2] == ["Si", "sigma_iso_ppm"])
+    assert float(row[2]) == pytest.approx(si["sigma_iso_ppm"]["instantaneous"][0], abs=1e-3)
 
 
 def test_refuses_overwrite_and_mismatched_resume(tmp_path, tiny_model):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import zarr
 
+from dynnmr.analysis import summarize
 from dynnmr.cli import main
-from dynnmr.engine import summarize
 from dynnmr.errors import InputError
 from dynnmr.store import StoreBusy, TensorStore
 

@@ -1,0 +1,154 @@
+"""One pattern for every analysis over a store: prepare, one block of frames at a time, conclude.
+
+MDAnalysis's ``AnalysisBase`` runs a per-frame method over a trajectory; a
+:class:`StoreAnalysis` runs a per-block method over a dynnmr store. ``run()`` opens the
+store, refuses a failed or unfinished one (unless asked), reads each target in blocks of
+frames (constant memory; a damaged chunk is an error naming its file and frames; a
+missing value where the model covers the species is an error, never skipped), hands
+each block to ``_block`` and returns ``_conclude()``. A subclass says only what it
+computes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import tensors as T
+from .errors import InputError
+from .isotopes import isotope_for
+from .params import efg_columns
+
+
+class StoreAnalysis:
+    """Base class: ``StoreAnalysis(path).run()``.
+
+    Subclasses implement ``_prepare()`` (after the store is open: ``self.group``,
+    ``self.numbers`` (sites' atomic numbers), ``self.n_frames``, ``self.attrs``,
+    ``self.shift_reference``), ``_block(target, start, block)`` with ``block`` the
+    ``(frames, sites, 3, 3)`` float64 tensors of frames ``start..`` and ``_conclude()``,
+    whose value ``run()`` returns. ``targets``: which of the store's arrays to read.
+    """
+
+    targets: tuple = ("ms", "efg")
+
+    def __init__(self, path, chunk_frames=None, allow_incomplete=False):
+        self.path, self.chunk_frames, self.allow_incomplete = path, chunk_frames, allow_incomplete
+
+    def run(self):
+        from ase.data import atomic_numbers
+
+        from .store import check_complete, open_store, read
+
+        g = self.group = open_store(self.path)
+        check_complete(g, self.path, self.allow_incomplete)
+        self.attrs = dict(g.attrs)
+        self.numbers = read(g, self.path, "numbers")
+        self.n_frames = int(self.attrs.get("frames_done", 0))
+        self.shift_reference = self.attrs.get("shift_reference", {})
+        self._prepare()
+        step = self.chunk_frames or int(self.attrs["chunk_frames"])
+        for t in (t for t in self.attrs["targets"] if t in self.targets):
+            covers = self.attrs.get("covered_species", {}).get(t)
+            covered = np.isin(self.numbers, [atomic_numbers[e] for e in covers]) if covers is not None else None
+            for a in range(0, self.n_frames, step):
+                block = read(g, self.path, t, slice(a, min(a + step, self.n_frames))).astype(np.float64)
+                if covered is not None and not np.isfinite(block[:, covered]).all():
+                    raise InputError(self.path, f"{t} is missing in frames {a}..{a + len(block) - 1}: "
+                                                "a lost or damaged chunk")  # fmt: skip
+                self._block(t, a, block.reshape(block.shape[:2] + (3, 3)))
+        return self._conclude()
+
+    def _prepare(self):
+        pass
+
+    def _block(self, target, start, block):
+        raise NotImplementedError
+
+    def _conclude(self):
+        return None
+
+
+class Summary(StoreAnalysis):
+    """Per-species statistics of a store, instantaneous and of the time-averaged tensors.
+
+    ``run()`` returns ``{El: {parameter: {"instantaneous": (mean, sd), "time_averaged":
+    (mean, sd)}}}``. Instantaneous: over every frame and site. Time-averaged: the
+    parameters of each site's tensor averaged over the run (what a spectrum sees when the
+    motion is fast), mean and sd over sites; derived from the averaged Cartesian tensors,
+    never by averaging parameters. Parameters: sigma_iso and delta_iso (ppm, the shift
+    when the store has a reference), span (ppm) and skew; |C_Q| (MHz, the element's
+    default isotope) and eta_Q. Only parameters whose sign cannot flip between nearly
+    equal tensors: the Haeberlen zeta changes sign as eta passes 1 and the sign of C_Q is
+    undefined at eta_Q = 1, so span/skew and |C_Q| stand for them.
+    """
+
+    KINDS = ("instantaneous", "time_averaged")
+
+    def __init__(self, path, chunk_frames=None):
+        super().__init__(path, chunk_frames, allow_incomplete=True)
+
+    def _prepare(self):
+        self._sums: dict = {}  # (El, parameter, kind) -> (sum, sum of squares, count)
+        self._totals: dict = {}  # target -> (sites, 3, 3) running sum over frames
+
+    def _block(self, target, start, block):
+        total = self._totals.setdefault(target, np.zeros(block.shape[1:]))
+        total += block.sum(axis=0)
+        self._accumulate(target, block, "instantaneous")
+        if start + len(block) >= self.n_frames and self.n_frames:
+            self._accumulate(target, (total / self.n_frames)[None], "time_averaged")
+
+    def _accumulate(self, target, tensors, kind):
+        from ase.data import chemical_symbols
+
+        for z in np.unique(self.numbers):
+            el = chemical_symbols[int(z)]
+            x = tensors[:, self.numbers == z].reshape(-1, 3, 3)
+            x = x[np.isfinite(x).all(axis=(1, 2))]  # uncovered species: NaN by design
+            if not len(x):
+                continue
+            for name, v in _parameters(target, el, x, self.shift_reference).items():
+                s, s2, c = self._sums.get((el, name, kind), (0.0, 0.0, 0))
+                self._sums[(el, name, kind)] = (s + float(v.sum()), s2 + float((v**2).sum()), c + len(v))
+
+    def _conclude(self):
+        out: dict = {}
+        for (el, name, kind), (s, s2, c) in self._sums.items():
+            mean = s / c
+            out.setdefault(el, {}).setdefault(name, {})[kind] = (mean, float(np.sqrt(max(s2 / c - mean**2, 0.0))))
+        return out
+
+
+def _parameters(target, element, tensors, refs) -> dict:
+    """The sign-safe parameters of :class:`Summary` for one species' tensors."""
+    if target == "ms":
+        iso_ppm = T.isotropic(tensors)
+        hb = T.herzfeld_berger(tensors)
+        cols = {"sigma_iso_ppm": iso_ppm, "span_ppm": hb["span"], "skew": hb["skew"]}
+        if element in refs:
+            cols["delta_iso_ppm"] = T.shift_iso(iso_ppm, refs[element]["sigma_ref_ppm"])
+    else:
+        iso = isotope_for(element)
+        q = iso.quadrupole_moment_mb if iso else 0.0
+        c = efg_columns(tensors, np.full(len(tensors), q))
+        cols = {"abs_Cq_MHz": np.abs(c["Cq_MHz"]), "eta_Q": c["eta_Q"]}
+    return {k: v for k, v in cols.items() if np.isfinite(v).all()}  # e.g. C_Q of a spin-1/2 isotope: NaN
+
+
+def summarize(path, chunk=None) -> dict:
+    """:class:`Summary` of a store (``chunk``: frames per block)."""
+    return Summary(path, chunk).run()
+
+
+def format_summary(stats) -> str:
+    """The summary as a table with a header that says what each column is."""
+    lines = [
+        "per species; instantaneous: over every frame and site; time-averaged: each site's tensor",
+        "averaged over the run (what fast motion leaves), then over sites; mean +- sd",
+        f"{'species':>7}  {'parameter':<15} {'instantaneous':>22}   {'time-averaged':>22}",
+    ]
+    for el, params in stats.items():
+        for name, kinds in params.items():
+            cells = [f"{kinds[k][0]:12.4f} +- {kinds[k][1]:<7.4f}" if k in kinds else "-" for k in Summary.KINDS]
+            lines.append(f"{el:>7}  {name:<15} {cells[0]:>22}   {cells[1]:>22}")
+    return "\n".join(lines)
