@@ -135,6 +135,40 @@ def _parameters(target, element, tensors, refs) -> dict:
     return {k: v for k, v in cols.items() if np.isfinite(v).all()}  # e.g. C_Q of a spin-1/2 isotope: NaN
 
 
+class TimeAverage(StoreAnalysis):
+    """Each site's tensors averaged over the run: ``{target: (sites, 3, 3)}`` (NaN rows for
+    sites the model does not cover), the motionally averaged tensors."""
+
+    def _prepare(self):
+        self._sums: dict = {}
+
+    def _block(self, target, start, block):
+        self._sums[target] = self._sums.get(target, 0.0) + block.sum(axis=0)
+
+    def _conclude(self):
+        return {t: total / self.n_frames for t, total in self._sums.items()}
+
+
+def store_as_atoms(path):
+    """A store's sites as one ``ase.Atoms`` with their time-averaged ``ms``/``efg`` arrays,
+    ``atom_index`` (the sites' indices in the structure) and the store's model and shift
+    references in ``info`` (:func:`dynnmr.tensorfiles.stamp`): what ``params`` tabulates.
+    Positions are not meaningful (zeros): the parameters and lab-frame orientations are."""
+    from ase import Atoms
+
+    from .store import open_store, read
+    from .tensorfiles import stamp
+
+    avg = TimeAverage(path).run()
+    g = open_store(path)
+    atoms = Atoms(numbers=read(g, path, "numbers"))
+    atoms.arrays["atom_index"] = read(g, path, "atom_index")
+    for t, tensors in avg.items():
+        atoms.arrays[t] = tensors
+    stamp(atoms, {"name": g.attrs.get("model_name", ""), "shift_reference": g.attrs.get("shift_reference", {})})
+    return atoms
+
+
 def summarize(path, chunk=None) -> dict:
     """:class:`Summary` of a store (``chunk``: frames per block)."""
     return Summary(path, chunk).run()

@@ -26,9 +26,15 @@ def _key_values(items, what):
 def cmd_params(args):
     from . import params, tensorfiles
 
-    images = tensorfiles.read(args.input)
+    if formats.detect(args.input).name == "store":
+        from .analysis import store_as_atoms
+
+        images = [store_as_atoms(args.input)]  # each site's time-averaged tensors
+    else:
+        images = tensorfiles.read(args.input)
     isotopes = _key_values(args.isotope, "isotope")
-    refs = {k: float(v) for k, v in _key_values(args.reference, "reference").items()} or None
+    given = {k: float(v) for k, v in _key_values(args.reference, "reference").items()}
+    refs = {**tensorfiles.shift_references(images), **given} or None  # the file's, unless given
     stem = Path(args.input).name
     names = (
         [images[0].info.get("structure_id", stem)]
@@ -65,6 +71,8 @@ def cmd_predict(args):
         for t in info["targets"]:
             atoms.arrays.pop(t, None)
     predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input)
+    for atoms in images:
+        tensorfiles.stamp(atoms, info)
     tensorfiles.write_extxyz(args.output, images)
     n = sum(len(a) for a in images)
     print(

@@ -69,8 +69,10 @@ class _Progress:
         if np.isfinite(fraction) and fraction > (self.f0 or 0):
             left = dt * (1 - fraction) / (fraction - (self.f0 or 0))
             eta = f" | ETA {int(left // 60)}m{int(left % 60):02d}s"
-        pct = f" ({100 * fraction:.0f}%)" if np.isfinite(fraction) else ""
-        line = f"{frames} frames{pct} | {frames / dt:.1f} frames/s | {atoms / dt:,.0f} atoms/s{eta}"
+        # the share of the file behind the last frame done (compressed bytes for gzip), not of the
+        # selected frames, which are not counted ahead (that would mean reading the file twice)
+        pct = f" | {100 * fraction:.0f}% of the file" if np.isfinite(fraction) else ""
+        line = f"{frames} frames done{pct} | {frames / dt:.1f} frames/s | {atoms / dt:,.0f} atoms/s{eta}"
         self.stream.write(f"\r{line}   " if self.tty else line + "\n")
         self.stream.flush()
 

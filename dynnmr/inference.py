@@ -22,6 +22,7 @@ from .errors import InputError
 from .graphs import collate, collate_on_device, frame_arrays, structure_arrays
 from .modelfile import load_model
 from .spec import AnalysisSpec
+from .tensorfiles import stamp
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -118,6 +119,8 @@ def predict(atoms, model=None, device="cpu", allow_unknown=False):
     images = [a.copy() for a in ([atoms] if single else atoms)]
     net, info = load_model(model or DEFAULT_MODEL)
     predict_images(net, info, images, device=device, allow_unknown=allow_unknown)
+    for a in images:
+        stamp(a, info)
     return images[0] if single else images
 
 

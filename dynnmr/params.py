@@ -87,7 +87,8 @@ def site_table(images, names=None, isotopes=None, references=None):
                 cols[key][has_efg] = val
         for i in np.flatnonzero(has_ms | has_efg):
             row = dict.fromkeys(COLUMNS)
-            row.update(structure=name, index=int(i), species=symbols[i])
+            index = atoms.arrays["atom_index"][i] if "atom_index" in atoms.arrays else i  # a store's sites
+            row.update(structure=name, index=int(index), species=symbols[i])
             row["isotope"] = isos[i].name if isos[i] else None
             for key, val in cols.items():
                 row[key] = None if math.isnan(val[i]) else float(val[i])

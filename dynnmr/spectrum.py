@@ -220,14 +220,15 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
     from . import tensorfiles
 
     ms, efg = [], []
-    for atoms in tensorfiles.read(path):
+    images = tensorfiles.read(path)
+    for atoms in images:
         mask = atoms.numbers == z
         for t, acc in (("ms", ms), ("efg", efg)):
             if t in atoms.arrays:
                 v = atoms.arrays[t][mask]
                 acc.append(v[np.isfinite(v).all(axis=(1, 2))])
     cat = lambda a: np.concatenate(a) if a and sum(map(len, a)) else None  # noqa: E731
-    return cat(ms), cat(efg), None
+    return cat(ms), cat(efg), tensorfiles.shift_references(images).get(element)
 
 
 def _nucleus_label(nucleus):

@@ -213,3 +213,28 @@ def read(path, index=":") -> list[Atoms]:
         return [_tensors_from_columns(a) for a in images]
     except ValueError as exc:
         raise InputError(path, str(exc)) from None
+
+
+# provenance -------------------------------------------------------------------------------
+def stamp(atoms: Atoms, info: dict) -> Atoms:
+    """Record which model made a structure's tensors: ``info["model"]``,
+    ``info["dynnmr_version"]`` and each element's shift reference as
+    ``info["sigma_ref_ppm_El"]`` (plain numbers, so they survive extended XYZ), so that
+    ``params`` and ``spectrum`` find the reference without it being copied by hand."""
+    from . import __version__
+
+    atoms.info["model"] = info.get("name", "")
+    atoms.info["dynnmr_version"] = __version__
+    for el, ref in (info.get("shift_reference") or {}).items():
+        atoms.info[f"sigma_ref_ppm_{el}"] = float(ref["sigma_ref_ppm"])
+    return atoms
+
+
+def shift_references(images) -> dict:
+    """``{El: sigma_ref (ppm)}`` recorded on structures by :func:`stamp` (the first found)."""
+    refs: dict = {}
+    for atoms in images:
+        for key, value in atoms.info.items():
+            if key.startswith("sigma_ref_ppm_"):
+                refs.setdefault(key.removeprefix("sigma_ref_ppm_"), float(value))
+    return refs

@@ -7,11 +7,13 @@ import sys
 import numpy as np
 import pytest
 
+import dynnmr
 from dynnmr import tensorfiles
 from dynnmr.cli import main
 from dynnmr.params import COLUMNS
 
 from conftest import MAGRES
+from helpers import make_traj, run
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -118,3 +120,33 @@ def test_negative_range_needs_no_equals_sign(tmp_path):
                  "--reference", "C=170", "-o", str(out)]) == 0  # fmt: skip
     ppm = np.loadtxt(out, delimiter=",", skiprows=1)[:, 0]
     assert ppm.min() == pytest.approx(-200, abs=0.5) and ppm.max() == pytest.approx(600, abs=0.5)
+
+
+def test_the_shift_reference_travels_from_the_model_to_params_and_spectrum(tmp_path, tiny_model, capsys):
+    """predict records the model's sigma_ref in its output; params and spectrum use it
+    without --reference (before: "no shift reference for Si")."""
+    quartz = REPO / "dynnmr" / "data" / "alpha_quartz.extxyz"
+    out = tmp_path / "q.extxyz"
+    assert main(["predict", str(quartz), "-o", str(out), "--model", str(tiny_model)]) == 0
+    (atoms,) = tensorfiles.read(out)
+    assert atoms.info["sigma_ref_ppm_Si"] == 300.0 and atoms.info["model"] == "tiny"  # the tiny model's reference
+    assert main(["params", str(out), "-o", str(tmp_path / "p.csv")]) == 0
+    si = [r for r in read_csv(tmp_path / "p.csv") if r["species"] == "Si"]
+    assert all(float(r["delta_iso_ppm"]) == pytest.approx(300.0 - float(r["sigma_iso_ppm"]), abs=1e-6) for r in si)
+    assert main(["spectrum", str(out), "--nucleus", "29Si", "-o", str(tmp_path / "s.csv")]) == 0
+    # a reference given on the command line wins
+    assert main(["params", str(out), "--reference", "Si=310", "-o", str(tmp_path / "p2.csv")]) == 0
+    si2 = [r for r in read_csv(tmp_path / "p2.csv") if r["species"] == "Si"]
+    assert float(si2[0]["delta_iso_ppm"]) == pytest.approx(310.0 - float(si2[0]["sigma_iso_ppm"]), abs=1e-6)
+
+
+def test_params_reads_a_store_as_time_averaged_tensors(tmp_path, tiny_model):
+    make_traj(tmp_path / "t.extxyz", n_frames=6)
+    store = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model, species="O")
+    assert main(["params", str(store), "-o", str(tmp_path / "p.csv")]) == 0
+    rows = read_csv(tmp_path / "p.csv")
+    ds = dynnmr.open_store(store)
+    assert [int(r["index"]) for r in rows] == ds.atom_index.values.tolist()  # the sites' indices in the structure
+    mean_iso = ds.ms.values.reshape(6, -1, 3, 3).mean(axis=0).trace(axis1=1, axis2=2) / 3
+    np.testing.assert_allclose([float(r["sigma_iso_ppm"]) for r in rows], mean_iso, rtol=1e-5)
+    assert all(r["Cq_MHz"] not in ("", None) for r in rows)
