@@ -318,7 +318,10 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("params", help="per-site NMR parameters from a tensor file (magres, extxyz, JSON)")
-    q.add_argument("input", help="tensor file: CASTEP .magres, extended XYZ with ms/efg, silicate JSON")
+    q.add_argument(
+        "input",
+        help="tensor file (CASTEP .magres, extended XYZ with ms/efg, silicate JSON) or a dynnmr store (each site's time-averaged tensors)",
+    )
     q.add_argument("-o", "--output", help="write CSV here instead of printing a table")
     q.add_argument("--isotope", action="append", metavar="EL=ISO", help="isotope per element, e.g. O=17O")
     q.add_argument(

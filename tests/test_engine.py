@@ -274,3 +274,16 @@ def test_cuda_store_matches_cpu_store(tmp_path, tiny_model, graphs):
     np.testing.assert_allclose(gb["ms"][:], ga["ms"][:], rtol=1e-5, atol=1e-3)
     np.testing.assert_allclose(gb["efg"][:], ga["efg"][:], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(gb["time_ps"][:], ga["time_ps"][:])
+
+
+def test_progress_line_says_what_it_counts():
+    """Frames done, and the share of the file behind them (not of the selection)."""
+    import io
+
+    from dynnmr.engine import _Progress
+
+    out = io.StringIO()
+    bar = _Progress(True, stream=out)
+    bar.update(64, 64 * 72, 0.81, force=True)
+    line = out.getvalue().strip()
+    assert line.startswith("64 frames done | 81% of the file |") and "atoms/s" in line
