@@ -476,6 +476,18 @@ def main(argv=None):
     except (OSError, ValueError, StoreBusy) as exc:  # model, store, disk or option problems: the message names the file
         print(f"dynnmr: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:  # an optional extra that is not installed: say which
+        top = (exc.name or "").split(".")[0]
+        if top not in OPTIONAL_EXTRAS:
+            raise
+        print(f"dynnmr: error: this needs {top}, an optional dependency: pip install 'dynnmr[{OPTIONAL_EXTRAS[top]}]'",
+              file=sys.stderr)  # fmt: skip
+        return 2
+
+
+#: Optional packages and the extra that installs each (pyproject.toml).
+OPTIONAL_EXTRAS = {"mrsimulator": "mrsim", "distributed": "dask", "dask": "dask", "pyscf": "qm",
+                   "basis_set_exchange": "qm"}  # fmt: skip
 
 
 if __name__ == "__main__":

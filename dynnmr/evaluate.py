@@ -107,11 +107,9 @@ def efg_metrics(pred, ref, quadrupole_moment_mb, min_cq_mhz=0.5):
 
 
 def parity_plots(pred, ref, target, path, title=""):
-    """One PNG of parity plots per metric family (irreps, iso, anisotropy, asymmetry)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One PNG of parity plots per metric family (irreps, iso, anisotropy, asymmetry).
+    Drawn on a matplotlib ``Figure`` of its own: the caller's backend is left alone."""
+    from matplotlib.figure import Figure
 
     ps, rs = T.to_spherical(pred), T.to_spherical(ref)
     if target == "ms":
@@ -134,7 +132,8 @@ def parity_plots(pred, ref, target, path, title=""):
             ("Vzz (au)", pr["Vzz"], pp["Vzz"]),
             ("eta_Q", pr["eta_Q"], pp["eta_Q"]),
         ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    fig = Figure(figsize=(3.2 * len(panels), 3.4))
+    axes = fig.subplots(1, len(panels))
     for ax, (label, x, y) in zip(np.atleast_1d(axes), panels):
         ax.scatter(x, y, s=4, alpha=0.5)
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
@@ -145,4 +144,3 @@ def parity_plots(pred, ref, target, path, title=""):
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

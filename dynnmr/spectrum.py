@@ -236,21 +236,24 @@ def _nucleus_label(nucleus):
     return f"$^{{{mass}}}${element}"
 
 
-def _figure(path, draw, size=(6.4, 3.6)):
-    import matplotlib
+def _figure(path, draw, ax=None, size=(6.4, 3.6)):
+    """Draw on ``ax`` when given (a notebook's axes; nothing saved unless ``path``), else on a
+    ``Figure`` of our own saved to ``path``. Never touches pyplot or the backend. Returns the axes."""
+    if ax is None:
+        from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size)
+        fig = Figure(figsize=size)
+        ax = fig.subplots()
     draw(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    if path is not None:
+        ax.figure.tight_layout()
+        ax.figure.savefig(path, dpi=120)
+    return ax
 
 
-def plot_spectrum(ppm, intensity, nucleus, field_t, path, title=""):
-    """A spectroscopist's plot: ppm axis running right to left, nucleus and field labelled."""
+def plot_spectrum(ppm, intensity, nucleus, field_t, path=None, title="", ax=None):
+    """A spectroscopist's plot: ppm axis running right to left, nucleus and field labelled.
+    On ``ax`` (e.g. in a notebook) or a new figure saved to ``path``; returns the axes."""
 
     def draw(ax):
         ax.plot(ppm, intensity, "k-", lw=1.0)
@@ -260,10 +263,11 @@ def plot_spectrum(ppm, intensity, nucleus, field_t, path, title=""):
         ax.set_yticks([])
         ax.set_title(title or f"static {_nucleus_label(nucleus)} spectrum, {field_t:g} T")
 
-    _figure(path, draw)
+    return _figure(path, draw, ax)
 
 
-def plot_2d(direct_ppm, indirect_ppm, intensity, nucleus, field_t, path, title="", indirect_label="isotropic"):
+def plot_2d(direct_ppm, indirect_ppm, intensity, nucleus, field_t, path=None, title="", indirect_label="isotropic",
+            ax=None):  # fmt: skip
     """Contour plot of a 2D spectrum (e.g. MQMAS), both ppm axes running high to low."""
 
     def draw(ax):
@@ -276,4 +280,4 @@ def plot_2d(direct_ppm, indirect_ppm, intensity, nucleus, field_t, path, title="
         ax.set_ylabel(f"{_nucleus_label(nucleus)} {indirect_label} dimension (ppm)")
         ax.set_title(title or f"{_nucleus_label(nucleus)} 3QMAS, {field_t:g} T")
 
-    _figure(path, draw, size=(5.6, 5.0))
+    return _figure(path, draw, ax, size=(5.6, 5.0))

@@ -150,3 +150,32 @@ def test_params_reads_a_store_as_time_averaged_tensors(tmp_path, tiny_model):
     mean_iso = ds.ms.values.reshape(6, -1, 3, 3).mean(axis=0).trace(axis1=1, axis2=2) / 3
     np.testing.assert_allclose([float(r["sigma_iso_ppm"]) for r in rows], mean_iso, rtol=1e-5)
     assert all(r["Cq_MHz"] not in ("", None) for r in rows)
+
+
+def test_a_missing_optional_extra_names_the_install_command(tmp_path, monkeypatch, capsys):
+    """--mas without mrsimulator: one line saying what to install, not a traceback."""
+    atoms = tensorfiles.read(MAGRES / "ethanol.magres")
+    monkeypatch.setitem(sys.modules, "mrsimulator", None)  # as if not installed
+    argv = ["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "13C", "--reference", "C=170", "--mas", "10000"]
+    assert atoms and main(argv + ["-o", str(tmp_path / "s.csv")]) == 2
+    assert "pip install 'dynnmr[mrsim]'" in capsys.readouterr().err
+
+
+def test_plots_draw_on_given_axes_and_leave_the_backend_alone(tmp_path):
+    import matplotlib
+
+    from dynnmr.spectrum import plot_spectrum
+
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")  # a backend of the user's that is not the Agg the old code forced
+    try:
+        ppm = np.linspace(-50, 50, 101)
+        ax = plot_spectrum(ppm, np.exp(-(ppm**2) / 50), "29Si", 14.1, tmp_path / "s.png")
+        assert (tmp_path / "s.png").stat().st_size > 0 and matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
+    from matplotlib.figure import Figure
+
+    mine = Figure().subplots()
+    assert plot_spectrum(ppm, ppm * 0 + 1, "17O", 9.4, ax=mine) is mine and len(mine.lines) == 1
+    assert ax is not mine and ax.get_xlim()[0] > ax.get_xlim()[1]  # ppm runs right to left
