@@ -166,7 +166,15 @@ def cmd_spectrum(args):
     from . import tensors as T
     from .isotopes import get_isotope
     from .spec import parse_frames
-    from .spectrum import broaden, plot_spectrum, site_tensors, static_spectrum
+    from .spectrum import (
+        broaden,
+        fraction_outside,
+        plot_spectrum,
+        provisional_range,
+        site_tensors,
+        static_spectrum,
+        support_range,
+    )
 
     iso = get_isotope(args.nucleus)
     ms, efg, ref = site_tensors(args.input, iso.element, args.average, args.window,
@@ -180,7 +188,7 @@ def cmd_spectrum(args):
         raise InputError(
             args.input, f"no shift reference for {iso.element}: give --reference {iso.element}=SIGMA_REF_PPM"
         )
-    lo, hi = args.range
+    lo, hi = args.range if args.range is not None else (-300.0, 200.0)  # MQMAS keeps a fixed default
     n = len(ms if ms is not None else efg)
     if args.export_mrsim:
         from .mrsim import save_spin_systems
@@ -203,32 +211,56 @@ def cmd_spectrum(args):
             plot_2d(direct, iso_ppm, z, iso.name, args.field, args.plot)
         print(f"{iso.name} 3QMAS at {args.field:g} T: {n} tensors", file=sys.stderr)
         return 0
-    if args.mas is not None or args.rotor_angle is not None:
-        from .mrsim import simulate
+    mas = args.mas is not None or args.rotor_angle is not None
+    spinning = float("inf") if args.mas is None or args.mas.lower() == "inf" else float(args.mas)
+    angle = 54.7356 if args.rotor_angle is None else args.rotor_angle
+    shift = T.shift_tensor(ms, ref) if ms is not None else None
 
-        spinning = float("inf") if args.mas is None or args.mas.lower() == "inf" else float(args.mas)
-        angle = 54.7356 if args.rotor_angle is None else args.rotor_angle
-        ppm, y = simulate(iso.name, args.field, ms, ref, efg, spinning_hz=spinning, rotor_angle_deg=angle,
-                          ppm_range=(lo, hi), points=args.points)  # fmt: skip
-        y = broaden(y, abs(ppm[1] - ppm[0]), args.broadening)
+    def simulate_1d(lo, hi, points):
+        if mas:
+            from .mrsim import simulate
+
+            ppm, y = simulate(iso.name, args.field, ms, ref, efg, spinning_hz=spinning, rotor_angle_deg=angle,
+                              ppm_range=(lo, hi), points=points)  # fmt: skip
+            return ppm, broaden(y, abs(ppm[1] - ppm[0]), args.broadening)
+        ppm = np.linspace(hi, lo, points)
+        return ppm, static_spectrum(ppm, iso.name, args.field, shift=shift, efg=efg, transitions=args.transitions,
+                                    zcw_index=args.zcw, broadening_ppm=args.broadening)  # fmt: skip
+
+    # a first look over a range sure to hold every line (sidebands included), then either the
+    # range where the intensity is, or the given one with a warning if it cuts intensity off
+    wide = provisional_range(iso.name, args.field, shift, efg, args.transitions, args.broadening)
+    if mas and np.isfinite(spinning):  # sidebands: the spinning rate in ppm, a few orders out
+        sideband_ppm = spinning / abs(iso.larmor_mhz(args.field))
+        wide = (wide[0] - 4 * sideband_ppm, wide[1] + 4 * sideband_ppm)
+    ppm, y = simulate_1d(*wide, max(args.points, 8192))
+    if args.range is None:
+        lo, hi = support_range(ppm, y)
+    else:
+        outside = fraction_outside(ppm, y, lo, hi)
+        if outside > 0.005:
+            span = support_range(ppm, y, margin=0)
+            print(f"warning: {100 * outside:.1f}% of the intensity lies outside --range {lo:g}:{hi:g} ppm "
+                  f"(it spans about {span[0]:.0f}:{span[1]:.0f} ppm)", file=sys.stderr)  # fmt: skip
+    ppm, y = simulate_1d(lo, hi, args.points)
+    what = "time-averaged tensor per site" if args.average == "run" else (
+        "tensors averaged per window" if args.average == "window" else "every frame's tensors")  # fmt: skip
+    if mas:
         title = f"{iso.name} {'MAS' if abs(angle - 54.7356) < 1e-3 else f'VAS {angle:g} deg'}, " \
                 f"{'infinite speed' if np.isinf(spinning) else f'{spinning / 1e3:g} kHz'}, {args.field:g} T"  # fmt: skip
     else:
-        ppm = np.linspace(hi, lo, args.points)
-        shift = T.shift_tensor(ms, ref) if ms is not None else None
-        y = static_spectrum(ppm, iso.name, args.field, shift=shift, efg=efg, transitions=args.transitions,
-                            zcw_index=args.zcw, broadening_ppm=args.broadening)  # fmt: skip
-        title = ""
+        title = f"static {iso.name}, {args.field:g} T"
+    if formats.detect(args.input).name == "store":
+        title += f"; {what}"
     if args.output:
         with open(args.output, "w") as fh:
             fh.write("ppm,intensity\n")
             fh.writelines(f"{a:.6f},{b:.8g}\n" for a, b in zip(ppm, y))
     if args.plot:
         plot_spectrum(ppm, y, iso.name, args.field, args.plot, title=title)
-    print(
-        f"{iso.name} at {args.field:g} T: {n} tensors, centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm",
-        file=sys.stderr,
-    )
+    cog = f"centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm" if y.sum() > 0 else "no intensity in the range"
+    print(f"{iso.name} at {args.field:g} T: {n} tensors, {cog} ({ppm.min():.1f} to {ppm.max():.1f} ppm)",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -423,7 +455,9 @@ def build_parser():
     q.add_argument("--reference", action="append", metavar="EL=PPM", help="sigma_ref (ppm); default: the store's")
     q.add_argument("--transitions", default="central", choices=["central", "all"])
     q.add_argument("--broadening", type=NON_NEGATIVE, default=1.0, help="Gaussian FWHM in ppm (default 1)")
-    q.add_argument("--range", type=_ppm_range, default="-300:200", help="ppm range LO:HI (default -300:200)")
+    q.add_argument(
+        "--range", type=_ppm_range, help="ppm range LO:HI (default: where the intensity is; 3QMAS: -300:200)"
+    )
     q.add_argument("--points", type=_number(int, 2, 10**6), default=2048, help="points of the ppm axis (default 2048)")
     q.add_argument(
         "--zcw", type=_number(int, 1, 22), default=12, help="ZCW powder set index (default 12: 6765 orientations)"

@@ -231,6 +231,46 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
     return cat(ms), cat(efg), tensorfiles.shift_references(images).get(element)
 
 
+def provisional_range(isotope, field_t, shift=None, efg=None, transitions="central", broadening_ppm=0.0):
+    """A ppm range sure to hold every line of these tensors (generous: to be cut down by
+    :func:`support_range`): the principal shifts, plus a bound on the quadrupolar
+    broadening (second order for the central transition, 1e6 nu_Q^2/nu0^2 (I(I+1) - 3/4);
+    first order, I nu_Q / nu0, for the satellites), plus the line broadening."""
+    iso = get_isotope(isotope)
+    nu0 = abs(iso.larmor_mhz(field_t) * 1e6)
+    lo, hi = 0.0, 0.0
+    if shift is not None:
+        vals = np.linalg.eigvalsh(T.symmetric_part(np.asarray(shift, dtype=np.float64).reshape(-1, 3, 3)))
+        lo, hi = float(vals.min()), float(vals.max())
+    pad = 5.0 * broadening_ppm + 10.0
+    if efg is not None and iso.is_quadrupolar:
+        vzz = T.efg_parameters(np.asarray(efg, dtype=np.float64).reshape(-1, 3, 3))["Vzz"]
+        nu_q = float(np.max(np.abs(T.quadrupolar_frequency(T.quadrupolar_coupling_hz(vzz, iso.quadrupole_moment_mb),
+                                                           iso.spin))))  # fmt: skip
+        pad += 1e6 * nu_q**2 / nu0**2 * (iso.spin * (iso.spin + 1) - 0.75)
+        if transitions == "all":
+            pad += 1e6 * iso.spin * nu_q / nu0
+    return lo - pad, hi + pad
+
+
+def support_range(ppm, intensity, threshold=1e-3, margin=0.1):
+    """The ppm range where a spectrum has intensity above ``threshold`` of its maximum,
+    widened by ``margin`` of its width on each side: the range a plot should show."""
+    ppm, y = np.asarray(ppm), np.abs(np.asarray(intensity))
+    inside = ppm[y > threshold * y.max()] if y.max() > 0 else ppm
+    lo, hi = float(inside.min()), float(inside.max())
+    width = max(hi - lo, 2 * abs(ppm[1] - ppm[0]))
+    return lo - margin * width, hi + margin * width
+
+
+def fraction_outside(ppm, intensity, lo, hi):
+    """Share of a spectrum's area outside ``[lo, hi]`` ppm (for the clipping warning)."""
+    y = np.abs(np.asarray(intensity))
+    ppm = np.asarray(ppm)
+    total = y.sum()
+    return float(y[(ppm < lo) | (ppm > hi)].sum() / total) if total > 0 else 0.0
+
+
 def _nucleus_label(nucleus):
     mass, element = "".join(c for c in nucleus if c.isdigit()), "".join(c for c in nucleus if c.isalpha())
     return f"$^{{{mass}}}${element}"

@@ -179,3 +179,26 @@ def test_plots_draw_on_given_axes_and_leave_the_backend_alone(tmp_path):
     mine = Figure().subplots()
     assert plot_spectrum(ppm, ppm * 0 + 1, "17O", 9.4, ax=mine) is mine and len(mine.lines) == 1
     assert ax is not mine and ax.get_xlim()[0] > ax.get_xlim()[1]  # ppm runs right to left
+
+
+def _read_spectrum(path):
+    rows = read_csv(path)
+    return np.array([float(r["ppm"]) for r in rows]), np.array([float(r["intensity"]) for r in rows])
+
+
+def test_spectrum_range_follows_the_data_and_warns_when_a_given_one_clips(tmp_path, capsys):
+    """13C of ethanol (shifts near 20 and 60 ppm): the axis covers the lines, not -300:200;
+    a --range that cuts the lines off says how much; MAS sidebands stay inside the range."""
+    magres, ref = str(MAGRES / "ethanol.magres"), ["--reference", "C=170"]
+    assert main(["spectrum", magres, "--nucleus", "13C", *ref, "-o", str(tmp_path / "a.csv")]) == 0
+    ppm, y = _read_spectrum(tmp_path / "a.csv")
+    assert ppm.max() - ppm.min() < 250 and y[0] < 1e-3 * y.max() and y[-1] < 1e-3 * y.max()  # nothing cut
+    assert main(["spectrum", magres, "--nucleus", "13C", *ref, "--range", "-20:30", "-o", str(tmp_path / "b.csv")]) == 0
+    assert "of the intensity lies outside --range -20:30 ppm" in capsys.readouterr().err
+    # slow MAS: the centre of gravity of centre band and sidebands is the isotropic one
+    cog = []
+    for rate in ("2000", "inf"):
+        assert main(["spectrum", magres, "--nucleus", "13C", *ref, "--mas", rate, "-o", str(tmp_path / "m.csv")]) == 0
+        ppm, y = _read_spectrum(tmp_path / "m.csv")
+        cog.append((ppm * y).sum() / y.sum())
+    assert cog[0] == pytest.approx(cog[1], abs=0.5)
