@@ -47,7 +47,7 @@ def cmd_params(args):
     if args.output:
         with open(args.output, "w", newline="") as fh:
             params.write_csv(rows, fh)
-        print(f"wrote {len(rows)} sites to {args.output}", file=sys.stderr)
+        _info(args, f"wrote {len(rows)} sites to {args.output}")
     else:
         sys.stdout.write(params.format_table(rows))
     return 0
@@ -75,10 +75,7 @@ def cmd_predict(args):
         tensorfiles.stamp(atoms, info)
     tensorfiles.write_extxyz(args.output, images)
     n = sum(len(a) for a in images)
-    print(
-        f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}",
-        file=sys.stderr,
-    )
+    _info(args, f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}")
     return 0
 
 
@@ -102,7 +99,7 @@ def cmd_analyze(args):
         return _analyze_distributed(args)
     prof = Profile()
     out = analyze(_analysis_spec(args, args.device), profile=prof)
-    print(f"wrote {out}: {prof.frames} frames this run", file=sys.stderr)
+    _info(args, f"wrote {out}: {prof.frames} frames this run")
     print(format_summary(summarize(out)))
     if args.profile:
         print(prof.report(), file=sys.stderr)
@@ -156,7 +153,7 @@ def cmd_dynamics(args):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)
-        print(f"wrote {args.json}", file=sys.stderr)
+        _info(args, f"wrote {args.json}")
     return 0
 
 
@@ -194,7 +191,7 @@ def cmd_spectrum(args):
         from .mrsim import save_spin_systems
 
         save_spin_systems(args.export_mrsim, iso.name, ms, ref, efg)
-        print(f"wrote {n} mrsimulator spin systems to {args.export_mrsim}", file=sys.stderr)
+        _info(args, f"wrote {n} mrsimulator spin systems to {args.export_mrsim}")
     if args.mqmas:
         from .mrsim import simulate
         from .spectrum import plot_2d
@@ -209,7 +206,7 @@ def cmd_spectrum(args):
                 )
         if args.plot:
             plot_2d(direct, iso_ppm, z, iso.name, args.field, args.plot)
-        print(f"{iso.name} 3QMAS at {args.field:g} T: {n} tensors", file=sys.stderr)
+        _info(args, f"{iso.name} 3QMAS at {args.field:g} T: {n} tensors")
         return 0
     mas = args.mas is not None or args.rotor_angle is not None
     spinning = float("inf") if args.mas is None or args.mas.lower() == "inf" else float(args.mas)
@@ -259,8 +256,7 @@ def cmd_spectrum(args):
     if args.plot:
         plot_spectrum(ppm, y, iso.name, args.field, args.plot, title=title)
     cog = f"centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm" if y.sum() > 0 else "no intensity in the range"
-    print(f"{iso.name} at {args.field:g} T: {n} tensors, {cog} ({ppm.min():.1f} to {ppm.max():.1f} ppm)",
-          file=sys.stderr)  # fmt: skip
+    _info(args, f"{iso.name} at {args.field:g} T: {n} tensors, {cog} ({ppm.min():.1f} to {ppm.max():.1f} ppm)")
     return 0
 
 
@@ -280,7 +276,7 @@ def cmd_label(args):
                          properties=args.properties.split(","), max_sites=args.max_sites, shells=args.shells,
                          xc=args.xc, basis=args.basis, centre_basis=args.centre_basis, seed=args.seed)  # fmt: skip
     n = sum(int((a.arrays["label_status"] == 1).sum()) for a in images)
-    print(f"{args.output}: {n} labelled sites in {len(images)} frames", file=sys.stderr)
+    _info(args, f"{args.output}: {n} labelled sites in {len(images)} frames")
     return 0
 
 
@@ -342,12 +338,31 @@ def _elements(text):
     return ",".join(names)
 
 
+def _info(args, message):
+    """A line of information on stderr, unless the command runs with -q."""
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Every option's default in its help (unless the help already states it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
+        return text if shown else f"{text} (default: %(default)s)"
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
 
     p.add_argument("--version", action="version", version=f"dynnmr {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress or information lines on stderr")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], formatter_class=_Help, **kw)
 
     q = sub.add_parser("params", help="per-site NMR parameters from a tensor file (magres, extxyz, JSON)")
     q.add_argument(
@@ -378,7 +393,12 @@ def build_parser():
     q.add_argument("input", help="any structure file ase reads, or a dynnmr tensor format")
     q.add_argument("-o", "--output", required=True, help="output extended XYZ (ms ppm, efg au; 9 columns each)")
     q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
-    q.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    q.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the model runs; auto: a GPU when one is visible",
+    )
     q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
     q.set_defaults(func=cmd_predict)
 
@@ -386,7 +406,6 @@ def build_parser():
         "analyze",
         help="stream a trajectory through a model into a zarr store of tensor time series",
         epilog="input formats (chosen by name, or with --format):\n" + formats.table(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     q.add_argument("trajectory", help="extended XYZ (.gz too), DCD/XTC/TRR (+ --topology), ASE .traj, LAMMPS dump")
     q.add_argument("-o", "--output", help="store path (default TRAJ.nmr.zarr)")
@@ -399,7 +418,12 @@ def build_parser():
     q.add_argument("--species", type=_elements, help="elements to store, e.g. Si,O (default: all the model covers)")
     q.add_argument("--chunk-frames", type=COUNT, default=64, help="frames per store chunk (default 64)")
     q.add_argument("--batch-atoms", type=COUNT, help="atoms per inference batch (default 4000 on CPU, 100000 on GPU)")
-    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    q.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the model runs; auto: a GPU when one is visible",
+    )
     q.add_argument(
         "--graphs",
         default="auto",
@@ -426,7 +450,6 @@ def build_parser():
         help="run on a dask cluster: tcp://HOST:PORT of its scheduler, or local:N for N local workers",
     )
     q.add_argument("--worker-threads", type=COUNT, help="torch threads per task on each dask worker")
-    q.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     q.set_defaults(func=cmd_analyze)
 
     q = sub.add_parser("dynamics", help="motional averages, correlation times and relaxation rates of a store")
@@ -435,7 +458,7 @@ def build_parser():
     q.add_argument("--field", type=POSITIVE, default=14.1, help="B0 in Tesla for the relaxation rates (default 14.1)")
     q.add_argument("--species", type=_elements, help="elements to analyse, e.g. O (default: all stored)")
     q.add_argument("--max-lag", type=POSITIVE, help="longest correlation lag in ps (default: half the run)")
-    q.add_argument("--json", help="write per-species and per-site results here")
+    q.add_argument("-o", "--json", "--output", dest="json", help="write per-species and per-site results here (JSON)")
     q.add_argument("--allow-incomplete", action="store_true", help="analyse the frames of a failed or unfinished run")
     q.set_defaults(func=cmd_dynamics)
 
@@ -453,7 +476,12 @@ def build_parser():
     q.add_argument("--frames", type=_frames, help="start:stop:step of the store's frames")
     q.add_argument("--allow-incomplete", action="store_true", help="use the frames of a failed or unfinished run")
     q.add_argument("--reference", action="append", metavar="EL=PPM", help="sigma_ref (ppm); default: the store's")
-    q.add_argument("--transitions", default="central", choices=["central", "all"])
+    q.add_argument(
+        "--transitions",
+        default="central",
+        choices=["central", "all"],
+        help="quadrupolar nuclei: the central transition or all",
+    )
     q.add_argument("--broadening", type=NON_NEGATIVE, default=1.0, help="Gaussian FWHM in ppm (default 1)")
     q.add_argument(
         "--range", type=_ppm_range, help="ppm range LO:HI (default: where the intensity is; 3QMAS: -300:200)"
@@ -478,7 +506,8 @@ def build_parser():
     q = sub.add_parser("label", help="DFT reference labels (EFG, GIAO shielding) of cluster-centred sites with PySCF")
     q.add_argument("input", help="structure or trajectory file (periodic frames)")
     q.add_argument("-o", "--output", required=True, help="extended XYZ of labelled frames; rerun to resume")
-    q.add_argument("--sites", default="O", help="elements whose sites to label, e.g. O,Si (default O)")
+    q.add_argument("--species", "--sites", dest="sites", default="O",
+                   help="elements whose sites to label, e.g. O,Si (default O; --sites: the old name)")  # fmt: skip
     q.add_argument("--properties", default="efg,ms", help="efg, ms or both (default efg,ms)")
     q.add_argument("--max-sites", type=COUNT, help="sites to label per frame (default all)")
     q.add_argument("--frames", type=_frames, help="start:stop:step of the file's frames (default all)")

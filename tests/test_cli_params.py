@@ -202,3 +202,24 @@ def test_spectrum_range_follows_the_data_and_warns_when_a_given_one_clips(tmp_pa
         ppm, y = _read_spectrum(tmp_path / "m.csv")
         cog.append((ppm * y).sum() / y.sum())
     assert cog[0] == pytest.approx(cog[1], abs=0.5)
+
+
+def test_one_vocabulary_across_commands(tmp_path, capsys):
+    """-q on every command, --device auto by default, defaults shown in --help, -o for the
+    dynamics JSON, --species for label (the old --sites still accepted)."""
+    from dynnmr.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        assert "--quiet" in sub.format_help(), name
+    for name in ("analyze", "predict"):
+        assert commands[name].parse_args(["x", "-o", "y"]).device == "auto"
+        assert "(default: auto)" in commands[name].format_help()
+    assert commands["dynamics"].parse_args(["s.zarr", "-o", "d.json"]).json == "d.json"
+    assert commands["label"].parse_args(["x", "-o", "y", "--species", "Si"]).sites == "Si"
+    assert commands["label"].parse_args(["x", "-o", "y", "--sites", "Si"]).sites == "Si"
+    # -q silences the information lines, not the results
+    atoms_file = str(MAGRES / "ethanol.magres")
+    assert main(["params", atoms_file, "-o", str(tmp_path / "p.csv"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
