@@ -365,7 +365,9 @@ def analyse_store(
     block_len = n // N_BLOCKS if n_blocks else 0
     targets = [x for x in ("ms", "efg") if x in g]
     wanted = sorted(set(numbers)) if not species else [atomic_numbers[s.strip()] for s in species.split(",")]
-    result = {"store": str(path), "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
+    from . import __version__
+
+    result = {"store": str(path), "model": g.attrs.get("model_name"), "dynnmr_version": __version__, "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
               "window_ps": window_ps, "cell_rotation_deg": rotation, "species": {}, "sites": []}  # fmt: skip
     out = g.require_group("analysis")
     for name in list(out.array_keys()):  # a previous run's species and lags; analyze's mtau_* stay

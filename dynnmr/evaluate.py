@@ -143,4 +143,6 @@ def parity_plots(pred, ref, target, path, title=""):
         ax.set_title(f"MAE {np.mean(np.abs(y - x)):.3g}", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from .spectrum import png_metadata
+
+    fig.savefig(path, dpi=110, metadata=png_metadata())

@@ -276,6 +276,13 @@ def _nucleus_label(nucleus):
     return f"$^{{{mass}}}${element}"
 
 
+def png_metadata(**extra) -> dict:
+    """PNG text chunks naming what made a figure (dynnmr and its version)."""
+    from . import __version__
+
+    return {"Software": f"dynnmr {__version__}", **extra}
+
+
 def _figure(path, draw, ax=None, size=(6.4, 3.6)):
     """Draw on ``ax`` when given (a notebook's axes; nothing saved unless ``path``), else on a
     ``Figure`` of our own saved to ``path``. Never touches pyplot or the backend. Returns the axes."""
@@ -287,7 +294,7 @@ def _figure(path, draw, ax=None, size=(6.4, 3.6)):
     draw(ax)
     if path is not None:
         ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=120)
+        ax.figure.savefig(path, dpi=120, metadata=png_metadata())
     return ax
 
 

@@ -172,6 +172,9 @@ def test_plots_draw_on_given_axes_and_leave_the_backend_alone(tmp_path):
         ppm = np.linspace(-50, 50, 101)
         ax = plot_spectrum(ppm, np.exp(-(ppm**2) / 50), "29Si", 14.1, tmp_path / "s.png")
         assert (tmp_path / "s.png").stat().st_size > 0 and matplotlib.get_backend() == "pdf"
+        from PIL import Image
+
+        assert Image.open(tmp_path / "s.png").text["Software"] == f"dynnmr {dynnmr.__version__}"
     finally:
         matplotlib.use(before)
     from matplotlib.figure import Figure

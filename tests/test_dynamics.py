@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import dynnmr
 from dynnmr import dynamics as D
 from dynnmr import tensors as T
 
@@ -284,6 +285,7 @@ def test_dynamics_command_on_a_jump_model_store(tmp_path):
     assert main(["dynamics", str(tmp_path / "jump.zarr"), "--field", "14.1", "--max-lag", "20", "--window", "100",
                  "--json", str(out)]) == 0  # fmt: skip
     res = json.loads(out.read_text())
+    assert res["dynnmr_version"] == dynnmr.__version__ and "model" in res  # what made the numbers (none: synthetic)
     o = res["species"]["O"]
     p2 = 0.5 * (3 * np.cos(np.radians(beta)) ** 2 - 1)
     q = ISOTOPES["17O"].quadrupole_moment_mb
