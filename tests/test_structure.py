@@ -1,12 +1,16 @@
 """Silica network descriptors against crystallographic values and hand-made defects."""
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.io import read
 
 from dynnmr import structure
+from dynnmr.reader import iread_extxyz
+from dynnmr.structure import c_over_a, order_parameters, running_mean, transition_temperature
 
 DATA = Path(__file__).resolve().parents[1] / "dynnmr" / "data"
 
@@ -55,3 +59,18 @@ def test_averaged_positions_undo_wrapping():
     d = avg.get_scaled_positions(wrap=False) - atoms.get_scaled_positions(wrap=False)  # +0.3 and -0.3 A average to 0
     assert np.abs(d - np.round(d)).max() < 1e-9
     assert structure.network(avg)["si_o_mean_A"] == pytest.approx(1.603, abs=0.001)
+
+
+def test_order_parameters_see_the_beta_phase_at_the_start_of_the_ramp():
+    """Dynamic disorder of beta-cristobalite: averaged O positions straighten Si-O-Si, the
+    instantaneous ones stay bent; the cubic supercell reads c/a = sqrt(2)."""
+    ramp = Path(__file__).resolve().parents[1] / "trajectories" / "cristobalite_ramp.extxyz.gz"
+    frames = [Atoms(numbers=f.numbers, positions=f.positions, cell=f.cell, pbc=True)
+              for f in itertools.islice(iread_extxyz(ramp), 12)]  # fmt: skip
+    p = order_parameters(frames, repeat=None, window=10)
+    assert np.mean(p["angle_avg"]) > np.mean(p["angle_inst"]) + 8  # about 167 against 152 deg
+    assert abs(np.mean(p["c_over_a"]) - np.sqrt(2)) < 0.02
+    assert c_over_a([10.0, 10.0, 10.0]) == pytest.approx(np.sqrt(2))
+    steps = np.r_[np.zeros(100), np.ones(100)]
+    assert np.allclose(running_mean(np.full(50, 3.0)), 3.0)
+    assert transition_temperature(np.arange(200.0), steps) == pytest.approx(100, abs=2)

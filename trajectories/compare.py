@@ -32,10 +32,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # dynnmr.structure needs only ase and numpy
-from inversion import order_parameters, running_mean, transition_temperature
 from make import POTENTIALS, cristobalite, make_amorphous, make_isotherm, make_ramp, quartz
 
 from dynnmr import structure
+from dynnmr.structure import order_parameters, running_mean, transition_temperature
 
 RESULTS = HERE / "potentials"  # one NAME.json per potential
 #: A ramp has inverted when the window-averaged Si-O-Si angle at the high end exceeds this
