@@ -505,7 +505,7 @@ def iread(path, frames: slice = slice(None), format: str | None = None, topology
     if fmt.name in ("magres", "silicate-json"):
         from .tensorfiles import read
 
-        images = read(path)[slice(start, frames.stop, step)]
+        images = read(path, format=format)[slice(start, frames.stop, step)]
     else:
         from ase.io import iread as ase_iread
 

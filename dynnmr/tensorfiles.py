@@ -186,15 +186,16 @@ def write_extxyz(path, images) -> None:
 
 
 # dispatch ---------------------------------------------------------------------------------
-def read(path, index=":") -> list[Atoms]:
+def read(path, index=":", format=None) -> list[Atoms]:
     """Read every structure in ``path`` as a list of Atoms, the format chosen by
     :func:`dynnmr.formats.detect`: ``.magres``; ``.json`` with the silicate JSON's fields
     (other JSON, e.g. an ase database, goes to ase); anything else through ase (extended
-    XYZ with ``ms``/``efg`` columns, CIF, ...). ``index`` selects frames of multi-frame
+    XYZ with ``ms``/``efg`` columns, CIF, ...); ``format`` overrides the guess (a name of
+    :data:`dynnmr.formats.FORMATS` or of ase's). ``index`` selects frames of multi-frame
     files, in ase's syntax.
     """
     path = check_file(path)
-    fmt = detect(path).name
+    fmt = detect(path, format).name
     if fmt == "magres":
         return [read_magres(path)]
     if fmt == "silicate-json":
@@ -204,7 +205,7 @@ def read(path, index=":") -> list[Atoms]:
     from ase.io import read as ase_read
 
     try:
-        images = ase_read(os.fspath(path), index=index)
+        images = ase_read(os.fspath(path), index=index, format={"ase": format, "extxyz": "extxyz"}.get(fmt))
     except Exception as exc:  # ase raises many types; the user needs the file and reason
         raise InputError(path, f"cannot read structure file: {exc}") from None
     if isinstance(images, Atoms):

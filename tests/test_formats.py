@@ -63,3 +63,11 @@ def test_tensor_files_stream_as_frames(shared_data):
 def test_the_table_lists_every_format():
     text = formats.table()
     assert all(f.name in text for f in formats.FORMATS) and ".magres" in text
+
+
+def test_a_forced_format_reaches_the_reader(tmp_path, shared_data):
+    """--format magres on a file whose name says nothing: read by the magres reader."""
+    (tmp_path / "site.txt").write_bytes((shared_data / "magres" / "ethanol.magres").read_bytes())
+    (frame,) = list(iread(tmp_path / "site.txt", format="magres"))
+    (atoms,) = tensorfiles.read(tmp_path / "site.txt", format="magres")
+    assert "ms" in atoms.arrays and len(frame.numbers) == len(atoms)
