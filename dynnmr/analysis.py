@@ -68,7 +68,21 @@ class StoreAnalysis:
         return None
 
 
-class Summary(StoreAnalysis):
+class TimeAverage(StoreAnalysis):
+    """Each site's tensors averaged over the run: ``{target: (sites, 3, 3)}`` (NaN rows for
+    sites the model does not cover), the motionally averaged tensors."""
+
+    def _prepare(self):
+        self._sums: dict = {}
+
+    def _block(self, target, start, block):
+        self._sums[target] = self._sums.get(target, 0.0) + block.sum(axis=0)
+
+    def _conclude(self):
+        return {t: total / self.n_frames for t, total in self._sums.items()}
+
+
+class Summary(TimeAverage):
     """Per-species statistics of a store, instantaneous and of the time-averaged tensors.
 
     ``run()`` returns ``{El: {parameter: {"instantaneous": (mean, sd), "time_averaged":
@@ -88,15 +102,12 @@ class Summary(StoreAnalysis):
         super().__init__(path, chunk_frames, allow_incomplete=True)
 
     def _prepare(self):
-        self._sums: dict = {}  # (El, parameter, kind) -> (sum, sum of squares, count)
-        self._totals: dict = {}  # target -> (sites, 3, 3) running sum over frames
+        super()._prepare()
+        self._stats: dict = {}  # (El, parameter, kind) -> (sum, sum of squares, count)
 
     def _block(self, target, start, block):
-        total = self._totals.setdefault(target, np.zeros(block.shape[1:]))
-        total += block.sum(axis=0)
+        super()._block(target, start, block)
         self._accumulate(target, block, "instantaneous")
-        if start + len(block) >= self.n_frames and self.n_frames:
-            self._accumulate(target, (total / self.n_frames)[None], "time_averaged")
 
     def _accumulate(self, target, tensors, kind):
         from ase.data import chemical_symbols
@@ -108,12 +119,14 @@ class Summary(StoreAnalysis):
             if not len(x):
                 continue
             for name, v in _parameters(target, el, x, self.shift_reference).items():
-                s, s2, c = self._sums.get((el, name, kind), (0.0, 0.0, 0))
-                self._sums[(el, name, kind)] = (s + float(v.sum()), s2 + float((v**2).sum()), c + len(v))
+                s, s2, c = self._stats.get((el, name, kind), (0.0, 0.0, 0))
+                self._stats[(el, name, kind)] = (s + float(v.sum()), s2 + float((v**2).sum()), c + len(v))
 
     def _conclude(self):
+        for target, mean in super()._conclude().items():
+            self._accumulate(target, mean[None], "time_averaged")
         out: dict = {}
-        for (el, name, kind), (s, s2, c) in self._sums.items():
+        for (el, name, kind), (s, s2, c) in self._stats.items():
             mean = s / c
             out.setdefault(el, {}).setdefault(name, {})[kind] = (mean, float(np.sqrt(max(s2 / c - mean**2, 0.0))))
         return out
@@ -135,20 +148,6 @@ def _parameters(target, element, tensors, refs) -> dict:
     return {k: v for k, v in cols.items() if np.isfinite(v).all()}  # e.g. C_Q of a spin-1/2 isotope: NaN
 
 
-class TimeAverage(StoreAnalysis):
-    """Each site's tensors averaged over the run: ``{target: (sites, 3, 3)}`` (NaN rows for
-    sites the model does not cover), the motionally averaged tensors."""
-
-    def _prepare(self):
-        self._sums: dict = {}
-
-    def _block(self, target, start, block):
-        self._sums[target] = self._sums.get(target, 0.0) + block.sum(axis=0)
-
-    def _conclude(self):
-        return {t: total / self.n_frames for t, total in self._sums.items()}
-
-
 def store_as_atoms(path):
     """A store's sites as one ``ase.Atoms`` with their time-averaged ``ms``/``efg`` arrays,
     ``atom_index`` (the sites' indices in the structure) and the store's model and shift
@@ -156,16 +155,16 @@ def store_as_atoms(path):
     Positions are not meaningful (zeros): the parameters and lab-frame orientations are."""
     from ase import Atoms
 
-    from .store import open_store, read
+    from .store import read
     from .tensorfiles import stamp
 
-    avg = TimeAverage(path).run()
-    g = open_store(path)
-    atoms = Atoms(numbers=read(g, path, "numbers"))
-    atoms.arrays["atom_index"] = read(g, path, "atom_index")
-    for t, tensors in avg.items():
-        atoms.arrays[t] = tensors
-    stamp(atoms, {"name": g.attrs.get("model_name", ""), "shift_reference": g.attrs.get("shift_reference", {})})
+    average = TimeAverage(path)
+    tensors = average.run()
+    atoms = Atoms(numbers=average.numbers)
+    atoms.arrays["atom_index"] = read(average.group, path, "atom_index")
+    for t, mean in tensors.items():
+        atoms.arrays[t] = mean
+    stamp(atoms, {"name": average.attrs.get("model_name", ""), "shift_reference": average.shift_reference})
     return atoms
 
 

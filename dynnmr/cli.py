@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -71,8 +72,6 @@ def cmd_predict(args):
         for t in info["targets"]:
             atoms.arrays.pop(t, None)
     predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input)
-    for atoms in images:
-        tensorfiles.stamp(atoms, info)
     tensorfiles.write_extxyz(args.output, images)
     n = sum(len(a) for a in images)
     _info(args, f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}")
@@ -360,9 +359,8 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"dynnmr {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress or information lines on stderr")
-    sub = p.add_subparsers(dest="command", required=True)
-    _add_parser = sub.add_parser
-    sub.add_parser = lambda *a, **kw: _add_parser(*a, parents=[common], formatter_class=_Help, **kw)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=functools.partial(
+        argparse.ArgumentParser, parents=[common], formatter_class=_Help))  # fmt: skip
 
     q = sub.add_parser("params", help="per-site NMR parameters from a tensor file (magres, extxyz, JSON)")
     q.add_argument(

@@ -35,7 +35,7 @@ FORMATS = (
            "the silicate GIPAW JSON (structure, species, atom_selector, nmr_tensor); other JSON goes to ase"),
     Format("mdanalysis", (".dcd", ".xtc", ".trr", ".nc", ".ncdf", ".h5md"),
            "MDAnalysis, with a topology naming the elements (--topology: PDB, PSF, GRO, ...)"),
-    Format("store", (".zarr",), "a dynnmr store (zarr folder)"),
+    Format("store", (), "a dynnmr store: a zarr folder with dynnmr's attributes (found by content)"),
     Format("ase", (), "ase.io (ASE .traj, LAMMPS dump, CIF, ...), with --format passed on as ase's format name"),
 )  # fmt: skip
 BY_NAME = {f.name: f for f in FORMATS}
@@ -82,11 +82,15 @@ def detect(path, format: str | None = None, topology=None) -> Format:
         return BY_NAME["store"]
     name = Path(path).name.lower()
     for fmt in FORMATS:
-        if name.endswith(fmt.suffixes):
+        if fmt.suffixes and name.endswith(fmt.suffixes):
             return fmt
     return BY_NAME["ase"]
 
 
 def table() -> str:
     """The formats as a text table (for ``--help`` and the docs)."""
-    return "\n".join(f"  {f.name:14s} {', '.join(f.suffixes) or '(any other)':34s} {f.reader}" for f in FORMATS)
+
+    def names(f):
+        return ", ".join(f.suffixes) or ("(a folder)" if f.name == "store" else "(any other)")
+
+    return "\n".join(f"  {f.name:14s} {names(f):34s} {f.reader}" for f in FORMATS)

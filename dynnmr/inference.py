@@ -73,7 +73,8 @@ def checked(arr, expected, target, source, frame=None, line=None, atoms=None):
 
 
 def predict_images(model, info, images, device="cpu", allow_unknown=False, batch_atoms=20000, source="<input>"):
-    """Add predicted ``ms`` (ppm) / ``efg`` (au) arrays, shape (N, 3, 3), to each Atoms."""
+    """Add predicted ``ms`` (ppm) / ``efg`` (au) arrays, shape (N, 3, 3), to each Atoms, and
+    the model, version and shift references to its ``info`` (:func:`dynnmr.tensorfiles.stamp`)."""
     device = resolve_device(device) if isinstance(device, str) else device
     model = model.to(device)
     model.eval()
@@ -97,6 +98,7 @@ def predict_images(model, info, images, device="cpu", allow_unknown=False, batch
                 arr = tensors[sl].double().cpu().numpy()
                 expected = covered_mask(info, t, atoms.numbers) & ~unknown[sl]
                 atoms.arrays[t] = checked(arr, expected, t, source, frame=start + k)
+            stamp(atoms, info)
             offset += len(atoms)
         start = stop
     return images
@@ -119,8 +121,6 @@ def predict(atoms, model=None, device="cpu", allow_unknown=False):
     images = [a.copy() for a in ([atoms] if single else atoms)]
     net, info = load_model(model or DEFAULT_MODEL)
     predict_images(net, info, images, device=device, allow_unknown=allow_unknown)
-    for a in images:
-        stamp(a, info)
     return images[0] if single else images
 
 

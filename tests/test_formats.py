@@ -34,6 +34,8 @@ def test_a_store_is_detected_by_content_and_refused_as_a_trajectory(tmp_path, ti
     make_traj(tmp_path / "t.extxyz", n_frames=2)
     store = run(tmp_path / "t.extxyz", tmp_path / "plain_folder_name", tiny_model)
     assert formats.detect(store).name == "store" and formats.detect(tmp_path).name == "ase"
+    (tmp_path / "other.zarr").mkdir()  # a zarr-named folder that dynnmr did not write is no store
+    assert formats.detect(tmp_path / "other.zarr").name == "ase"
     with pytest.raises(InputError, match="is a dynnmr store, not a trajectory"):
         next(iread(store))
     with pytest.raises(InputError, match="is a dynnmr store, not a file"):
