@@ -94,9 +94,15 @@ class Summary(TimeAverage):
     default isotope) and eta_Q. Only parameters whose sign cannot flip between nearly
     equal tensors: the Haeberlen zeta changes sign as eta passes 1 and the sign of C_Q is
     undefined at eta_Q = 1, so span/skew and |C_Q| stand for them.
+
+    A store with the committee spread (:mod:`dynnmr.uncertainty`) adds ``"model_sd"``
+    (``(rms, None)``: the root mean square over frames and sites of the members' spread
+    of that parameter, the typical model uncertainty of one site's value in one frame),
+    and after ``run()`` the attribute ``flagged``: ``{El: (site-frames whose spread lies
+    beyond the training range, all site-frames)}``.
     """
 
-    KINDS = ("instantaneous", "time_averaged")
+    KINDS = ("instantaneous", "time_averaged", "model_sd")
 
     def __init__(self, path, chunk_frames=None):
         super().__init__(path, chunk_frames, allow_incomplete=True)
@@ -104,10 +110,35 @@ class Summary(TimeAverage):
     def _prepare(self):
         super()._prepare()
         self._stats: dict = {}  # (El, parameter, kind) -> (sum, sum of squares, count)
+        self.flagged: dict = {}
 
     def _block(self, target, start, block):
         super()._block(target, start, block)
         self._accumulate(target, block, "instantaneous")
+        if f"{target}_param_std" in self.group:
+            self._spread(target, start, len(block))
+
+    def _spread(self, target, start, n):
+        """Accumulate the squared member spreads of frames ``start..start+n`` and the flags."""
+        from ase.data import chemical_symbols
+
+        from .store import read
+        from .uncertainty import PARAMETERS, flagged
+
+        sd = read(self.group, self.path, f"{target}_param_std", slice(start, start + n)).astype(np.float64)
+        names = self.attrs.get("uncertainty", {}).get("param_std", {}).get(target, list(PARAMETERS[target]))
+        for z in np.unique(self.numbers):
+            el = chemical_symbols[int(z)]
+            x = sd[:, self.numbers == z].reshape(-1, len(names))
+            x = x[np.isfinite(x).all(axis=1)]
+            if not len(x):
+                continue
+            for name, v in _spread_columns(target, el, dict(zip(names, x.T))).items():
+                s, s2, c = self._stats.get((el, name, "model_sd"), (0.0, 0.0, 0))
+                self._stats[(el, name, "model_sd")] = (s, s2 + float((v**2).sum()), c + len(v))
+        for el, (k, total) in flagged(target, sd, self.numbers, self.attrs).items():
+            a, b = self.flagged.get(el, (0, 0))
+            self.flagged[el] = (a + k, b + total)
 
     def _accumulate(self, target, tensors, kind):
         from ase.data import chemical_symbols
@@ -128,8 +159,22 @@ class Summary(TimeAverage):
         out: dict = {}
         for (el, name, kind), (s, s2, c) in self._stats.items():
             mean = s / c
-            out.setdefault(el, {}).setdefault(name, {})[kind] = (mean, float(np.sqrt(max(s2 / c - mean**2, 0.0))))
+            value = (float(np.sqrt(s2 / c)), None) if kind == "model_sd" else \
+                (mean, float(np.sqrt(max(s2 / c - mean**2, 0.0))))  # fmt: skip
+            out.setdefault(el, {}).setdefault(name, {})[kind] = value
         return out
+
+
+def _spread_columns(target, element, sd) -> dict:
+    """The committee spreads (``sd``: stored parameter name -> values) of the parameters
+    :func:`_parameters` reports: delta_iso's is sigma_iso's, |C_Q|'s is C_Q's (MHz)."""
+    if target == "ms":
+        cols = {"sigma_iso_ppm": sd["sigma_iso_ppm"], "span_ppm": sd["span_ppm"], "skew": sd["skew"]}
+        cols["delta_iso_ppm"] = sd["sigma_iso_ppm"]
+        return cols
+    iso = isotope_for(element)
+    q = iso.quadrupole_moment_mb if iso else 0.0
+    return {"abs_Cq_MHz": np.abs(T.quadrupolar_coupling_hz(sd["Vzz_au"], q)) * 1e-6, "eta_Q": sd["eta_Q"]}
 
 
 def _parameters(target, element, tensors, refs) -> dict:
@@ -168,20 +213,33 @@ def store_as_atoms(path):
     return atoms
 
 
-def summarize(path, chunk=None) -> dict:
-    """:class:`Summary` of a store (``chunk``: frames per block)."""
-    return Summary(path, chunk).run()
+def summarize(path, chunk=None, flagged=False):
+    """:class:`Summary` of a store (``chunk``: frames per block); with ``flagged`` the pair
+    ``(stats, Summary.flagged)``."""
+    summary = Summary(path, chunk)
+    stats = summary.run()
+    return (stats, summary.flagged) if flagged else stats
 
 
-def format_summary(stats) -> str:
-    """The summary as a table with a header that says what each column is."""
+def format_summary(stats, flagged=None) -> str:
+    """The summary as a table with a header that says what each column is; ``flagged``
+    (:attr:`Summary.flagged`) adds how many site-frames are extrapolated, per species."""
+    flags = flagged or {}
+    spread = any("model_sd" in kinds for p in stats.values() for kinds in p.values())
     lines = [
         "per species; instantaneous: over every frame and site; time-averaged: each site's tensor",
         "averaged over the run (what fast motion leaves), then over sites; mean +- sd",
-        f"{'species':>7}  {'parameter':<15} {'instantaneous':>22}   {'time-averaged':>22}",
     ]
+    if spread:
+        lines.append("model sd: the committee's spread for one site in one frame (rms), the model's uncertainty")
+    lines.append(f"{'species':>7}  {'parameter':<15} {'instantaneous':>22}   {'time-averaged':>22}"
+                 + (f"   {'model sd':>9}" if spread else ""))  # fmt: skip
     for el, params in stats.items():
         for name, kinds in params.items():
-            cells = [f"{kinds[k][0]:12.4f} +- {kinds[k][1]:<7.4f}" if k in kinds else "-" for k in Summary.KINDS]
-            lines.append(f"{el:>7}  {name:<15} {cells[0]:>22}   {cells[1]:>22}")
+            cells = [f"{kinds[k][0]:12.4f} +- {kinds[k][1]:<7.4f}" if k in kinds else "-" for k in Summary.KINDS[:2]]
+            sd = f"   {kinds['model_sd'][0]:9.4f}" if "model_sd" in kinds else ("   " + " " * 8 + "-" if spread else "")
+            lines.append(f"{el:>7}  {name:<15} {cells[0]:>22}   {cells[1]:>22}{sd}")
+    for el, (k, total) in flags.items():
+        lines.append(f"{el}: {k} of {total} site-frames ({100 * k / max(total, 1):.2f}%) have a committee spread "
+                     f"beyond the training range: their predictions are extrapolated")  # fmt: skip
     return "\n".join(lines)

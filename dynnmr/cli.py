@@ -70,8 +70,10 @@ def cmd_predict(args):
     images = tensorfiles.read(args.input)
     for atoms in images:  # predictions replace any tensors already in the file
         for t in info["targets"]:
-            atoms.arrays.pop(t, None)
-    predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input)
+            for name in (t, f"{t}_std", f"{t}_param_std"):
+                atoms.arrays.pop(name, None)
+    predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input,
+                   uncertainty=args.uncertainty)  # fmt: skip
     tensorfiles.write_extxyz(args.output, images)
     n = sum(len(a) for a in images)
     _info(args, f"wrote {len(images)} structure(s), {n} atoms, with {', '.join(info['targets'])} to {args.output}")
@@ -86,7 +88,7 @@ def _analysis_spec(args, device):
         md_timestep_ps=args.md_timestep, chunk_frames=args.chunk_frames, batch_atoms=args.batch_atoms, device=device,
         graphs=args.graphs, fmt=args.format, topology=args.topology, save_positions=args.save_positions,
         allow_unknown=args.allow_unknown, resume=args.resume, overwrite=args.overwrite, correlate=args.correlate,
-        progress=not args.quiet,
+        progress=not args.quiet, uncertainty=args.uncertainty,
     )  # fmt: skip
 
 
@@ -99,7 +101,7 @@ def cmd_analyze(args):
     prof = Profile()
     out = analyze(_analysis_spec(args, args.device), profile=prof)
     _info(args, f"wrote {out}: {prof.frames} frames this run")
-    print(format_summary(summarize(out)))
+    print(format_summary(*summarize(out, flagged=True)))
     if args.profile:
         print(prof.report(), file=sys.stderr)
     return 0
@@ -115,7 +117,7 @@ def _analyze_distributed(args):
     spec = _analysis_spec(args, device)
     with client_for(args.scheduler, args.worker_threads) as client:
         out = analyze_distributed(spec, client, threads=args.worker_threads)
-    print(format_summary(summarize(out)))
+    print(format_summary(*summarize(out, flagged=True)))
     return 0
 
 
@@ -398,6 +400,12 @@ def build_parser():
         help="where the model runs; auto: a GPU when one is visible",
     )
     q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
+    q.add_argument(
+        "--no-uncertainty",
+        dest="uncertainty",
+        action="store_false",
+        help="skip the committee spread (ms_std, efg_std, *_param_std) of a committee model",
+    )
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser(
@@ -436,6 +444,12 @@ def build_parser():
     q.add_argument("--overwrite", action="store_true", help="replace an existing store")
     q.add_argument("--save-positions", action="store_true", help="also store the selected sites' positions")
     q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
+    q.add_argument(
+        "--no-uncertainty",
+        dest="uncertainty",
+        action="store_false",
+        help="skip the committee spread (ms_std, efg_std, *_param_std) of a committee model",
+    )
     q.add_argument(
         "--correlate",
         action="store_true",

@@ -39,7 +39,7 @@ SCHEMA = {
     "targets": None,
     "split": {"val", "test", "seed", "site_holdout"},
     "model": {"channels", "vector_channels", "lmax", "layers", "cutoff", "num_basis", "radial_hidden",
-              "readout_hidden", "products"},
+              "readout_hidden", "products", "heads"},
     "training": set(DEFAULTS["training"]),
     "references": None,
 }  # fmt: skip

@@ -23,6 +23,7 @@ from .graphs import collate, collate_on_device, frame_arrays, structure_arrays
 from .modelfile import load_model
 from .spec import AnalysisSpec
 from .tensorfiles import stamp
+from .uncertainty import PARAMETERS, spread
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -72,9 +73,29 @@ def checked(arr, expected, target, source, frame=None, line=None, atoms=None):
     return arr
 
 
-def predict_images(model, info, images, device="cpu", allow_unknown=False, batch_atoms=20000, source="<input>"):
+def uses_committee(net, uncertainty=True) -> bool:
+    """Whether a run stores the committee spread: asked for and the model has members."""
+    return bool(uncertainty) and getattr(net, "heads", 1) > 1
+
+
+def run_model(net, graph, idx, sites=None, uncertainty=False, scale=None):
+    """``(tensors, spreads)``: ``{target: (M, 3, 3)}`` on the model's device, and with
+    ``uncertainty`` on a committee model ``{target: (tensor_std (M, 9), param_std (M, P))}``
+    as numpy (:func:`dynnmr.uncertainty.spread`, times the calibration ``scale[target]``);
+    else ``{}``."""
+    if not uses_committee(net, uncertainty):
+        return net(graph, species_idx=idx, sites=sites), {}
+    members = net.members(graph, species_idx=idx, sites=sites)
+    spreads = {t: spread(t, m.double().cpu().numpy(), (scale or {}).get(t, 1.0)) for t, m in members.items()}
+    return {t: m.mean(dim=1) for t, m in members.items()}, spreads
+
+
+def predict_images(model, info, images, device="cpu", allow_unknown=False, batch_atoms=20000, source="<input>",
+                   uncertainty=True):  # fmt: skip
     """Add predicted ``ms`` (ppm) / ``efg`` (au) arrays, shape (N, 3, 3), to each Atoms, and
-    the model, version and shift references to its ``info`` (:func:`dynnmr.tensorfiles.stamp`)."""
+    the model, version and shift references to its ``info`` (:func:`dynnmr.tensorfiles.stamp`).
+    With a committee model and ``uncertainty``, also ``{target}_std`` (N, 3, 3), same units,
+    and ``{target}_param_std`` (N, P) (:mod:`dynnmr.uncertainty`)."""
     device = resolve_device(device) if isinstance(device, str) else device
     model = model.to(device)
     model.eval()
@@ -89,7 +110,7 @@ def predict_images(model, info, images, device="cpu", allow_unknown=False, batch
         graph = collate(parts).to(device)
         idx = species_indices(model, graph.numbers, allow_unknown, source=source, frame=start)
         with torch.no_grad():
-            out = model(graph, species_idx=idx)
+            out, spreads = run_model(model, graph, idx, uncertainty=uncertainty, scale=_scales(info))
         unknown = (idx < 0).cpu().numpy()
         offset = 0
         for k, atoms in enumerate(chunk):
@@ -98,16 +119,29 @@ def predict_images(model, info, images, device="cpu", allow_unknown=False, batch
                 arr = tensors[sl].double().cpu().numpy()
                 expected = covered_mask(info, t, atoms.numbers) & ~unknown[sl]
                 atoms.arrays[t] = checked(arr, expected, t, source, frame=start + k)
+                if t in spreads:
+                    tensor_std, param_std = (x[sl].copy() for x in spreads[t])
+                    tensor_std[~expected], param_std[~expected] = np.nan, np.nan
+                    atoms.arrays[f"{t}_std"] = tensor_std.reshape(-1, 3, 3)
+                    atoms.arrays[f"{t}_param_std"] = param_std
             stamp(atoms, info)
             offset += len(atoms)
         start = stop
     return images
 
 
-def predict(atoms, model=None, device="cpu", allow_unknown=False):
+def _scales(info) -> dict:
+    """The model's calibration factor of the committee spread per target (1 if none)."""
+    return info.get("uncertainty", {}).get("scale", {})
+
+
+def predict(atoms, model=None, device="cpu", allow_unknown=False, uncertainty=True):
     """Tensors for one structure or a list of them: copies of the ``ase.Atoms`` with
     per-atom arrays ``ms`` (shielding, ppm) and ``efg`` (atomic units), shape (N, 3, 3),
-    for the targets the model has; NaN rows for atoms it does not cover.
+    for the targets the model has; NaN rows for atoms it does not cover. A committee
+    model adds the spread of its members (``uncertainty``): ``ms_std``/``efg_std``, same
+    shape and units, and ``ms_param_std`` (sigma_iso, zeta in ppm, eta, span in ppm, skew) and
+    ``efg_param_std`` (Vzz in au, eta_Q), shape (N, P) (:mod:`dynnmr.uncertainty`).
 
     ``model``: a bundled model name or a model file (default: the bundled default,
     ``sio2``). The input is not modified. Example::
@@ -120,7 +154,7 @@ def predict(atoms, model=None, device="cpu", allow_unknown=False):
     single = not isinstance(atoms, (list, tuple))
     images = [a.copy() for a in ([atoms] if single else atoms)]
     net, info = load_model(model or DEFAULT_MODEL)
-    predict_images(net, info, images, device=device, allow_unknown=allow_unknown)
+    predict_images(net, info, images, device=device, allow_unknown=allow_unknown, uncertainty=uncertainty)
     return images[0] if single else images
 
 
@@ -170,11 +204,14 @@ class Job:
     idx: torch.Tensor  # embedding row per atom (-1: unknown, only with allow_unknown)
     covered: dict  # target -> (n_sites,) bool: species the model was trained on
     check: "FrameCheck"
+    uncertainty: bool = False  # store the committee spread (the model has members)
 
     @classmethod
-    def create(cls, trajectory, first, net, info, device, batch_atoms, species=None, allow_unknown=False, sites=None):
+    def create(cls, trajectory, first, net, info, device, batch_atoms, species=None, allow_unknown=False, sites=None,
+               uncertainty=True):  # fmt: skip
         """``species``: the elements whose sites are stored (default: all the model covers);
-        ``sites``: explicit atom indices instead (every one stored, covered or not)."""
+        ``sites``: explicit atom indices instead (every one stored, covered or not);
+        ``uncertainty``: store the committee spread when the model has one."""
         from ase.data import atomic_numbers, chemical_symbols
 
         numbers = first.numbers
@@ -203,7 +240,8 @@ class Job:
                              f"{', '.join(chemical_symbols[z] for z in sorted(wanted))}")  # fmt: skip
         covered = {t: covered_mask(info, t, numbers[sites]) for t in net.targets}
         check = FrameCheck(trajectory, numbers, first.cell is not None)
-        return cls(net, info, device, batch_atoms, numbers, sites, idx, covered, check)
+        return cls(net, info, device, batch_atoms, numbers, sites, idx, covered, check,
+                   uses_committee(net, uncertainty))  # fmt: skip
 
     def attrs(self, dt_ps) -> dict:
         """The store's descriptive attributes for this model and selection."""
@@ -215,7 +253,17 @@ class Job:
                 "shift_reference": info.get("shift_reference", {}),
                 "species": sorted({chemical_symbols[z] for z in self.numbers[self.sites]}), "dt_ps": dt_ps,
                 "covered_species": {t: sorted({chemical_symbols[int(z)] for z in self.numbers[self.sites][c]})
-                                    for t, c in self.covered.items()}}  # fmt: skip
+                                    for t, c in self.covered.items()},
+                "uncertainty": self.uncertainty_attrs()}  # fmt: skip
+
+    def uncertainty_attrs(self) -> dict:
+        """What the spread arrays hold (empty when none are stored)."""
+        if not self.uncertainty:
+            return {}
+        u = self.info.get("uncertainty", {})
+        return {"members": int(self.net.heads), "scale": u.get("scale", {}),
+                "flag_threshold": u.get("flag_threshold", {}),
+                "param_std": {t: list(PARAMETERS[t]) for t in self.net.targets}}  # fmt: skip
 
     def prepare(self, frame, cpu_graphs):
         """``(frame, graph arrays or None)`` for :meth:`infer`, after checking the frame;
@@ -238,7 +286,8 @@ class Job:
         """Model outputs of the stored sites for one chunk (:func:`infer_chunk`), without times."""
         unknown = (self.idx < 0).cpu().numpy()[self.sites]
         return infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
-                           self.covered, unknown, save_positions, source=self.check.source)  # fmt: skip
+                           self.covered, unknown, save_positions, source=self.check.source,
+                           uncertainty=self.uncertainty, scale=_scales(self.info))  # fmt: skip
 
 
 def _time_ps(frame, dt_ps, md_timestep_ps):
@@ -250,13 +299,19 @@ def _time_ps(frame, dt_ps, md_timestep_ps):
     return frame.index * dt_ps if dt_ps else np.nan
 
 
-def infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, save_positions, source="<input>"):
+def infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, save_positions, source="<input>",
+                uncertainty=False, scale=None):  # fmt: skip
     """Model outputs for one chunk of (frame, graph arrays or None); returns the store's
-    arrays (NaN only where not covered: :func:`checked`)."""
+    arrays (NaN only where not covered: :func:`checked`), with the committee spread
+    (``{target}_std``, ``{target}_param_std``) when ``uncertainty``."""
     n_frames = len(chunk)
     n_atoms = len(chunk[0][0].numbers)
     per_batch = max(1, batch_atoms // max(n_atoms, 1))
     out = {t: np.empty((n_frames, len(sites), 9), np.float32) for t in net.targets}
+    if uncertainty:
+        for t in net.targets:
+            out[f"{t}_std"] = np.empty((n_frames, len(sites), 9), np.float32)
+            out[f"{t}_param_std"] = np.empty((n_frames, len(sites), len(PARAMETERS[t])), np.float32)
     with torch.inference_mode():
         for b in range(0, n_frames, per_batch):
             part = chunk[b : b + per_batch]
@@ -267,13 +322,17 @@ def infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, s
             nb = len(part)
             offs = (torch.arange(nb) * n_atoms)[:, None]
             batch_sites = (offs + sites[None, :]).reshape(-1).to(device)
-            res = net(graph, species_idx=idx.repeat(nb).to(device), sites=batch_sites)
+            res, spreads = run_model(net, graph, idx.repeat(nb).to(device), batch_sites, uncertainty, scale)
             for t, tensors in res.items():
                 arr = tensors.reshape(nb, len(sites), 9).float().cpu().numpy()
                 expected = covered[t] & ~unknown
                 for k, (f, _) in enumerate(part):
                     checked(arr[k], expected, t, source, frame=f.index, line=f.line, atoms=sites.numpy())
                 out[t][b : b + nb] = arr
+                for name, values in zip((f"{t}_std", f"{t}_param_std"), spreads.get(t, ())):
+                    values = values.reshape(nb, len(sites), -1)
+                    values[:, ~expected] = np.nan
+                    out[name][b : b + nb] = values
     frames = [f for f, _ in chunk]
     data = {**out, "frame_index": np.array([f.index for f in frames]),
             "cell": np.stack([f.cell if f.cell is not None else np.full((3, 3), np.nan) for f in frames])}  # fmt: skip

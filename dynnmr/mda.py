@@ -24,7 +24,9 @@ class NMRTensors(AnalysisBase):
     """Per-frame NMR tensors of an AtomGroup (or a whole Universe).
 
     After ``run()``: ``results.ms`` and ``results.efg``, ``(n_frames, n_atoms, 3, 3)``
-    (ppm; atomic units), NaN rows for atoms the model does not cover; ``results.times``
+    (ppm; atomic units), NaN rows for atoms the model does not cover; with a committee
+    model also ``results.ms_std``/``efg_std`` (same shape and units) and
+    ``results.ms_param_std``/``efg_param_std`` (:mod:`dynnmr.uncertainty`); ``results.times``
     (ps) and ``results.frames``; ``results.model`` (name) and ``results.shift_reference``.
     ``chunk_frames`` frames are inferred together (batches, as in ``analyze``).
     """
@@ -43,7 +45,7 @@ class NMRTensors(AnalysisBase):
         self._net_info = (net, info, dev, batch)
         self._job = None
         self._pending = []
-        self._out = {t: [] for t in net.targets}
+        self._out = {t: [] for t in net.targets}  # and the committee spread, when the model has one
         self.results.model = info["name"]
         self.results.shift_reference = info.get("shift_reference", {})
 
@@ -60,8 +62,10 @@ class NMRTensors(AnalysisBase):
     def _flush(self):
         if self._pending:
             data = self._job.tensors(self._pending)
-            for t, rows in self._out.items():
-                rows.append(data[t].astype(np.float64).reshape(len(self._pending), -1, 3, 3))
+            for name, values in data.items():
+                if name.split("_")[0] in self._net_info[0].targets:  # ms, ms_std, ms_param_std, ...
+                    shape = values.shape[:2] + ((3, 3) if values.shape[2] == 9 else values.shape[2:])
+                    self._out.setdefault(name, []).append(values.astype(np.float64).reshape(shape))
             self._pending = []
 
     def _conclude(self):

@@ -9,6 +9,12 @@ the irreps of the spherical decomposition (:mod:`dynnmr.tensors`):
 * ``ms`` (magnetic shielding): ``0e + 1e + 2e`` (9 numbers = the full 3x3 tensor)
 * ``efg`` (electric field gradient): ``2e`` only, symmetric and traceless by construction
 
+A committee for uncertainty: with ``heads`` > 1 every readout has that many members on
+one shared trunk (each trained on its own bootstrap resample of the labelled sites,
+:mod:`dynnmr.train`); ``forward`` returns the members' mean and :meth:`TensorGNN.members`
+every member, whose spread is the model's uncertainty. The heads cost little: the
+trunk's tensor products dominate, and it runs once.
+
 Targets are learned in standardised form, per species and per irrep (the paper's
 scheme): l=0 is shifted and scaled, l=1 and l=2 only scaled (a shift would break
 equivariance). ``forward`` returns physical tensors (ppm, au).
@@ -159,8 +165,11 @@ class TensorGNN(nn.Module):
 
     def __init__(self, species, targets=("ms",), channels=32, vector_channels=None, lmax=2, layers=2,
                  cutoff=5.0, num_basis=8, radial_hidden=32, avg_neighbours=20.0, readout_hidden=0,
-                 products=0):  # fmt: skip
+                 products=0, heads=1):  # fmt: skip
         super().__init__()
+        self.heads = int(heads)
+        if self.heads < 1:
+            raise ValueError(f"heads must be >= 1, not {heads}")
         self.species = [int(z) for z in species]
         self.targets = list(targets)
         self.cutoff = float(cutoff)
@@ -180,7 +189,10 @@ class TensorGNN(nn.Module):
             blocks.append(block)
             irreps = block.irreps_out
         self.blocks = nn.ModuleList(blocks)
-        self.readouts = nn.ModuleDict({t: o3.Linear(irreps, o3.Irreps(TARGET_IRREPS[t])) for t in self.targets})
+        # one block of the target's irreps per committee member, members one after another
+        self.readouts = nn.ModuleDict(
+            {t: o3.Linear(irreps, o3.Irreps(TARGET_IRREPS[t]) * self.heads) for t in self.targets}
+        )
         # optional nonlinear readout of the isotropic (0e) part: an MLP on the invariant
         # features, added to the linear readout; l > 0 stay linear (equivariance)
         self.scalar_slices = [
@@ -191,7 +203,7 @@ class TensorGNN(nn.Module):
         for t in self.targets if readout_hidden else ():
             if TARGET_IRREPS[t].startswith("1x0e"):  # the isotropic part is the first output
                 self.scalar_mlps[t] = e3nn_nn.FullyConnectedNet(
-                    [n_scalars, readout_hidden, 1], torch.nn.functional.silu
+                    [n_scalars, readout_hidden, self.heads], torch.nn.functional.silu
                 )
         n = len(self.species)
         for t in self.targets:
@@ -224,7 +236,7 @@ class TensorGNN(nn.Module):
         getattr(self, f"{target}_shift").copy_(shift)
 
     def normalised(self, graph: Graph, species_idx=None, sites=None):
-        """Standardised spherical components per target, ``{t: (M, k)}``.
+        """Standardised spherical components per target and member, ``{t: (M, heads, k)}``.
 
         ``sites`` (indices) restricts the output to those atoms; the last block then
         runs only on edges into them (training needs only the labelled atoms).
@@ -246,24 +258,31 @@ class TensorGNN(nn.Module):
             h = block(h, sh, radial, src, dst)
         if sites is not None:
             h, idx = h[sites], idx[sites]
-        out = {t: self.readouts[t](h) for t in self.targets}
+        out = {t: self.readouts[t](h).reshape(h.shape[0], self.heads, -1) for t in self.targets}
         if len(self.scalar_mlps):
             scalars = torch.cat([h[:, a:b] for a, b in self.scalar_slices], dim=1)
             for t, mlp in self.scalar_mlps.items():
-                out[t] = torch.cat([out[t][:, :1] + mlp(scalars), out[t][:, 1:]], dim=1)
+                out[t] = torch.cat([out[t][:, :, :1] + mlp(scalars)[:, :, None], out[t][:, :, 1:]], dim=2)
         return out, idx
 
-    def forward(self, graph: Graph, species_idx=None, sites=None):
-        """Physical tensors ``{target: (M, 3, 3)}`` (ppm, au) for all atoms or ``sites``."""
+    def members(self, graph: Graph, species_idx=None, sites=None):
+        """Every committee member's physical tensors ``{target: (M, heads, 3, 3)}`` (ppm, au)."""
         out, idx = self.normalised(graph, species_idx, sites)
         return {t: self.to_tensor(t, y, idx) for t, y in out.items()}
 
+    def forward(self, graph: Graph, species_idx=None, sites=None):
+        """Physical tensors ``{target: (M, 3, 3)}`` (ppm, au) for all atoms or ``sites``: the
+        committee's mean (the members' tensors are linear in their outputs)."""
+        out, idx = self.normalised(graph, species_idx, sites)
+        return {t: self.to_tensor(t, y.mean(dim=1, keepdim=True), idx)[:, 0] for t, y in out.items()}
+
     def to_physical(self, target, y, idx):
-        """Standardised components -> physical spherical components (k of the 9)."""
-        return y * getattr(self, f"{target}_scale")[idx] + getattr(self, f"{target}_shift")[idx]
+        """Standardised components (M, heads, k) -> physical spherical components."""
+        return y * getattr(self, f"{target}_scale")[idx, None] + getattr(self, f"{target}_shift")[idx, None]
 
     def to_tensor(self, target, y, idx):
-        comps = torch.zeros(y.shape[0], 9, dtype=y.dtype, device=y.device)
-        comps[:, TARGET_COMPONENTS[target]] = self.to_physical(target, y, idx)
+        """Standardised components (M, heads, k) -> Cartesian tensors (M, heads, 3, 3)."""
+        comps = torch.zeros(*y.shape[:2], 9, dtype=y.dtype, device=y.device)
+        comps[..., TARGET_COMPONENTS[target]] = self.to_physical(target, y, idx)
         basis = torch.as_tensor(T.CART_TO_SPH, dtype=y.dtype, device=y.device)
-        return (comps @ basis).reshape(-1, 3, 3)
+        return (comps @ basis).reshape(*y.shape[:2], 3, 3)

@@ -45,7 +45,9 @@ class AnalysisSpec:
     ``graphs``: where neighbour lists are built, ``cpu`` (reader thread), ``device`` (vesin
     on the model's device) or ``auto`` (device when that is a GPU); ``fmt``/``topology``:
     reader format and the element-naming file of binary trajectories; ``correlate``: a
-    streaming multiple-tau correlator alongside (single pass, not with ``resume``).
+    streaming multiple-tau correlator alongside (single pass, not with ``resume``);
+    ``uncertainty``: store the committee spread of a model that has members
+    (:mod:`dynnmr.uncertainty`).
     """
 
     trajectory: Path
@@ -67,6 +69,7 @@ class AnalysisSpec:
     overwrite: bool = False
     correlate: bool = False
     progress: bool = True
+    uncertainty: bool = True
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (frozen)
@@ -112,4 +115,5 @@ class AnalysisSpec:
         species = self.species if self.species is None or isinstance(self.species, str) else list(self.species)
         return {"model_sha256": info["sha256"], "source": source, "frame_selection": list(self.frames),
                 "options": {"dt_ps": self.dt_ps, "md_timestep_ps": self.md_timestep_ps,
-                            "save_positions": bool(self.save_positions), "species": species}}  # fmt: skip
+                            "save_positions": bool(self.save_positions), "species": species,
+                            "uncertainty": bool(self.uncertainty)}}  # fmt: skip

@@ -10,6 +10,11 @@ Layout (dimension names in brackets; readable with plain ``zarr`` and
 * ``cell`` [frame, vector, xyz] float64, Angstrom (NaN for non-periodic frames)
 * ``numbers`` [site] int64, ``atom_index`` [site] int64: element and index in the structure
 * ``positions`` [frame, site, xyz] float32, Angstrom (only with ``--save-positions``)
+* ``ms_std``, ``efg_std`` [frame, site, component] float32, same units as ``ms``/``efg``:
+  the committee's spread per component; ``ms_param_std`` [frame, site, parameter]
+  (sigma_iso ppm, zeta ppm, eta, span ppm, skew) and ``efg_param_std`` (Vzz au, eta_Q): the spread of
+  the parameters over the members (:mod:`dynnmr.uncertainty`; committee models, unless
+  ``--no-uncertainty``; the attribute ``uncertainty`` says what they hold)
 
 Root attributes record the model (name, SHA-256, targets, units, shift references),
 conventions, dynnmr version, the source (name, size, hash of its content), the frame and
@@ -40,6 +45,7 @@ from zarr.codecs import BloscCodec
 from . import __version__
 from .errors import InputError, StoreBusy  # noqa: F401  (StoreBusy: raised here, imported from here)
 from .formats import is_store
+from .uncertainty import PARAMETERS
 
 COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 CONVENTIONS = (
@@ -183,15 +189,17 @@ class TensorStore:
 
     @classmethod
     def create(cls, path, *, targets, numbers, atom_index, chunk_frames, attrs, save_positions=False, overwrite=False,
-               n_frames=0):  # fmt: skip
+               n_frames=0, uncertainty=False):  # fmt: skip
         """A new store; ``n_frames`` > 0 sizes the frame arrays up front (NaN until written)
-        and adds ``chunk_done`` [chunk] so independent writers can mark their chunks."""
+        and adds ``chunk_done`` [chunk] so independent writers can mark their chunks;
+        ``uncertainty`` adds the committee spread arrays of each target."""
         path = Path(path)
         if int(chunk_frames) < 1:
             raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
         check_output(path, overwrite=overwrite)
         try:
-            return cls._create(path, targets, numbers, atom_index, chunk_frames, attrs, save_positions, n_frames)
+            return cls._create(path, targets, numbers, atom_index, chunk_frames, attrs, save_positions, n_frames,
+                               uncertainty)  # fmt: skip
         except BaseException:  # a failed create (disk full, bad arguments) leaves nothing to block the next run
             import shutil
 
@@ -199,7 +207,7 @@ class TensorStore:
             raise
 
     @classmethod
-    def _create(cls, path, targets, numbers, atom_index, chunk_frames, attrs, save_positions, n_frames):
+    def _create(cls, path, targets, numbers, atom_index, chunk_frames, attrs, save_positions, n_frames, uncertainty):
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         n = len(numbers)
         c = int(chunk_frames)
@@ -211,6 +219,10 @@ class TensorStore:
         f = int(n_frames)
         for t in targets:
             arr(t, (f, n, 9), (c, n, 9), "float32", ("frame", "site", "component"), np.nan)
+            if uncertainty:
+                p = len(PARAMETERS[t])
+                arr(f"{t}_std", (f, n, 9), (c, n, 9), "float32", ("frame", "site", "component"), np.nan)
+                arr(f"{t}_param_std", (f, n, p), (c, n, p), "float32", ("frame", "site", f"{t}_parameter"), np.nan)
         if save_positions:
             arr("positions", (f, n, 3), (c, n, 3), "float32", ("frame", "site", "xyz"), np.nan)
         arr("time_ps", (f,), (c,), "float64", ("frame",), np.nan)
@@ -226,14 +238,15 @@ class TensorStore:
         return store
 
     @classmethod
-    def for_run(cls, spec, expected: dict, targets, numbers, sites, attrs: dict):
+    def for_run(cls, spec, expected: dict, targets, numbers, sites, attrs: dict, uncertainty=False):
         """The store of an analyze run (:class:`~dynnmr.spec.AnalysisSpec`): reopened when
         it resumes (model, source, options and sites must match ``expected``), else created
         with ``expected`` and ``attrs`` as attributes."""
         if not spec.resume:
             return cls.create(spec.output, targets=targets, numbers=numbers, atom_index=sites,
                               chunk_frames=spec.chunk_frames, attrs={**expected, **attrs},
-                              save_positions=spec.save_positions, overwrite=spec.overwrite)  # fmt: skip
+                              save_positions=spec.save_positions, overwrite=spec.overwrite,
+                              uncertainty=uncertainty)  # fmt: skip
         store = cls.reopen(spec.output, expected)
         if not np.array_equal(np.asarray(store.group["atom_index"][:]), sites):
             raise ValueError(f"--resume: {spec.output} stores other sites than this run selects")

@@ -32,6 +32,9 @@ from .errors import InputError
 from .formats import SILICATE_JSON_FIELDS, check_file, detect
 
 TENSOR_PROPERTIES = ("ms", "efg")
+#: Per-atom 3x3 arrays written as 9 row-major columns: the tensors and their committee
+#: spread (:mod:`dynnmr.uncertainty`), same units.
+TENSOR_COLUMNS = TENSOR_PROPERTIES + ("ms_std", "efg_std")
 UNITS = {"ms": "ppm", "efg": "au"}
 
 
@@ -158,7 +161,7 @@ def _silicate_atoms(path, data) -> list[Atoms]:
 
 # extended XYZ ----------------------------------------------------------------------------
 def _tensors_from_columns(atoms: Atoms) -> Atoms:
-    for name in TENSOR_PROPERTIES:
+    for name in TENSOR_COLUMNS:
         if name in atoms.arrays and atoms.arrays[name].ndim == 2:
             value = atoms.arrays.pop(name)
             if value.shape[1] != 9:
@@ -170,7 +173,7 @@ def _tensors_from_columns(atoms: Atoms) -> Atoms:
 def _tensors_to_columns(atoms: Atoms) -> Atoms:
     out = atoms.copy()
     out.calc = None
-    for name in TENSOR_PROPERTIES:
+    for name in TENSOR_COLUMNS:
         if name in out.arrays:
             out.arrays[name] = np.ascontiguousarray(out.arrays.pop(name).reshape(len(out), 9))
     return out

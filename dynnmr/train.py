@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluate, tensorfiles
+from . import evaluate, tensorfiles, uncertainty
 from . import tensors as T
 from .config import load_config
 from .graphs import collate, structure_arrays
@@ -138,19 +138,39 @@ def batches(samples, order, batch_atoms):
 
 
 def batch_inputs(batch, targets, dtype=torch.float32):
-    """Graph, the union of labelled sites, and per target (positions in sites, components)."""
+    """Graph, the union of labelled sites, and per target (positions in sites, components,
+    per-member weights or None): the weights are the committee's bootstrap resamples
+    (:func:`bootstrap_weights`), present on training structures only."""
     graph = collate(batch, dtype=dtype)
     offsets = np.cumsum([0] + [len(s["numbers"]) for s in batch[:-1]])
     per_target = {}
     for t in targets:
         idx = np.concatenate([s[t][0] + o for s, o in zip(batch, offsets)]).astype(np.int64)
         y = np.concatenate([s[t][1] for s in batch]).reshape(-1, 3, 3)
-        per_target[t] = (idx, T.to_spherical(y)[:, TARGET_COMPONENTS[t]])
+        w = None
+        if all(t in s.get("member_weights", {}) for s in batch):
+            w = torch.tensor(np.concatenate([s["member_weights"][t] for s in batch]), dtype=dtype)
+        per_target[t] = (idx, T.to_spherical(y)[:, TARGET_COMPONENTS[t]], w)
     sites = np.unique(np.concatenate([per_target[t][0] for t in targets]))
     labels = {}
-    for t, (idx, y) in per_target.items():
-        labels[t] = (torch.from_numpy(np.searchsorted(sites, idx)), torch.tensor(y, dtype=dtype))
+    for t, (idx, y, w) in per_target.items():
+        labels[t] = (torch.from_numpy(np.searchsorted(sites, idx)), torch.tensor(y, dtype=dtype), w)
     return graph, torch.from_numpy(sites), labels
+
+
+def bootstrap_weights(samples, targets, heads, seed):
+    """Give each training structure ``member_weights``: per target, (sites, heads) counts
+    drawn from Poisson(1), the bootstrap resample of the labelled sites that each
+    committee member trains on (a member sees about 63% of the sites, some of them more
+    than once), so that the members disagree where the data do not pin them down. Fixed
+    for the run (``seed`` and the structure's position), so a resumed run sees the same
+    resamples; with one head every weight is 1 (plain training)."""
+    for k, s in enumerate(samples):
+        rng = np.random.default_rng([seed, k])
+        s["member_weights"] = {
+            t: (rng.poisson(1.0, (len(s[t][0]), heads)) if heads > 1 else np.ones((len(s[t][0]), 1))).astype(np.float32)
+            for t in targets
+        }
 
 
 def component_weights(target, irrep_weights=(1.0, 1.0, 1.0)):
@@ -163,47 +183,63 @@ def component_weights(target, irrep_weights=(1.0, 1.0, 1.0)):
 
 def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0, 1.0)):
     """Mean squared (``mse``) or absolute (``l1``, for MAE targets) error of standardised
-    components over labelled sites, averaged over targets. ``irrep_weights`` (l = 0, 1, 2)
-    weight the components' mean errors; equal weights give the plain mean over components,
-    and a larger l = 0 weight steers training towards sigma_iso, a smaller l = 1 weight away
-    from the antisymmetric part, which NMR spectra do not see to first order."""
+    components over labelled sites, averaged over committee members and targets.
+    ``irrep_weights`` (l = 0, 1, 2) weight the components' mean errors; equal weights give
+    the plain mean over components, and a larger l = 0 weight steers training towards
+    sigma_iso, a smaller l = 1 weight away from the antisymmetric part, which NMR spectra
+    do not see to first order. Each member's mean is over its own bootstrap resample when
+    the labels carry member weights (:func:`bootstrap_weights`)."""
     out, idx = model.normalised(graph, sites=sites)
     losses = []
-    for t, (pos, y) in labels.items():
+    for t, (pos, y, w_site) in labels.items():
         if len(pos) == 0:
             continue
         s = idx[pos]
         target = (y - getattr(model, f"{t}_shift")[s]) / getattr(model, f"{t}_scale")[s]
-        err = out[t][pos] - target
+        err = out[t][pos] - target[:, None, :]  # (sites, members, components)
+        e = err**2 if kind == "mse" else err.abs()
+        if w_site is None:
+            per_comp = e.mean(dim=(0, 1))
+        else:
+            w_site = w_site.to(e.device, e.dtype)
+            per_member = (e * w_site[:, :, None]).sum(0) / w_site.sum(0).clamp(min=1.0)[:, None]
+            per_comp = per_member.mean(0)
         w = component_weights(t, irrep_weights).to(err.device, err.dtype)
-        losses.append(((err**2 if kind == "mse" else err.abs()).mean(0) * w).sum() / w.sum())
+        losses.append((per_comp * w).sum() / w.sum())
     return torch.stack(losses).mean()
 
 
-def predict_samples(model, samples, targets, batch_atoms=4000):
+def predict_samples(model, samples, targets, batch_atoms=4000, spreads=False):
     """Predicted and reference tensors (numpy, physical units) on the labelled sites.
 
     Returns ``(pred, ref, species, structure)``, each ``{target: array over sites}``;
-    ``structure`` is the index in ``samples`` of each site's structure.
+    ``structure`` is the index in ``samples`` of each site's structure. With ``spreads``
+    (a committee model) a fifth, the members' unscaled parameter spread (sites, P)
+    (:func:`dynnmr.uncertainty.spread`).
     """
+    from .inference import run_model
+
     empty = {"pred": np.zeros((0, 3, 3)), "ref": np.zeros((0, 3, 3)), "species": np.zeros(0, int),
-             "structure": np.zeros(0, int)}  # fmt: skip
+             "structure": np.zeros(0, int), "spread": np.zeros((0, 3))}  # fmt: skip
     out = {k: {t: [] for t in targets} for k in empty}
     model.eval()
     first = 0  # index in ``samples`` of the batch's first structure
     with torch.no_grad():
         for batch in batches(samples, range(len(samples)), batch_atoms):
             graph, sites, labels = batch_inputs(batch, targets)
-            pred = model(graph, sites=sites)
-            for t, (pos, y) in labels.items():
+            pred, spread = run_model(model, graph, None, sites=sites, uncertainty=spreads)
+            for t, (pos, y, _) in labels.items():
                 out["pred"][t].append(pred[t][pos].numpy().astype(np.float64))
                 comps = np.zeros((len(y), 9))
                 comps[:, TARGET_COMPONENTS[t]] = y.numpy()
                 out["ref"][t].append(T.from_spherical(comps))
                 out["species"][t].append(graph.numbers[sites[pos]].numpy())
                 out["structure"][t].append(graph.batch[sites[pos]].numpy() + first)
+                if spread:
+                    out["spread"][t].append(spread[t][1][pos.numpy()])
             first += len(batch)
-    return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in empty)
+    keys = list(empty) if spreads else list(empty)[:4]
+    return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in keys)
 
 
 def predict_label_file(model, path, target="ms", species=(14,)):
@@ -411,6 +447,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     avg_nb = float(np.mean([len(s["dst"]) / len(s["numbers"]) for s in train_s]))
     hp = dict(cfg["model"], avg_neighbours=avg_nb)
     model = TensorGNN(species=species, targets=targets, **hp)
+    bootstrap_weights(train_s, targets, model.heads, tr["seed"])
     covered = {}
     for t in targets:
         scale, shift, covered[t] = normalisation(train_s, t, species)
@@ -490,15 +527,24 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     if holdout:  # and for the held-out sites alone
         by_source[f"{holdout['structure']} held-out sites"] = split_metrics(*predict_samples(model, [held], targets))
     refs = shift_references(model, cfg)
+    extra = {}
+    if model.heads > 1:  # the committee's calibration (validation), thresholds (training), test
+
+        def with_spread(part):
+            pred, ref, species, _, spread = predict_samples(model, part, targets, spreads=True)
+            return pred, ref, species, spread
+
+        extra["uncertainty"] = uncertainty.calibrate(with_spread(val_s), with_spread(test), with_spread(train_s),
+                                                     targets)  # fmt: skip
     summary = {"name": cfg["name"], "test_metrics": metrics, "test_metrics_by_source": by_source,
                "best_epoch": state["best_epoch"],
                "epochs_run": state["epoch"], "n_structures": {"train": len(train_s), "val": len(val_s), "test": len(test)},
-               "shift_reference": refs, "config": cfg, "history": state["history"]}  # fmt: skip
+               "shift_reference": refs, **extra, "config": cfg, "history": state["history"]}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     path = out / f"{cfg['name']}.pt"
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
                training_data_sha256=data_sha256, training_config=cfg,
-               test_structures=[s["id"] for s in test],
+               test_structures=[s["id"] for s in test], **extra,
                test_sites={s["id"]: {t: s[t][0].tolist() for t in targets} for s in test})  # fmt: skip
     log(f"wrote {path} and {out / 'metrics.json'}")
     return path

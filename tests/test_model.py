@@ -65,6 +65,27 @@ def test_rotation_equivariance_periodic(layers, options):
             assert_rel_close(out_r[t], rot @ out[t] @ rot.T)
 
 
+def test_committee_members_are_each_equivariant_and_forward_is_their_mean():
+    model = make_model(heads=3, readout_hidden=8)
+    atoms = rattled_quartz()
+    graph = build_graph([atoms], model.cutoff, dtype=torch.float64)
+    with torch.no_grad():
+        members = {t: v.numpy() for t, v in model.members(graph).items()}
+    out = predict(model, [atoms])
+    for t in out:
+        assert members[t].shape == (len(atoms), 3, 3, 3)
+        assert_rel_close(members[t].mean(axis=1), out[t])
+        spread = np.abs(members[t] - members[t].mean(axis=1, keepdims=True)).max()
+        assert spread > 1e-3 * np.abs(out[t]).max()  # the heads differ
+    rot = random_rotations(1)[0]
+    r = atoms.copy()
+    r.positions, r.cell = atoms.positions @ rot.T, atoms.cell.array @ rot.T
+    with torch.no_grad():
+        rotated = model.members(build_graph([r], model.cutoff, dtype=torch.float64))
+    for t in out:
+        assert_rel_close(rotated[t].numpy(), rot @ members[t] @ rot.T)
+
+
 @pytest.mark.parametrize("options", [{}, {"products": 4}])
 def test_rotation_and_reflection_molecule_without_cell(options):
     model = make_model(**options)

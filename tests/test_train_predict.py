@@ -394,8 +394,8 @@ def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
     )
     graph, sites, labels = batch_inputs(samples, ["ms"])
     out, idx = model.normalised(graph, sites=sites)
-    pos, y = labels["ms"]
-    err = (out["ms"][pos] - (y - model.ms_shift[idx[pos]]) / model.ms_scale[idx[pos]]).abs().mean(0)
+    pos, y, _ = labels["ms"]
+    err = (out["ms"][pos, 0] - (y - model.ms_shift[idx[pos]]) / model.ms_scale[idx[pos]]).abs().mean(0)
     with torch.no_grad():
         loss = lambda w: float(batch_loss(model, graph, sites, labels, "l1", w))  # noqa: E731
         assert loss([1, 1, 1]) == pytest.approx(float(err.mean()), rel=1e-6)

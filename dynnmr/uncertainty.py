@@ -1,0 +1,137 @@
+"""Committee uncertainty: the spread of the members of a model with several heads.
+
+A model with ``heads`` > 1 (:class:`~dynnmr.model.TensorGNN`) predicts each tensor once
+per member; the prediction is their mean and the uncertainty their spread:
+
+* ``{target}_std`` (same shape and units as the tensor): the members' standard deviation
+  of each Cartesian component;
+* ``{target}_param_std``: the standard deviation over the members of the NMR parameters
+  each member's tensor gives (:data:`PARAMETERS`), so the spread of eta or zeta is that
+  of the parameter, not a linearised guess from the components.
+
+Both are multiplied by the model's calibration factor (``info["uncertainty"]["scale"]``,
+fitted on the validation split by :func:`fit_scale`, so that the errors there have unit
+variance in units of the predicted spread). :func:`calibration` measures how well the
+spread ranks and bounds the actual errors on held-out sites; :func:`flag_threshold` sets
+the spread beyond which a site lies outside what the model was trained on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import tensors as T
+
+#: Per target, the parameters whose member spread is stored, in order (units in the names).
+PARAMETERS = {"ms": ("sigma_iso_ppm", "zeta_ppm", "eta", "span_ppm", "skew"), "efg": ("Vzz_au", "eta_Q")}
+#: The parameter that flags a site and sets the calibration per target.
+KEY_PARAMETER = {"ms": "sigma_iso_ppm", "efg": "Vzz_au"}
+
+
+def parameters(target, tensors) -> np.ndarray:
+    """NMR parameters (..., P) of tensors (..., 3, 3), in :data:`PARAMETERS` order."""
+    if target == "ms":
+        h, hb = T.haeberlen(tensors), T.herzfeld_berger(tensors)
+        return np.stack([h["iso"], h["zeta"], h["eta"], hb["span"], hb["skew"]], axis=-1)
+    p = T.efg_parameters(tensors)
+    return np.stack([p["Vzz"], p["eta_Q"]], axis=-1)
+
+
+def spread(target, members, scale=1.0):
+    """``(tensor_std, param_std)`` of members ``(..., heads, 3, 3)``: component-wise
+    (..., 9) and per parameter (..., P) standard deviations over the heads (ddof 1),
+    times ``scale``. NaN where the members are NaN (sites not covered)."""
+    members = np.asarray(members, dtype=np.float64)
+    flat = members.reshape(*members.shape[:-2], 9)
+    tensor_std = flat.std(axis=-2, ddof=1) * scale
+    param_std = parameters(target, members).std(axis=-2, ddof=1) * scale
+    return tensor_std, param_std
+
+
+def fit_scale(errors, stds) -> float:
+    """The factor s that gives held-out errors unit variance in units of s * std:
+    ``s = sqrt(mean((error / std)^2))`` (the maximum-likelihood scale of a Gaussian)."""
+    z2 = (np.asarray(errors, float) / np.asarray(stds, float)) ** 2
+    z2 = z2[np.isfinite(z2)]
+    if not len(z2):
+        raise ValueError("no finite error/spread pairs to calibrate on")
+    return float(np.sqrt(z2.mean()))
+
+
+def calibration(errors, stds) -> dict:
+    """How well a predicted spread describes actual errors on held-out sites.
+
+    ``spearman``: rank correlation between spread and |error| (does a larger spread mean a
+    larger error?); ``within_1sd``/``within_2sd``: fractions of |error| <= 1 and 2 spreads
+    (0.683 and 0.954 for calibrated Gaussian errors); ``n`` sites.
+    """
+    from scipy.stats import spearmanr
+
+    err, sd = np.abs(np.asarray(errors, float)), np.asarray(stds, float)
+    ok = np.isfinite(err) & np.isfinite(sd)
+    err, sd = err[ok], sd[ok]
+    out = {"n": int(len(err))}
+    if len(err) < 3:
+        return {**out, "spearman": None, "within_1sd": None, "within_2sd": None}
+    rho = spearmanr(sd, err).statistic
+    return {**out, "spearman": None if not np.isfinite(rho) else float(rho),
+            "within_1sd": float(np.mean(err <= sd)), "within_2sd": float(np.mean(err <= 2 * sd))}  # fmt: skip
+
+
+def flag_threshold(training_stds, factor=3.0) -> float:
+    """Spread above which a site is flagged as outside the training data: ``factor``
+    times the 99th percentile of the spread over the training sites."""
+    s = np.asarray(training_stds, float)
+    s = s[np.isfinite(s)]
+    return float(factor * np.percentile(s, 99)) if len(s) else float("inf")
+
+
+def flagged(target, param_std, numbers, info) -> dict:
+    """``{element: (flagged site-frames, all site-frames)}``: how many key-parameter
+    spreads (``param_std`` (..., sites, P)) exceed the model's threshold for that element."""
+    from ase.data import chemical_symbols
+
+    thresholds = info.get("uncertainty", {}).get("flag_threshold", {}).get(target, {})
+    key = PARAMETERS[target].index(KEY_PARAMETER[target])
+    s = np.asarray(param_std)[..., key]
+    out = {}
+    for z in np.unique(numbers):
+        el = chemical_symbols[int(z)]
+        if el not in thresholds:
+            continue
+        v = s[..., np.asarray(numbers) == z]
+        v = v[np.isfinite(v)]
+        out[el] = (int((v > thresholds[el]).sum()), int(v.size))
+    return out
+
+
+def calibrate(val, test, train, targets) -> dict:
+    """The committee's calibration, from ``(pred, ref, species, param_std)`` of the
+    validation, test and training sites (each ``{target: array over sites}``, the spread
+    unscaled, as :func:`dynnmr.train.predict_samples` gives it with ``spreads=True``).
+
+    Per target: ``scale`` fitted on the validation errors of the key parameter
+    (:data:`KEY_PARAMETER`); ``flag_threshold`` per element from the training sites'
+    scaled spread (:func:`flag_threshold`); ``test`` the :func:`calibration` of every
+    parameter per element on the test sites, with the scaled spread. The model file and
+    the metrics JSON keep this dict (``uncertainty``).
+    """
+    from ase.data import chemical_symbols
+
+    out = {"scale": {}, "flag_threshold": {}, "test": {}}
+    for t in targets:
+        key = PARAMETERS[t].index(KEY_PARAMETER[t])
+        pred, ref, _, sd = (x[t] for x in val)
+        s = fit_scale(parameters(t, pred)[:, key] - parameters(t, ref)[:, key], sd[:, key]) if len(sd) else 1.0
+        out["scale"][t] = s
+        _, _, species, sd = (x[t] for x in train)
+        out["flag_threshold"][t] = {chemical_symbols[int(z)]: flag_threshold(s * sd[species == z, key])
+                                    for z in np.unique(species)}  # fmt: skip
+        pred, ref, species, sd = (x[t] for x in test)
+        err = parameters(t, pred) - parameters(t, ref)
+        out["test"][t] = {
+            chemical_symbols[int(z)]: {p: calibration(err[species == z, k], s * sd[species == z, k])
+                                       for k, p in enumerate(PARAMETERS[t])}
+            for z in np.unique(species)
+        }  # fmt: skip
+    return out

@@ -1,0 +1,136 @@
+"""Committee uncertainty: the spread estimators against direct values, the bootstrap
+weights, and a committee model trained, stored and read back through every output."""
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from dynnmr import modelfile, tensorfiles
+from dynnmr import tensors as T
+from dynnmr import uncertainty as U
+from dynnmr.cli import main
+from dynnmr.train import bootstrap_weights, train
+
+
+def test_spread_of_members_is_the_spread_of_each_members_parameters():
+    rng = np.random.default_rng(0)
+    iso = 400 + rng.normal(0, 2, 5)
+    zeta = -60 + rng.normal(0, 3, 5)
+    eta = 0.4 + rng.normal(0, 0.05, 5)
+    members = T.tensor_from_haeberlen(iso, zeta, eta, (10.0, 40.0, 70.0))[None]  # one site, 5 members
+    tensor_std, param_std = U.spread("ms", members, scale=2.0)
+    assert tensor_std.shape == (1, 9) and param_std.shape == (1, len(U.PARAMETERS["ms"]))
+    np.testing.assert_allclose(param_std[0, :3], 2 * np.array([iso.std(ddof=1), zeta.std(ddof=1), eta.std(ddof=1)]),
+                               rtol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(tensor_std[0], 2 * members[0].reshape(5, 9).std(axis=0, ddof=1))
+    # EFG: V_zz and eta_Q of each member
+    vzz, eta_q = np.array([1.0, 1.1, 0.9]), np.array([0.1, 0.2, 0.15])
+    _, p = U.spread("efg", T.tensor_from_efg(vzz, eta_q, (0.0, 30.0, 0.0))[None])
+    np.testing.assert_allclose(p[0], [vzz.std(ddof=1), eta_q.std(ddof=1)], rtol=1e-9)
+    # NaN members (a site not covered) give NaN, not an error
+    _, p = U.spread("efg", np.full((1, 3, 3, 3), np.nan))
+    assert np.isnan(p).all()
+
+
+def test_scale_calibration_and_threshold_against_direct_values():
+    rng = np.random.default_rng(1)
+    sd = rng.uniform(0.5, 2.0, 20000)
+    err = rng.normal(0, 3 * sd)  # errors three times the spread
+    assert U.fit_scale(err, sd) == pytest.approx(3.0, rel=0.02)
+    c = U.calibration(err, 3 * sd)
+    assert c["within_1sd"] == pytest.approx(0.683, abs=0.01) and c["within_2sd"] == pytest.approx(0.954, abs=0.01)
+    assert c["spearman"] > 0.2  # a larger spread does mean a larger error here
+    assert U.calibration(rng.normal(0, 1, 5000), sd[:5000])["spearman"] == pytest.approx(0.0, abs=0.05)
+    assert U.calibration([1.0], [1.0])["spearman"] is None  # too few to say
+    assert U.flag_threshold(np.arange(101.0)) == pytest.approx(3 * 99.0)
+
+
+def test_bootstrap_weights_are_fixed_poisson_resamples():
+    samples = [{"ms": (np.arange(2000), None)}, {"ms": (np.arange(10), None)}]
+    bootstrap_weights(samples, ["ms"], 4, seed=0)
+    w = samples[0]["member_weights"]["ms"]
+    assert w.shape == (2000, 4) and w.mean() == pytest.approx(1.0, abs=0.05)
+    assert (w == 0).mean() == pytest.approx(np.exp(-1), abs=0.02)  # each member leaves out ~37% of the sites
+    assert not np.array_equal(w[:, 0], w[:, 1])
+    again = [{"ms": (np.arange(2000), None)}, {"ms": (np.arange(10), None)}]
+    bootstrap_weights(again, ["ms"], 4, seed=0)
+    np.testing.assert_array_equal(again[0]["member_weights"]["ms"], w)  # a resumed run sees the same
+    bootstrap_weights(again, ["ms"], 1, seed=0)
+    assert (again[0]["member_weights"]["ms"] == 1).all()
+
+
+@pytest.fixture(scope="module")
+def committee(tiny_config, tmp_path_factory):
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["model"]["heads"] = 3
+    cfg["training"]["epochs"] = 3
+    cfg["data"] = [str(tiny_config.parent / d) for d in cfg["data"]]
+    d = tmp_path_factory.mktemp("committee")
+    (d / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return train(d / "c.yaml", d / "run", log=lambda m: None)
+
+
+def test_committee_model_records_its_calibration(committee):
+    _, info = modelfile.load_model(committee)
+    u = info["uncertainty"]
+    assert info["hyperparameters"]["heads"] == 3
+    assert u["scale"]["ms"] > 0 and np.isfinite(u["scale"]["ms"])
+    assert u["flag_threshold"]["ms"]["Si"] > 0
+    test = u["test"]["ms"]["Si"]["sigma_iso_ppm"]
+    assert test["n"] > 0 and 0 <= test["within_1sd"] <= test["within_2sd"] <= 1
+    metrics = json.loads((committee.parent / "metrics.json").read_text())
+    assert metrics["uncertainty"]["scale"] == u["scale"]
+
+
+def test_predict_and_analyze_store_the_spread(committee, tmp_path, capsys):
+    quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
+    out = tmp_path / "q.extxyz"
+    assert main(["predict", str(quartz), "-o", str(out), "--model", str(committee)]) == 0
+    back = tensorfiles.read(out)[0]
+    si = back.numbers == 14
+    assert back.arrays["ms_std"].shape == (len(back), 3, 3)
+    assert np.isfinite(back.arrays["ms_std"][si]).all() and np.isnan(back.arrays["ms_std"][~si]).all()
+    assert (back.arrays["ms_param_std"][si, 0] > 0).all()
+    assert main(["predict", str(quartz), "-o", str(out), "--model", str(committee), "--no-uncertainty"]) == 0
+    assert "ms_std" not in tensorfiles.read(out)[0].arrays
+
+    import zarr
+
+    traj = tmp_path / "t.extxyz"
+    frames = [quartz_rattled(k) for k in range(4)]
+    tensorfiles.write_extxyz(traj, frames)
+    store = tmp_path / "t.zarr"
+    capsys.readouterr()
+    assert main(["analyze", str(traj), "-o", str(store), "--model", str(committee), "-q", "--dt", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "model sd" in printed and "beyond the training range" in printed
+    g = zarr.open_group(str(store), mode="r")
+    assert g["ms_std"].shape == g["ms"].shape and g["ms_param_std"].shape == (4, 3, len(U.PARAMETERS["ms"]))
+    assert g.attrs["uncertainty"]["members"] == 3
+    assert np.isfinite(g["ms_param_std"][:]).all()
+    # the stored spread is the one predict gives for the same structure
+    direct = U.spread("ms", _members(committee, frames[0]), info_scale(committee))[1]
+    np.testing.assert_allclose(g["ms_param_std"][0], direct, rtol=1e-3, atol=1e-4)
+
+
+def quartz_rattled(seed):
+    a = tensorfiles.read(modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
+    a.rattle(0.02, seed=seed)
+    return a
+
+
+def info_scale(path):
+    return modelfile.load_model(path)[1]["uncertainty"]["scale"]["ms"]
+
+
+def _members(path, atoms):
+    import torch
+
+    from dynnmr.graphs import build_graph
+
+    net, _ = modelfile.load_model(path)
+    with torch.no_grad():
+        m = net.members(build_graph([atoms], net.cutoff))["ms"].double().numpy()
+    return m[atoms.numbers == 14]
