@@ -275,7 +275,8 @@ def cmd_label(args):
     )
     images = label_sites(frames, args.output, Path(args.input).name, species=args.sites.split(","),
                          properties=args.properties.split(","), max_sites=args.max_sites, shells=args.shells,
-                         xc=args.xc, basis=args.basis, centre_basis=args.centre_basis, seed=args.seed)  # fmt: skip
+                         xc=args.xc, basis=args.basis, centre_basis=args.centre_basis, seed=args.seed,
+                         select_by=args.select_by, random_share=args.random_share)  # fmt: skip
     n = sum(int((a.arrays["label_status"] == 1).sum()) for a in images)
     _info(args, f"{args.output}: {n} labelled sites in {len(images)} frames")
     return 0
@@ -529,6 +530,17 @@ def build_parser():
     q.add_argument("--basis", default="pcSseg-1", help="basis set from basis_set_exchange (default pcSseg-1)")
     q.add_argument("--centre-basis", default="pcSseg-2", help="basis on the site's own atom (default pcSseg-2)")
     q.add_argument("--seed", type=int, default=0, help="seed of the site order (default 0)")
+    q.add_argument(
+        "--select-by",
+        metavar="MODEL",
+        help="active learning: take the sites where this committee model's members disagree most",
+    )
+    q.add_argument(
+        "--random-share",
+        type=_number(float, 0.0, 1.0),
+        default=0.25,
+        help="with --select-by, the share of sites still taken in random order (default 0.25)",
+    )
     q.add_argument("--threads", type=COUNT, help="PySCF threads (default: all cores)")
     q.set_defaults(func=cmd_label)
     return p

@@ -238,10 +238,47 @@ def frame_to_atoms(frame) -> Atoms:
     return atoms
 
 
-def candidate_sites(atoms: Atoms, species, seed=0) -> np.ndarray:
-    """Atoms of the given species in a fixed random order (the labelling order, resumable)."""
+def candidate_sites(atoms: Atoms, species, seed=0, spread=None, random_share=0.25):
+    """Atoms of the given species in labelling order, and whether each was chosen for its
+    committee spread (True) or at random (False). Deterministic, so a rerun resumes.
+
+    Without ``spread``: a fixed random order. With ``spread`` (per atom, the committee
+    spread of the property to label, :func:`committee_spread`): active learning, the
+    sites in order of decreasing spread, with every ``1/random_share``-th place taken by
+    the next site of the random order, so a share of the labels stays an unbiased sample.
+    """
     idx = np.flatnonzero(np.isin(atoms.get_chemical_symbols(), list(species)))
-    return np.random.default_rng(seed).permutation(idx)
+    random = np.random.default_rng(seed).permutation(idx)
+    if spread is None:
+        return random, np.zeros(len(random), bool)
+    s = np.asarray(spread, float)[idx]
+    ranked = list(idx[np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable")])
+    order, by_spread, taken = [], [], set()
+    queues = {False: iter(random), True: iter(ranked)}
+    for k in range(len(idx)):
+        pick_random = int((k + 1) * random_share) > int(k * random_share)
+        for i in queues[not pick_random]:
+            if i not in taken:
+                break
+        else:  # that queue is used up: the other one holds the rest
+            continue
+        taken.add(int(i))
+        order.append(int(i))
+        by_spread.append(not pick_random)
+    rest = [int(i) for i in random if int(i) not in taken]
+    return np.array(order + rest, dtype=np.int64), np.array(by_spread + [False] * len(rest), bool)
+
+
+def committee_spread(atoms: Atoms, model, prop) -> np.ndarray:
+    """Per atom, the committee spread of the key parameter of ``prop`` (efg: V_zz in au,
+    ms: sigma_iso in ppm; :mod:`dynnmr.uncertainty`) predicted by ``model`` (a committee
+    model name or file); NaN where the model does not cover the atom."""
+    from .inference import predict
+
+    out = predict(atoms, model=model, uncertainty=True)
+    if f"{prop}_param_std" not in out.arrays:
+        raise ValueError(f"model {model} has no committee for {prop}: choosing sites by spread needs one")
+    return out.arrays[f"{prop}_param_std"][:, 0]
 
 
 def _blank_labels(atoms: Atoms, source, frame_index, method) -> Atoms:
@@ -252,6 +289,7 @@ def _blank_labels(atoms: Atoms, source, frame_index, method) -> Atoms:
     out.arrays["ms"] = np.full((n, 3, 3), np.nan)
     out.arrays["label_status"] = np.zeros(n, dtype=int)  # 0 not tried, 1 labelled, -1 failed
     out.arrays["cluster_atoms"] = np.zeros(n, dtype=int)
+    out.arrays["chosen_by_spread"] = np.zeros(n, dtype=int)  # 1: picked for its committee spread
     return out
 
 
@@ -291,9 +329,13 @@ def _same_structure(a, b, tol_A=1e-4):
 
 
 def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms"), max_sites=None,
-                shells=2, xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2", seed=0,
-                log=sys.stderr) -> list[Atoms]:  # fmt: skip
+                shells=2, xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2", seed=0, select_by=None,
+                random_share=0.25, log=sys.stderr) -> list[Atoms]:  # fmt: skip
     """Label up to ``max_sites`` sites of ``species`` per frame; resumable.
+
+    ``select_by``: a committee model; the sites are then taken in order of its spread,
+    with ``random_share`` of them at random (:func:`candidate_sites`); the per-atom array
+    ``chosen_by_spread`` records which.
 
     ``frames`` yields ``(frame_index, ase.Atoms)``. The output extended XYZ file holds
     each periodic frame with ``efg`` (au) and ``ms`` (ppm) per atom, NaN where not
@@ -325,7 +367,11 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
             raise ValueError(f"{out_path}: frame {frame_index} was labelled with {rec.info.get('label_method')!r}, "
                              f"not {method!r}; write to another file")  # fmt: skip
         bonds = _bonds(rec)
-        todo = [int(i) for i in candidate_sites(rec, species, seed)]
+        rec.arrays.setdefault("chosen_by_spread", np.zeros(len(rec), dtype=int))
+        spread = committee_spread(rec, select_by, want[0]) if select_by else None
+        order, by_spread = candidate_sites(rec, species, seed, spread, random_share)
+        todo = [int(i) for i in order]
+        chosen = dict(zip(todo, by_spread))
         labelled = lambda i: all(np.isfinite(rec.arrays[p][i]).all() for p in want)  # noqa: E731
         n_done = sum(labelled(i) for i in todo)
         for i in todo:
@@ -357,6 +403,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
                     rec.arrays["ms"][i] = res.ms_ppm
                 rec.arrays["label_status"][i] = 1
                 rec.arrays["cluster_atoms"][i] = len(cluster)
+                rec.arrays["chosen_by_spread"][i] = int(chosen[i])
                 n_done += 1
                 seconds.append(time.perf_counter() - t0)
                 goal = min(max_sites or len(todo), len(todo))

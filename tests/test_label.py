@@ -254,3 +254,35 @@ def test_giao_shielding_antisymmetric_part_agrees_with_castep():
     assert (cos > 0.8).all(), cos
     iso = np.trace(ours, axis1=1, axis2=2) / 3 - np.trace(ref, axis1=1, axis2=2) / 3
     assert np.abs(iso).max() < 15.0  # ppm, pcSseg-0 against plane waves
+
+
+def test_active_learning_order_takes_the_largest_spread_with_a_random_share():
+    atoms = Atoms("O8Si", positions=np.arange(27.0).reshape(9, 3))
+    spread = np.array([0.1, 0.9, 0.5, np.nan, 0.7, 0.2, 0.3, 0.8, 5.0])  # Si (index 8) is not a candidate
+    random, flags = label.candidate_sites(atoms, ("O",), seed=0)
+    assert sorted(random) == list(range(8)) and not flags.any()
+    order, by_spread = label.candidate_sites(atoms, ("O",), seed=0, spread=spread, random_share=0.25)
+    assert sorted(order) == list(range(8)) and len(set(order)) == 8
+    assert list(by_spread[:4]) == [True, True, True, False]  # every fourth place is random
+    assert list(order[:3]) == [1, 7, 4]  # the largest spreads first
+    first_random = next(i for i in random if i not in (1, 7, 4))
+    assert order[3] == first_random
+    again, _ = label.candidate_sites(atoms, ("O",), seed=0, spread=spread, random_share=0.25)
+    np.testing.assert_array_equal(order, again)  # deterministic: a rerun resumes the same plan
+    only_random, flags = label.candidate_sites(atoms, ("O",), seed=0, spread=spread, random_share=1.0)
+    np.testing.assert_array_equal(only_random, random)
+    assert not flags.any()
+
+
+def test_label_sites_chosen_by_a_committee_are_recorded(tmp_path, monkeypatch):
+    crystal = ase.io.read(QUARTZ)
+    crystal.rattle(0.05, seed=3)
+    spread = np.zeros(len(crystal))
+    spread[crystal.numbers == 8] = np.arange((crystal.numbers == 8).sum())  # the last O has the largest spread
+    monkeypatch.setattr(label, "committee_spread", lambda atoms, model, prop: spread)
+    out = label.label_sites([(0, crystal)], tmp_path / "l.extxyz", "quartz", ("O",), ("efg",), 1,
+                            select_by="any", log=open(tmp_path / "log", "w"), **FAST)  # fmt: skip
+    done = np.flatnonzero(out[0].arrays["label_status"] == 1)
+    assert list(done) == [int(np.argmax(spread))]
+    assert out[0].arrays["chosen_by_spread"][done[0]] == 1
+    assert ase.io.read(tmp_path / "l.extxyz").arrays["chosen_by_spread"].sum() == 1

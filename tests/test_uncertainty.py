@@ -134,3 +134,15 @@ def _members(path, atoms):
     with torch.no_grad():
         m = net.members(build_graph([atoms], net.cutoff))["ms"].double().numpy()
     return m[atoms.numbers == 14]
+
+
+def test_label_committee_spread_is_the_key_parameter_spread(committee, tiny_model):
+    from dynnmr import label
+    from dynnmr.inference import predict
+
+    quartz = quartz_rattled(1)
+    got = label.committee_spread(quartz, str(committee), "ms")
+    np.testing.assert_allclose(got, predict(quartz, model=str(committee)).arrays["ms_param_std"][:, 0])
+    assert np.isfinite(got[quartz.numbers == 14]).all() and np.isnan(got[quartz.numbers == 8]).all()
+    with pytest.raises(ValueError, match="no committee"):
+        label.committee_spread(quartz, str(tiny_model), "ms")
