@@ -193,11 +193,32 @@ def _parameters(target, element, tensors, refs) -> dict:
     return {k: v for k, v in cols.items() if np.isfinite(v).all()}  # e.g. C_Q of a spin-1/2 isotope: NaN
 
 
+def rms_spread(group, path, target, n_frames):
+    """Each site's committee spread of ``target``'s parameters, root mean square over the
+    first ``n_frames`` frames, ``(sites, P)`` (:data:`dynnmr.uncertainty.PARAMETERS`
+    order); None when the store has no spread. Read in blocks (constant memory)."""
+    from .store import read
+
+    name = f"{target}_param_std"
+    if name not in group or n_frames < 1:
+        return None
+    step, total = int(group.attrs["chunk_frames"]), 0.0
+    for a in range(0, n_frames, step):
+        sd = read(group, path, name, slice(a, min(a + step, n_frames))).astype(np.float64)
+        total = total + (sd**2).sum(axis=0)
+    return np.sqrt(total / n_frames)
+
+
 def store_as_atoms(path):
     """A store's sites as one ``ase.Atoms`` with their time-averaged ``ms``/``efg`` arrays,
     ``atom_index`` (the sites' indices in the structure) and the store's model and shift
     references in ``info`` (:func:`dynnmr.tensorfiles.stamp`): what ``params`` tabulates.
-    Positions are not meaningful (zeros): the parameters and lab-frame orientations are."""
+    Positions are not meaningful (zeros): the parameters and lab-frame orientations are.
+
+    With the committee spread stored, ``{target}_param_std`` is its root mean square
+    over the frames: one site's model error hardly changes from frame to frame (the
+    members disagree about the site's environment, not about its vibrations), so the
+    averaged tensor is about as uncertain as one frame's, not sqrt(frames) times less."""
     from ase import Atoms
 
     from .store import read
@@ -209,6 +230,9 @@ def store_as_atoms(path):
     atoms.arrays["atom_index"] = read(average.group, path, "atom_index")
     for t, mean in tensors.items():
         atoms.arrays[t] = mean
+        sd = rms_spread(average.group, path, t, average.n_frames)
+        if sd is not None:
+            atoms.arrays[f"{t}_param_std"] = sd
     stamp(atoms, {"name": average.attrs.get("model_name", ""), "shift_reference": average.shift_reference})
     return atoms
 

@@ -136,7 +136,7 @@ def cmd_dynamics(args):
             err = (
                 d.get(c.replace("_ps", "_err_ps").replace("_per_s", "_err_per_s"))
                 if c.startswith(("tau", "R1"))
-                else None
+                else d.get(c.replace("_avg", "_model_sd"))  # the committee's uncertainty, when stored
             )
             if c not in d:
                 cells.append(f"{'-':>22}")
@@ -150,7 +150,7 @@ def cmd_dynamics(args):
             print(f"warning: {el}: {w}", file=sys.stderr)
     print("(averages are over sites of each site's time-averaged tensor; tau_c of the l=2 EFG fluctuation where "
           "there is one, else the shielding's; R1: non-selective initial rate, R1_ct: central-transition-selective; "
-          "errors: standard errors over time blocks)")  # fmt: skip
+          "errors: standard errors over time blocks; +- on averages: the committee's model sd of one site)")  # fmt: skip
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)

@@ -36,7 +36,10 @@ def open_store(path, group=None):
     """The store at ``path`` as an ``xarray.Dataset`` (``group="analysis"``: its analysis results).
 
     Data: ``ms`` (ppm) and ``efg`` (atomic units) [frame, site, component], ``cell`` (A)
-    [frame, vector, xyz], ``positions`` (A) where saved. Coordinates: ``time_ps`` and
+    [frame, vector, xyz], ``positions`` (A) where saved, and with a committee model the
+    spread ``ms_std``/``efg_std`` [frame, site, component] and ``ms_param_std``
+    [frame, site, ms_parameter] / ``efg_param_std`` [frame, site, efg_parameter]
+    (:mod:`dynnmr.uncertainty`; ``ds.ms_param_std.sel(ms_parameter="sigma_iso_ppm")``). Coordinates: ``time_ps`` and
     ``frame_index`` on frames; ``element``, ``numbers`` and ``atom_index`` on sites;
     ``component`` (``"xx"`` .. ``"zz"``). ``time_ps``, ``element`` and ``atom_index`` are
     indexed, so ``.sel`` works on them. The store's attributes (model, conventions,
@@ -65,6 +68,11 @@ def _frames(ds):
     ds = ds.assign_coords(element=("site", [chemical_symbols[int(z)] for z in numbers]))
     if "component" in ds.dims:
         ds = ds.assign_coords(component=list(COMPONENTS))
+    from .uncertainty import PARAMETERS
+
+    for t, names in PARAMETERS.items():  # the committee spread's parameters, by name
+        if f"{t}_parameter" in ds.dims:
+            ds = ds.assign_coords({f"{t}_parameter": list(names)})
     for dim in ("vector", "xyz"):
         if dim in ds.dims:
             ds = ds.assign_coords({dim: ["x", "y", "z"] if dim == "xyz" else ["a", "b", "c"]})

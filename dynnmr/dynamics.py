@@ -346,6 +346,7 @@ def analyse_store(
     import zarr
     from ase.data import atomic_numbers, chemical_symbols
 
+    from .analysis import rms_spread
     from .store import check_complete, check_output, read, site_series
 
     check_output(path, resume=True)  # a dynnmr store, not any folder
@@ -375,6 +376,7 @@ def analyse_store(
             del out[name]
     out.create_array("lag_ps", data=dt * np.arange(lags), dimension_names=("lag",))
     site_block = max(1, int(memory_gb * 1e9 / (n * 9 * 8 * 4)))  # series, padded FFT and products
+    spreads = {tg: rms_spread(g, path, tg, n) for tg in targets}  # committee spread per site, or None
     for z in wanted:
         el = chemical_symbols[int(z)]
         idx = np.flatnonzero(numbers == z)
@@ -403,6 +405,7 @@ def analyse_store(
         if not cat:
             continue
         summary = _species_summary(el, idx, cat, blocks, win, dt, n, field_t)
+        _add_model_sd(summary, el, idx, spreads)
         if rotation > 1.0:
             summary["species"]["warnings"].append(
                 f"the cell rotates by up to {rotation:.1f} deg: lab-frame averages and correlations mix orientations"
@@ -549,6 +552,34 @@ def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
                 float(np.nanstd(np.abs(cols["Cq_MHz"]))),
             ]
     return {"species": sp, "sites": sites}
+
+
+def _add_model_sd(summary, el, idx, spreads):
+    """The committee's uncertainty of the averaged parameters (``*_model_sd``): per site,
+    its spread's root mean square over frames (:func:`dynnmr.analysis.rms_spread`); per
+    species, the root mean square over its sites (the typical uncertainty of one site's
+    value; the mean over many sites is more certain only as far as their errors are
+    independent, which a model's are not). Absent when the store has no spread."""
+    from .uncertainty import PARAMETERS
+
+    sp, sites = summary["species"], summary["sites"]
+    iso_q, _ = _nuclei(el)
+    for tg, sd in spreads.items():
+        if sd is None:
+            continue
+        cols = dict(zip(PARAMETERS[tg], sd[idx].T))
+        if tg == "ms":
+            named = {"sigma_iso_ppm": cols["sigma_iso_ppm"], "span_ppm": cols["span_ppm"], "skew": cols["skew"],
+                     "zeta_ppm": cols["zeta_ppm"], "eta": cols["eta"]}  # fmt: skip
+        else:
+            q = iso_q.quadrupole_moment_mb if iso_q is not None else np.nan
+            named = {"abs_Cq_MHz": np.abs(T.quadrupolar_coupling_hz(cols["Vzz_au"], q)) * 1e-6, "eta_Q": cols["eta_Q"]}
+        for key, v in named.items():
+            if not np.isfinite(v).any():
+                continue  # not covered for this species
+            sp[f"{key}_model_sd"] = float(np.sqrt(np.nanmean(v**2)))
+            for s, value in zip(sites, v):
+                s[f"{key}_model_sd"] = float(value)
 
 
 def _block_err(values):

@@ -50,8 +50,8 @@ class Profile:
 class _Progress:
     """One status line on stderr, refreshed about once a second: frames/s, atoms/s, ETA."""
 
-    def __init__(self, enabled, stream=sys.stderr):
-        self.enabled, self.stream = enabled, stream
+    def __init__(self, enabled, stream=None):
+        self.enabled, self.stream = enabled, stream or sys.stderr  # the stderr of now, not of import time
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.t0 = self.last = time.perf_counter()
         self.f0 = None

@@ -330,7 +330,7 @@ def _same_structure(a, b, tol_A=1e-4):
 
 def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms"), max_sites=None,
                 shells=2, xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2", seed=0, select_by=None,
-                random_share=0.25, log=sys.stderr) -> list[Atoms]:  # fmt: skip
+                random_share=0.25, log=None) -> list[Atoms]:  # fmt: skip
     """Label up to ``max_sites`` sites of ``species`` per frame; resumable.
 
     ``select_by``: a committee model; the sites are then taken in order of its spread,
@@ -344,6 +344,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
     """
     from .tensorfiles import read as read_any
 
+    log = log or sys.stderr  # the stderr of the call, not of import time
     out_path = Path(out_path)
     method = f"{xc}/{centre_basis} (centre), {basis} cluster shells={shells}"
     done = read_any(out_path) if out_path.exists() else []

@@ -27,6 +27,15 @@ COLUMNS = [
     "ms_antisym_ppm",
 ]  # fmt: skip
 SHIFT_COLUMN = "delta_iso_ppm"
+#: Committee uncertainty columns (standard deviations over the members, calibrated;
+#: :mod:`dynnmr.uncertainty`), present when the input carries ``ms_param_std`` /
+#: ``efg_param_std``: stored parameter name -> column.
+SD_COLUMNS = {
+    "ms": {"sigma_iso_ppm": "sigma_iso_sd_ppm", "zeta_ppm": "zeta_sd_ppm", "eta": "eta_sigma_sd",
+           "span_ppm": "span_sd_ppm", "skew": "skew_sd"},
+    "efg": {"Vzz_au": "Vzz_sd_au", "eta_Q": "eta_Q_sd"},
+}  # fmt: skip
+CQ_SD_COLUMN, SHIFT_SD_COLUMN = "Cq_sd_MHz", "delta_iso_sd_ppm"
 
 
 def _finite_rows(arr):
@@ -66,7 +75,7 @@ def site_table(images, names=None, isotopes=None, references=None):
     (IUPAC delta = sigma_ref - sigma). Absent values are ``None``.
     """
     rows = []
-    for k, atoms in enumerate(images):
+    for k, atoms in enumerate(images):  # columns *_sd_*: the committee spread, where the input has it
         name = names[k] if names else atoms.info.get("structure_id", str(k))
         symbols = atoms.get_chemical_symbols()
         n = len(atoms)
@@ -85,6 +94,7 @@ def site_table(images, names=None, isotopes=None, references=None):
             for key, val in efg_columns(efg[has_efg], q[has_efg]).items():
                 cols[key] = np.full(n, np.nan)
                 cols[key][has_efg] = val
+        cols.update(_sd_columns(atoms, isos))
         for i in np.flatnonzero(has_ms | has_efg):
             row = dict.fromkeys(COLUMNS)
             index = atoms.arrays["atom_index"][i] if "atom_index" in atoms.arrays else i  # a store's sites
@@ -96,12 +106,36 @@ def site_table(images, names=None, isotopes=None, references=None):
                 ref = references.get(symbols[i])
                 iso_sigma = row["sigma_iso_ppm"]
                 row[SHIFT_COLUMN] = None if ref is None or iso_sigma is None else float(T.shift_iso(iso_sigma, ref))
+                if "sigma_iso_sd_ppm" in cols:
+                    row[SHIFT_SD_COLUMN] = None if row[SHIFT_COLUMN] is None else row["sigma_iso_sd_ppm"]
             rows.append(row)
     return rows
 
 
+def _sd_columns(atoms, isotopes) -> dict:
+    """The committee spread columns of one structure (NaN where a site has none)."""
+    from .uncertainty import PARAMETERS
+
+    cols = {}
+    for t, names in SD_COLUMNS.items():
+        sd = atoms.arrays.get(f"{t}_param_std")
+        if sd is None:
+            continue
+        for k, p in enumerate(PARAMETERS[t]):
+            cols[names[p]] = np.asarray(sd[:, k], float)
+        if t == "efg":
+            q = np.array([iso.quadrupole_moment_mb if iso else np.nan for iso in isotopes])
+            cq = np.abs(T.quadrupolar_coupling_hz(cols["Vzz_sd_au"], q)) * 1e-6
+            cols[CQ_SD_COLUMN] = np.where(q != 0, cq, np.nan)  # no C_Q for I = 1/2
+    return cols
+
+
 def table_columns(rows):
-    return COLUMNS + ([SHIFT_COLUMN] if rows and SHIFT_COLUMN in rows[0] else [])
+    """The columns the rows hold: :data:`COLUMNS`, then the shift, then any spreads."""
+    extra = [SHIFT_COLUMN] + [c for names in SD_COLUMNS.values() for c in names.values()]
+    extra += [CQ_SD_COLUMN, SHIFT_SD_COLUMN]
+    present = set().union(*(r.keys() for r in rows)) if rows else set()
+    return COLUMNS + [c for c in extra if c in present]
 
 
 def write_csv(rows, fh):
@@ -119,7 +153,7 @@ def format_table(rows):
     def fmt(v):
         return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
-    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max([len(c)] + [len(row[j]) for row in cells]) for j, c in enumerate(cols)]
     out = io.StringIO()
     out.write("  ".join(c.rjust(w) for c, w in zip(cols, widths)) + "\n")

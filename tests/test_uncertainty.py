@@ -110,9 +110,53 @@ def test_predict_and_analyze_store_the_spread(committee, tmp_path, capsys):
     assert g["ms_std"].shape == g["ms"].shape and g["ms_param_std"].shape == (4, 3, len(U.PARAMETERS["ms"]))
     assert g.attrs["uncertainty"]["members"] == 3
     assert np.isfinite(g["ms_param_std"][:]).all()
+    ds = __import__("dynnmr").open_store(store)
+    sd = ds.ms_param_std.sel(ms_parameter="sigma_iso_ppm", element="Si")
+    np.testing.assert_allclose(sd.values, g["ms_param_std"][:, :, 0])
     # the stored spread is the one predict gives for the same structure
     direct = U.spread("ms", _members(committee, frames[0]), info_scale(committee))[1]
     np.testing.assert_allclose(g["ms_param_std"][0], direct, rtol=1e-3, atol=1e-4)
+
+
+def test_params_report_the_spread_from_predict_files_and_stores(committee, tmp_path, capsys):
+    import csv
+
+    quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
+    out = tmp_path / "q.extxyz"
+    assert main(["predict", str(quartz), "-o", str(out), "--model", str(committee), "-q"]) == 0
+    assert main(["params", str(out), "-o", str(tmp_path / "q.csv"), "-q"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "q.csv")))
+    back = tensorfiles.read(out)[0]
+    si = [r for r in rows if r["species"] == "Si"]
+    for r in si:
+        k = int(r["index"])
+        assert float(r["sigma_iso_sd_ppm"]) == pytest.approx(back.arrays["ms_param_std"][k, 0])
+        assert float(r["delta_iso_sd_ppm"]) == float(r["sigma_iso_sd_ppm"])  # a shift has the shielding's spread
+        assert float(r["span_sd_ppm"]) >= 0
+    traj = tmp_path / "t.extxyz"
+    tensorfiles.write_extxyz(traj, [quartz_rattled(k) for k in range(6)])
+    store = tmp_path / "t.zarr"
+    assert main(["analyze", str(traj), "-o", str(store), "--model", str(committee), "-q", "--dt", "1"]) == 0
+    capsys.readouterr()
+    assert main(["params", str(store)]) == 0
+    table = capsys.readouterr().out
+    assert "sigma_iso_sd_ppm" in table
+    import zarr
+
+    sd = zarr.open_group(str(store), mode="r")["ms_param_std"][:, :, 0].astype(float)
+    first = table.splitlines()[1].split()
+    col = table.splitlines()[0].split().index("sigma_iso_sd_ppm")
+    assert float(first[col]) == pytest.approx(np.sqrt((sd[:, 0] ** 2).mean()), abs=1e-4)
+    # dynamics: the model sd of the averages, per site and per species
+    from dynnmr.dynamics import analyse_store
+
+    res = analyse_store(store)
+    per_site = np.sqrt((sd**2).mean(axis=0))
+    got = [s["sigma_iso_ppm_model_sd"] for s in res["sites"] if s["species"] == "Si"]
+    np.testing.assert_allclose(got, per_site, rtol=1e-6)
+    assert res["species"]["Si"]["sigma_iso_ppm_model_sd"] == pytest.approx(np.sqrt((per_site**2).mean()))
+    assert main(["dynamics", str(store)]) == 0
+    assert "+-" in capsys.readouterr().out.splitlines()[1]
 
 
 def quartz_rattled(seed):
