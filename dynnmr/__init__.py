@@ -7,7 +7,8 @@ The pipeline, one module per stage::
       -> store (zarr time series) -> correlator, dynamics (averages, correlations, relaxation)
 
 Around it: tensors (NMR tensor algebra and conventions), isotopes, tensorfiles (tensor file
-formats), params (parameter tables), config / train / evaluate / modelfile (models), inference (running a
+formats), params (parameter tables), config / samples / train / evaluate / modelfile (models),
+uncertainty (committee spread and calibration), inference (running a
 model, for analyze, predict and the dask workers), spec (AnalysisSpec), cli,
 dataset (a store as xarray: ``dynnmr.open_store(path)``).
 """

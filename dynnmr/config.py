@@ -31,7 +31,7 @@ DEFAULTS = {
 
 #: The keys a config may hold, per section (None: a value, not a section). ``model`` keys
 #: are :class:`~dynnmr.model.TensorGNN`'s hyperparameters; ``references`` maps an element
-#: to ``{structure, shift_ppm}``; ``split.site_holdout`` is :func:`dynnmr.train.hold_out_sites`'s.
+#: to ``{structure, shift_ppm}``; ``split.site_holdout`` is :func:`dynnmr.samples.hold_out_sites`'s.
 SCHEMA = {
     "base": None,
     "name": None,

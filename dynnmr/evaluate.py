@@ -1,11 +1,15 @@
-"""Accuracy metrics for predicted NMR tensors, the paper's measures and the spectroscopist's.
+"""Accuracy of a model against labels: the paper's measures and the spectroscopist's.
 
-All functions take predicted and reference tensors ``(M, 3, 3)`` of one target
-(shielding in ppm or EFG in au) and return plain floats, ready for JSON.
+The metric functions take predicted and reference tensors ``(M, 3, 3)`` of one target
+(shielding in ppm or EFG in au) and return plain floats, ready for JSON;
+:func:`predict_samples` runs a model on labelled samples (:mod:`dynnmr.samples`) and
+:func:`split_metrics` gives every metric per target and species.
 %RMSE is RMSE / standard deviation of the reference values x 100 (the paper's measure).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -146,3 +150,80 @@ def parity_plots(pred, ref, target, path, title=""):
     from .spectrum import png_metadata
 
     fig.savefig(path, dpi=110, metadata=png_metadata())
+
+
+def predict_samples(model, samples, targets, batch_atoms=4000, spreads=False):
+    """Predicted and reference tensors (numpy, physical units) on the labelled sites.
+
+    Returns ``(pred, ref, species, structure)``, each ``{target: array over sites}``;
+    ``structure`` is the index in ``samples`` of each site's structure. With ``spreads``
+    (a committee model) a fifth, the members' unscaled parameter spread (sites, P)
+    (:func:`dynnmr.uncertainty.spread`).
+    """
+    import torch
+
+    from .inference import run_model
+    from .model import TARGET_COMPONENTS
+    from .samples import batch_inputs, batches
+
+    empty = {"pred": np.zeros((0, 3, 3)), "ref": np.zeros((0, 3, 3)), "species": np.zeros(0, int),
+             "structure": np.zeros(0, int), "spread": np.zeros((0, 3))}  # fmt: skip
+    out = {k: {t: [] for t in targets} for k in empty}
+    model.eval()
+    first = 0  # index in ``samples`` of the batch's first structure
+    with torch.no_grad():
+        for batch in batches(samples, range(len(samples)), batch_atoms):
+            graph, sites, labels = batch_inputs(batch, targets)
+            pred, spread = run_model(model, graph, None, sites=sites, uncertainty=spreads)
+            for t, (pos, y, _) in labels.items():
+                out["pred"][t].append(pred[t][pos].numpy().astype(np.float64))
+                comps = np.zeros((len(y), 9))
+                comps[:, TARGET_COMPONENTS[t]] = y.numpy()
+                out["ref"][t].append(T.from_spherical(comps))
+                out["species"][t].append(graph.numbers[sites[pos]].numpy())
+                out["structure"][t].append(graph.batch[sites[pos]].numpy() + first)
+                if spread:
+                    out["spread"][t].append(spread[t][1][pos.numpy()])
+            first += len(batch)
+    keys = list(empty) if spreads else list(empty)[:4]
+    return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in keys)
+
+
+def predict_label_file(model, path, target="ms", species=(14,)):
+    """Model against reference tensors at the ``species`` sites labelled with ``target`` in
+    one label file (e.g. the Si-centred B3LYP clusters of ``trajectories/labels``), in file
+    order. Returns ``(pred, ref, samples)``: two (n, 3, 3) arrays in the target's units and
+    the structures that hold a label. Raises ValueError when the file has none."""
+    from .samples import load_samples
+
+    samples = load_samples([{"path": path, "species": {target: list(species)}}], [target], model.cutoff)
+    samples = [s for s in samples if len(s[target][0])]
+    if not samples:
+        raise ValueError(f"{path}: no {target} labels on species {list(species)}")
+    pred, ref, *_ = predict_samples(model, samples, [target])
+    return pred[target], ref[target], samples
+
+
+def split_metrics(pred, ref, species, structure=None, plot_dir=None, name=""):
+    """Metrics per target and species; parity plots as ``plot_dir/parity_{target}_{El}.png``.
+
+    ``structure`` (per target, each site's structure) adds the shieldings' offset-free
+    errors (:func:`dynnmr.evaluate.offset_free_metrics`).
+    """
+    from ase.data import chemical_symbols
+
+    from .isotopes import isotope_for
+
+    out = {}
+    for t in pred:
+        for z in np.unique(species[t]):
+            m = species[t] == z
+            el = chemical_symbols[int(z)]
+            if t == "ms":
+                res = shielding_metrics(pred[t][m], ref[t][m], groups=None if structure is None else structure[t][m])
+            else:
+                res = efg_metrics(pred[t][m], ref[t][m], isotope_for(el).quadrupole_moment_mb)
+            out.setdefault(t, {})[el] = res
+            if plot_dir is not None:
+                parity_plots(pred[t][m], ref[t][m], t, Path(plot_dir) / f"parity_{t}_{el}.png", f"{name}: {t} {el}")
+    return out

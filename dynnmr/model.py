@@ -11,7 +11,7 @@ the irreps of the spherical decomposition (:mod:`dynnmr.tensors`):
 
 A committee for uncertainty: with ``heads`` > 1 every readout has that many members on
 one shared trunk (each trained on its own bootstrap resample of the labelled sites,
-:mod:`dynnmr.train`); ``forward`` returns the members' mean and :meth:`TensorGNN.members`
+:mod:`dynnmr.samples`); ``forward`` returns the members' mean and :meth:`TensorGNN.members`
 every member, whose spread is the model's uncertainty. The heads cost little: the
 trunk's tensor products dominate, and it runs once.
 

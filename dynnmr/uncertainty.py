@@ -108,7 +108,7 @@ def flagged(target, param_std, numbers, info) -> dict:
 def calibrate(val, test, train, targets) -> dict:
     """The committee's calibration, from ``(pred, ref, species, param_std)`` of the
     validation, test and training sites (each ``{target: array over sites}``, the spread
-    unscaled, as :func:`dynnmr.train.predict_samples` gives it with ``spreads=True``).
+    unscaled, as :func:`dynnmr.evaluate.predict_samples` gives it with ``spreads=True``).
 
     Per target: ``scale`` fitted on the validation errors of the key parameter
     (:data:`KEY_PARAMETER`); ``flag_threshold`` per element from the training sites'

@@ -23,9 +23,10 @@ import torch
 
 from dynnmr import tensorfiles
 from dynnmr import uncertainty as U
+from dynnmr.evaluate import predict_samples
 from dynnmr.graphs import build_graph
 from dynnmr.modelfile import load_model
-from dynnmr.train import load_samples, predict_samples, recorded_data, recorded_test_samples, split_indices
+from dynnmr.samples import load_samples, recorded_data, recorded_test_samples, split_indices
 
 ROOT = Path(__file__).parents[1]
 GLASS = ROOT / "trajectories" / "amorphous_sio2.extxyz.gz"

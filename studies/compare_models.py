@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dynnmr.evaluate import predict_samples, split_metrics
 from dynnmr.modelfile import load_model
-from dynnmr.train import load_samples, predict_samples, recorded_data, split_metrics
+from dynnmr.samples import load_samples, recorded_data
 
 LABELS = Path(__file__).parents[1] / "trajectories" / "labels" / "sio2_clusters.extxyz"
 

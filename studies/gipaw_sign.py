@@ -26,9 +26,9 @@ import torch
 from scipy.stats import linregress
 
 from dynnmr import structure, tensorfiles
+from dynnmr.evaluate import predict_label_file
 from dynnmr.modelfile import load_model
 from dynnmr.tensors import irrep, isotropic
-from dynnmr.train import predict_label_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "silicate_29si_gipaw.json"

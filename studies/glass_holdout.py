@@ -4,7 +4,7 @@
 frame's O sites and reports their MAE (metrics.json). An MAE alone does not say whether
 the model is off by a constant, misses the site-to-site variation, or does better than
 knowing the mean; this script rebuilds the same held-out and training sites
-(`train.hold_out_sites` with the run's recorded options) and reports, for |C_Q| (MHz),
+(`samples.hold_out_sites` with the run's recorded options) and reports, for |C_Q| (MHz),
 eta_Q and 17O sigma_iso (ppm):
 
 - held-out MAE, mean signed error (model - label) and Pearson r against the labels;
@@ -26,11 +26,12 @@ from scipy.stats import linregress
 
 from dynnmr import tensorfiles
 from dynnmr import tensors as T
+from dynnmr.evaluate import predict_samples
 from dynnmr.isotopes import get_isotope
 from dynnmr.modelfile import load_model
+from dynnmr.samples import hold_out_sites
 from dynnmr.structure import bonds as bond_map
 from dynnmr.structure import bridging_geometry
-from dynnmr.train import hold_out_sites, predict_samples
 
 
 def site_values(target, tensors):

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from dynnmr import evaluate, tensorfiles
+from dynnmr.evaluate import predict_samples
 from dynnmr.modelfile import load_model
-from dynnmr.train import predict_samples, recorded_data, recorded_test_samples
+from dynnmr.samples import recorded_data, recorded_test_samples
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "silicate_29si_gipaw.json"
 

@@ -7,10 +7,11 @@ import yaml
 
 from dynnmr import tensorfiles
 from dynnmr import tensors as T
+from dynnmr.evaluate import predict_label_file, predict_samples, split_metrics
 from dynnmr.inference import predict_images
 from dynnmr.isotopes import get_isotope
 from dynnmr.modelfile import BUNDLED_DIR, DEFAULT_MODEL, load_model
-from dynnmr.train import predict_label_file, predict_samples, recorded_data, recorded_test_samples, split_metrics
+from dynnmr.samples import recorded_data, recorded_test_samples
 
 REPO = BUNDLED_DIR.parents[2]
 LABELS = REPO / "trajectories" / "labels" / "sio2_clusters.extxyz"

@@ -45,7 +45,7 @@ def test_split_seed_holds_out_other_structures(tiny_config, tmp_path):
     """`dynnmr train --split-seed`: the model file records the new seed and tests on the
     structures that seed's split holds out; resuming a run under another split is refused."""
     from dynnmr.config import load_config
-    from dynnmr.train import load_samples, split_indices
+    from dynnmr.samples import load_samples, split_indices
 
     main(["train", str(tiny_config), "-o", str(tmp_path / "s0"), "--epochs", "1"])
     main(["train", str(tiny_config), "-o", str(tmp_path / "s3"), "--epochs", "1", "--split-seed", "3"])
@@ -126,7 +126,7 @@ def test_predict_cli_writes_dataset_layout(tiny_config, tmp_path, capsys):
 
 
 def test_split_is_per_source():
-    from dynnmr.train import split_indices
+    from dynnmr.samples import split_indices
 
     plain = split_indices(40, 0.1, 0.1, 3)
     perm = np.random.default_rng(3).permutation(40)  # one source: the plain seeded split
@@ -224,7 +224,7 @@ def test_bundled_configs_pass_the_schema():
 
 def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
     from dynnmr.config import load_config
-    from dynnmr.train import load_samples
+    from dynnmr.samples import load_samples
 
     cfg = yaml.safe_load(tiny_config.read_text())
     cfg["data"] = [{"path": str(tiny_config.parent / "data.extxyz"), "scale": {"ms": 0.5}}]
@@ -245,7 +245,7 @@ def test_data_item_scale_multiplies_that_files_labels(tiny_config, tmp_path):
 def test_data_item_negated_with_an_offset_gives_C_minus_the_label(tiny_config, tmp_path):
     """scale -1 and offset C (ppm): a shift-like label T becomes C - T, trace and anisotropy alike."""
     from dynnmr.config import load_config
-    from dynnmr.train import load_samples
+    from dynnmr.samples import load_samples
 
     cfg = yaml.safe_load(tiny_config.read_text())
     cfg["data"] = [{"path": str(tiny_config.parent / "data.extxyz"), "scale": {"ms": -1}, "offset": {"ms": 500.0}}]
@@ -267,7 +267,7 @@ def test_data_item_negated_with_an_offset_gives_C_minus_the_label(tiny_config, t
 
 def test_data_item_species_keeps_only_those_elements_labels(tiny_config, tmp_path):
     from dynnmr.config import load_config
-    from dynnmr.train import load_samples
+    from dynnmr.samples import load_samples
 
     images = tensorfiles.read(tiny_config.parent / "data.extxyz")[:3]
     for a in images:  # an O label next to the Si ones, as a cluster file would mix them
@@ -333,7 +333,8 @@ def test_weight_average_is_the_exponential_average():
 
 def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
     """Labels appended after training must not change the test set a model file records."""
-    from dynnmr.train import predict_samples, recorded_test_samples, split_metrics
+    from dynnmr.evaluate import predict_samples, split_metrics
+    from dynnmr.samples import recorded_test_samples
 
     images = tensorfiles.read(tiny_config.parent / "data.extxyz")
     partial, k = [], 0
@@ -354,7 +355,7 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
     tensorfiles.write_extxyz(data, images)  # the labelling went on: every Si labelled now
     test = recorded_test_samples(info, [data])
     assert sum(len(s["ms"][0]) for s in test) == sum(len(v["ms"]) for v in info["test_sites"].values())
-    from dynnmr.train import load_samples
+    from dynnmr.samples import load_samples
 
     now = [s for s in load_samples([data], ["ms"], 4.0) if s["id"] in set(info["test_structures"])]
     assert sum(len(s["ms"][0]) for s in test) < sum(len(s["ms"][0]) for s in now)
@@ -366,8 +367,9 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
 def test_predicted_sites_know_their_structure(tiny_config):
     """predict_samples' structure index (what the offset-free errors group by) across batches."""
     from dynnmr.config import load_config
+    from dynnmr.evaluate import predict_samples
     from dynnmr.model import TensorGNN
-    from dynnmr.train import load_samples, predict_samples
+    from dynnmr.samples import load_samples
 
     samples = load_samples(load_config(tiny_config)["data"], ["ms"], 4.0)
     species = sorted({int(z) for s in samples for z in s["numbers"]})
@@ -384,7 +386,8 @@ def test_predicted_sites_know_their_structure(tiny_config):
 def test_irrep_weights_weight_each_components_error(tiny_config, tmp_path):
     from dynnmr.config import load_config
     from dynnmr.model import TensorGNN
-    from dynnmr.train import batch_inputs, batch_loss, load_samples
+    from dynnmr.samples import batch_inputs, load_samples
+    from dynnmr.train import batch_loss
 
     torch.manual_seed(0)
     cfg = load_config(tiny_config)
@@ -418,8 +421,8 @@ def test_predict_label_file_takes_one_species_labels_and_names_an_empty_file(tin
     """predict_label_file keeps only the asked species' sites, in file order, and refuses a file
     with none of them (the silicate file labels Si only)."""
     from dynnmr.config import load_config
+    from dynnmr.evaluate import predict_label_file
     from dynnmr.model import TensorGNN
-    from dynnmr.train import predict_label_file
 
     path = load_config(tiny_config)["data"][0]["path"]
     images = tensorfiles.read(path)
@@ -439,7 +442,7 @@ def test_predict_label_file_takes_one_species_labels_and_names_an_empty_file(tin
 def test_hold_out_sites_by_slab_with_a_buffer_across_the_planes():
     """Sites in the slab test, sites within buffer_A of it (periodic, across the planes of a
     sheared cell) are dropped, the rest train."""
-    from dynnmr.train import hold_out_sites
+    from dynnmr.samples import hold_out_sites
 
     cell = np.array([[10.0, 0, 0], [5.0, 8.0, 0], [0, 0, 10.0]])  # planes along a are 8.48 A apart
     height = abs(np.linalg.det(cell)) / np.linalg.norm(np.cross(cell[1], cell[2]))
@@ -467,7 +470,8 @@ def test_config_base_and_site_holdout_run(tiny_config, tmp_path):
     """A config with `base:` changes only what it names; a site holdout trains without the
     slab's labels and records them as the test, so recorded_test_samples gives them back."""
     from dynnmr.config import load_config
-    from dynnmr.train import load_samples, predict_samples, recorded_test_samples, split_metrics
+    from dynnmr.evaluate import predict_samples, split_metrics
+    from dynnmr.samples import load_samples, recorded_test_samples
 
     base = load_config(tiny_config)
     sid = load_samples(base["data"], ["ms"], 4.0)[0]["id"]

@@ -11,7 +11,8 @@ from dynnmr import modelfile, tensorfiles
 from dynnmr import tensors as T
 from dynnmr import uncertainty as U
 from dynnmr.cli import main
-from dynnmr.train import bootstrap_weights, train
+from dynnmr.samples import bootstrap_weights
+from dynnmr.train import train
 
 
 def test_spread_of_members_is_the_spread_of_each_members_parameters():

@@ -127,8 +127,8 @@ def convergence_study(path=HERE / "convergence.json"):
 def si_study(model="sio2", labels=HERE / "sio2_clusters.extxyz", out=HERE / "si_trends.json"):
     from scipy.stats import linregress
 
+    from dynnmr.evaluate import predict_label_file
     from dynnmr.modelfile import load_model
-    from dynnmr.train import predict_label_file
 
     net, info = load_model(model)
     try:
