@@ -16,7 +16,7 @@ import numpy as np
 from . import tensors as T
 from .errors import InputError
 from .isotopes import isotope_for
-from .params import efg_columns
+from .params import QuadrupolarParameters, ShieldingParameters
 
 
 class StoreAnalysis:
@@ -180,16 +180,14 @@ def _spread_columns(target, element, sd) -> dict:
 def _parameters(target, element, tensors, refs) -> dict:
     """The sign-safe parameters of :class:`Summary` for one species' tensors."""
     if target == "ms":
-        iso_ppm = T.isotropic(tensors)
-        hb = T.herzfeld_berger(tensors)
-        cols = {"sigma_iso_ppm": iso_ppm, "span_ppm": hb["span"], "skew": hb["skew"]}
+        p = ShieldingParameters.of(tensors)
+        cols = {"sigma_iso_ppm": p.sigma_iso_ppm, "span_ppm": p.span_ppm, "skew": p.skew}
         if element in refs:
-            cols["delta_iso_ppm"] = T.shift_iso(iso_ppm, refs[element]["sigma_ref_ppm"])
+            cols["delta_iso_ppm"] = p.delta_iso_ppm(refs[element]["sigma_ref_ppm"])
     else:
         iso = isotope_for(element)
-        q = iso.quadrupole_moment_mb if iso else 0.0
-        c = efg_columns(tensors, np.full(len(tensors), q))
-        cols = {"abs_Cq_MHz": np.abs(c["Cq_MHz"]), "eta_Q": c["eta_Q"]}
+        q = QuadrupolarParameters.of(tensors, iso.quadrupole_moment_mb if iso else 0.0)
+        cols = {"abs_Cq_MHz": q.abs_Cq_MHz, "eta_Q": q.eta_Q}
     return {k: v for k, v in cols.items() if np.isfinite(v).all()}  # e.g. C_Q of a spin-1/2 isotope: NaN
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tensors as T
+from .params import QuadrupolarParameters, ShieldingParameters
 
 
 def _err(pred, ref):
@@ -74,18 +75,17 @@ def shielding_metrics(pred, ref, min_zeta_ppm=5.0, groups=None):
 
     With ``groups`` (the structure of each site) also :func:`offset_free_metrics`.
     """
-    hp, hr = T.haeberlen(pred), T.haeberlen(ref)
-    bp, br = T.herzfeld_berger(pred), T.herzfeld_berger(ref)
+    hp, hr = ShieldingParameters.of(pred), ShieldingParameters.of(ref)
     sym_p, sym_r = T.symmetric_part(pred), T.symmetric_part(ref)
-    oriented = np.abs(hr["zeta"]) >= min_zeta_ppm
+    oriented = np.abs(hr.zeta_ppm) >= min_zeta_ppm
     return {
         "n_sites": int(len(ref)),
         "irreps": irrep_metrics(pred, ref),
-        "sigma_iso_ppm": _pct(hp["iso"], hr["iso"]),
-        "zeta_ppm": _pct(hp["zeta"], hr["zeta"]),
-        "eta": _err(hp["eta"], hr["eta"]),
-        "span_ppm": _pct(bp["span"], br["span"]),
-        "skew": _err(bp["skew"], br["skew"]),
+        "sigma_iso_ppm": _pct(hp.sigma_iso_ppm, hr.sigma_iso_ppm),
+        "zeta_ppm": _pct(hp.zeta_ppm, hr.zeta_ppm),
+        "eta": _err(hp.eta, hr.eta),
+        "span_ppm": _pct(hp.span_ppm, hr.span_ppm),
+        "skew": _err(hp.skew, hr.skew),
         "tensor_component_mae_ppm": _err(pred, ref)["mae"],
         "symmetric_component_mae_ppm": _err(sym_p, sym_r)["mae"],
         "orientation_deg": _orientation(pred, ref, oriented, "shielding", min_abs_zeta_ppm=min_zeta_ppm),
@@ -95,16 +95,15 @@ def shielding_metrics(pred, ref, min_zeta_ppm=5.0, groups=None):
 
 def efg_metrics(pred, ref, quadrupole_moment_mb, min_cq_mhz=0.5):
     """Metrics for EFG tensors (au): C_Q (MHz) for the given Q, eta_Q, orientation."""
-    pp, pr = T.efg_parameters(pred), T.efg_parameters(ref)
-    cq_p = T.quadrupolar_coupling_hz(pp["Vzz"], quadrupole_moment_mb) * 1e-6
-    cq_r = T.quadrupolar_coupling_hz(pr["Vzz"], quadrupole_moment_mb) * 1e-6
-    oriented = np.abs(cq_r) >= min_cq_mhz
+    pp = QuadrupolarParameters.of(pred, quadrupole_moment_mb)
+    pr = QuadrupolarParameters.of(ref, quadrupole_moment_mb)
+    oriented = np.abs(pr.Cq_MHz) >= min_cq_mhz
     return {
         "n_sites": int(len(ref)),
         "irreps": {"l2": irrep_metrics(pred, ref)["l2"]},
-        "Cq_MHz": _pct(cq_p, cq_r),
-        "abs_Cq_MHz": _pct(np.abs(cq_p), np.abs(cq_r)),
-        "eta_Q": _err(pp["eta_Q"], pr["eta_Q"]),
+        "Cq_MHz": _pct(pp.Cq_MHz, pr.Cq_MHz),
+        "abs_Cq_MHz": _pct(pp.abs_Cq_MHz, pr.abs_Cq_MHz),
+        "eta_Q": _err(pp.eta_Q, pr.eta_Q),
         "component_mae_au": _err(pred, ref)["mae"],
         "orientation_deg": _orientation(pred, ref, oriented, "efg", min_abs_Cq_MHz=min_cq_mhz),
     }
@@ -117,24 +116,23 @@ def parity_plots(pred, ref, target, path, title=""):
 
     ps, rs = T.to_spherical(pred), T.to_spherical(ref)
     if target == "ms":
-        hp, hr = T.haeberlen(pred), T.haeberlen(ref)
-        bp, br = T.herzfeld_berger(pred), T.herzfeld_berger(ref)
+        hp, hr = ShieldingParameters.of(pred), ShieldingParameters.of(ref)
         panels = [
             ("l=0 component (ppm)", rs[:, 0], ps[:, 0]),
             ("l=1 components (ppm)", rs[:, 1:4].ravel(), ps[:, 1:4].ravel()),
             ("l=2 components (ppm)", rs[:, 4:].ravel(), ps[:, 4:].ravel()),
-            ("sigma_iso (ppm)", hr["iso"], hp["iso"]),
-            ("zeta (ppm)", hr["zeta"], hp["zeta"]),
-            ("eta", hr["eta"], hp["eta"]),
-            ("span (ppm)", br["span"], bp["span"]),
-            ("skew", br["skew"], bp["skew"]),
+            ("sigma_iso (ppm)", hr.sigma_iso_ppm, hp.sigma_iso_ppm),
+            ("zeta (ppm)", hr.zeta_ppm, hp.zeta_ppm),
+            ("eta", hr.eta, hp.eta),
+            ("span (ppm)", hr.span_ppm, hp.span_ppm),
+            ("skew", hr.skew, hp.skew),
         ]
     else:
-        pp, pr = T.efg_parameters(pred), T.efg_parameters(ref)
+        pp, pr = QuadrupolarParameters.of(pred), QuadrupolarParameters.of(ref)
         panels = [
             ("l=2 components (au)", rs[:, 4:].ravel(), ps[:, 4:].ravel()),
-            ("Vzz (au)", pr["Vzz"], pp["Vzz"]),
-            ("eta_Q", pr["eta_Q"], pp["eta_Q"]),
+            ("Vzz (au)", pr.Vzz_au, pp.Vzz_au),
+            ("eta_Q", pr.eta_Q, pp.eta_Q),
         ]
     fig = Figure(figsize=(3.2 * len(panels), 3.4))
     axes = fig.subplots(1, len(panels))

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import tensors as T
 from .isotopes import get_isotope
+from .params import QuadrupolarParameters, ShieldingParameters
 
 _QUAD_FRAME_TURN_DEG = 90.0
 
@@ -52,20 +53,20 @@ def site_dicts(isotope, ms=None, sigma_ref=None, efg=None):
         if sigma_ref is None:
             raise ValueError("a shielding reference sigma_ref (ppm) is needed to export shifts")
         sym = T.symmetric_part(np.asarray(ms, dtype=float).reshape(-1, 3, 3))
-        h = T.haeberlen(sym)
+        h = ShieldingParameters.of(sym)
         angles = _mrs_angles(T.shielding_euler(sym))
         for k, s in enumerate(sites):
-            s["isotropic_chemical_shift"] = float(sigma_ref - h["iso"][k])
-            s["shielding_symmetric"] = {"zeta": float(h["zeta"][k]), "eta": float(h["eta"][k]),
+            s["isotropic_chemical_shift"] = float(h.delta_iso_ppm(sigma_ref)[k])
+            s["shielding_symmetric"] = {"zeta": float(h.zeta_ppm[k]), "eta": float(h.eta[k]),
                                         **{n_: float(a[k]) for n_, a in zip(("alpha", "beta", "gamma"), angles)}}  # fmt: skip
     if efg is not None and iso.is_quadrupolar:
         v = np.asarray(efg, dtype=float).reshape(-1, 3, 3)
-        p = T.efg_parameters(v)
+        p = QuadrupolarParameters.of(v, iso.quadrupole_moment_mb)
         a, b, g = T.efg_euler(v)
         angles = _mrs_angles((a, b, g + _QUAD_FRAME_TURN_DEG))
-        cq = T.quadrupolar_coupling_hz(p["Vzz"], iso.quadrupole_moment_mb)
+        cq = p.Cq_MHz * 1e6  # Hz
         for k, s in enumerate(sites):
-            s["quadrupolar"] = {"Cq": float(cq[k]), "eta": float(p["eta_Q"][k]),
+            s["quadrupolar"] = {"Cq": float(cq[k]), "eta": float(p.eta_Q[k]),
                                 **{n_: float(x[k]) for n_, x in zip(("alpha", "beta", "gamma"), angles)}}  # fmt: skip
     return sites
 

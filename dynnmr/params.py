@@ -1,6 +1,13 @@
-"""Per-site NMR parameter tables from structures carrying ``ms``/``efg`` tensors.
+"""NMR parameters: value objects for shielding and quadrupolar parameters, and per-site
+tables of them from structures carrying ``ms``/``efg`` tensors.
 
-One row per atom that has a tensor. Shielding in ppm (Haeberlen zeta/eta,
+:class:`ShieldingParameters` and :class:`QuadrupolarParameters` are the one place where
+a tensor becomes the numbers a spectroscopist reads, with the units in every field name;
+tables, summaries, dynamics, mrsimulator export, evaluation and the committee spread all
+take their parameters from them. NaN tensors (the missing-label marker) give NaN
+parameters, never an error.
+
+Tables: one row per atom that has a tensor. Shielding in ppm (Haeberlen zeta/eta,
 Herzfeld-Berger span/skew, ZYZ active Euler angles of the Haeberlen frame), EFG in
 atomic units with eta_Q, C_Q in MHz for the chosen isotope, and Euler angles of the
 |Vzz| >= |Vyy| >= |Vxx| frame. See :mod:`dynnmr.tensors` for every convention.
@@ -11,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,31 +46,78 @@ SD_COLUMNS = {
 CQ_SD_COLUMN, SHIFT_SD_COLUMN = "Cq_sd_MHz", "delta_iso_sd_ppm"
 
 
+@dataclass(frozen=True)
+class ShieldingParameters:
+    """Parameters of shielding tensors (ppm), arrays over sites (:mod:`dynnmr.tensors`):
+    ``sigma_iso_ppm``; Haeberlen ``zeta_ppm`` (s_zz - s_iso, |s_zz - s_iso| largest) and
+    ``eta`` in [0, 1]; Herzfeld-Berger ``span_ppm`` (>= 0) and ``skew`` in [-1, 1];
+    ``antisym_ppm``, the norm of the antisymmetric part (not seen by spectra to first order).
+    """
+
+    sigma_iso_ppm: np.ndarray
+    zeta_ppm: np.ndarray
+    eta: np.ndarray
+    span_ppm: np.ndarray
+    skew: np.ndarray
+    antisym_ppm: np.ndarray
+
+    @classmethod
+    def of(cls, ms_ppm) -> ShieldingParameters:
+        """From shielding tensors ``(..., 3, 3)`` in ppm."""
+        h, hb = T.haeberlen(ms_ppm), T.herzfeld_berger(ms_ppm)
+        return cls(h["iso"], h["zeta"], h["eta"], hb["span"], hb["skew"],
+                   np.linalg.norm(T.antisymmetric_vector(ms_ppm), axis=-1))  # fmt: skip
+
+    def delta_iso_ppm(self, sigma_ref_ppm):
+        """Isotropic shift against ``sigma_ref_ppm`` (IUPAC: delta = sigma_ref - sigma)."""
+        return T.shift_iso(self.sigma_iso_ppm, sigma_ref_ppm)
+
+
+@dataclass(frozen=True)
+class QuadrupolarParameters:
+    """Parameters of EFG tensors (atomic units), arrays over sites: ``Vzz_au`` (|Vzz| >=
+    |Vyy| >= |Vxx|), ``eta_Q`` in [0, 1], and ``Cq_MHz`` = e Q Vzz / h (signed; NaN where
+    the nucleus has no quadrupole moment, I = 1/2)."""
+
+    Vzz_au: np.ndarray
+    eta_Q: np.ndarray
+    Cq_MHz: np.ndarray
+
+    @classmethod
+    def of(cls, efg_au, quadrupole_moment_mb=np.nan) -> QuadrupolarParameters:
+        """From EFG tensors ``(..., 3, 3)`` in au and the nucleus' Q (mb; per site or one)."""
+        p = T.efg_parameters(efg_au)
+        q = np.asarray(quadrupole_moment_mb, dtype=float)
+        cq = np.where(q != 0, T.quadrupolar_coupling_hz(p["Vzz"], q) * 1e-6, np.nan)
+        return cls(p["Vzz"], p["eta_Q"], cq)
+
+    @property
+    def abs_Cq_MHz(self):
+        """|C_Q| (MHz): its sign is undefined as eta_Q nears 1 and unseen in most spectra."""
+        return np.abs(self.Cq_MHz)
+
+
 def _finite_rows(arr):
     return np.isfinite(arr).all(axis=(-2, -1))
 
 
 def shielding_columns(ms):
     """Shielding parameter columns (dict of arrays) for tensors ``(M, 3, 3)`` in ppm."""
-    h = T.haeberlen(ms)
-    hb = T.herzfeld_berger(ms)
+    p = ShieldingParameters.of(ms)
     a, b, g = T.shielding_euler(ms)
     return {
-        "sigma_iso_ppm": h["iso"], "zeta_ppm": h["zeta"], "eta_sigma": h["eta"],
-        "span_ppm": hb["span"], "skew": hb["skew"],
-        "ms_alpha_deg": a, "ms_beta_deg": b, "ms_gamma_deg": g,
-        "ms_antisym_ppm": np.linalg.norm(T.antisymmetric_vector(ms), axis=-1),
+        "sigma_iso_ppm": p.sigma_iso_ppm, "zeta_ppm": p.zeta_ppm, "eta_sigma": p.eta,
+        "span_ppm": p.span_ppm, "skew": p.skew,
+        "ms_alpha_deg": a, "ms_beta_deg": b, "ms_gamma_deg": g, "ms_antisym_ppm": p.antisym_ppm,
     }  # fmt: skip
 
 
 def efg_columns(efg, quadrupole_moments_mb):
     """EFG parameter columns for tensors ``(M, 3, 3)`` in au; C_Q NaN where Q is 0 (I = 1/2)."""
-    p = T.efg_parameters(efg)
+    p = QuadrupolarParameters.of(efg, quadrupole_moments_mb)
     a, b, g = T.efg_euler(efg)
-    q = np.asarray(quadrupole_moments_mb, dtype=float)
-    cq = np.where(q != 0, T.quadrupolar_coupling_hz(p["Vzz"], q) * 1e-6, np.nan)
     return {
-        "Vzz_au": p["Vzz"], "eta_Q": p["eta_Q"], "Cq_MHz": cq,
+        "Vzz_au": p.Vzz_au, "eta_Q": p.eta_Q, "Cq_MHz": p.Cq_MHz,
         "efg_alpha_deg": a, "efg_beta_deg": b, "efg_gamma_deg": g,
     }  # fmt: skip
 

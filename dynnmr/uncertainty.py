@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tensors as T
-
-#: Per target, the parameters whose member spread is stored, in order (units in the names).
+#: Per target, the parameters whose member spread is stored, in order (units in the names;
+#: the fields of :class:`dynnmr.params.ShieldingParameters` / ``QuadrupolarParameters``).
 PARAMETERS = {"ms": ("sigma_iso_ppm", "zeta_ppm", "eta", "span_ppm", "skew"), "efg": ("Vzz_au", "eta_Q")}
 #: The parameter that flags a site and sets the calibration per target.
 KEY_PARAMETER = {"ms": "sigma_iso_ppm", "efg": "Vzz_au"}
@@ -30,11 +29,13 @@ KEY_PARAMETER = {"ms": "sigma_iso_ppm", "efg": "Vzz_au"}
 
 def parameters(target, tensors) -> np.ndarray:
     """NMR parameters (..., P) of tensors (..., 3, 3), in :data:`PARAMETERS` order."""
+    from .params import QuadrupolarParameters, ShieldingParameters
+
     if target == "ms":
-        h, hb = T.haeberlen(tensors), T.herzfeld_berger(tensors)
-        return np.stack([h["iso"], h["zeta"], h["eta"], hb["span"], hb["skew"]], axis=-1)
-    p = T.efg_parameters(tensors)
-    return np.stack([p["Vzz"], p["eta_Q"]], axis=-1)
+        p = ShieldingParameters.of(tensors)
+        return np.stack([p.sigma_iso_ppm, p.zeta_ppm, p.eta, p.span_ppm, p.skew], axis=-1)
+    q = QuadrupolarParameters.of(tensors)
+    return np.stack([q.Vzz_au, q.eta_Q], axis=-1)
 
 
 def spread(target, members, scale=1.0):

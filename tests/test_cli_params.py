@@ -226,3 +226,28 @@ def test_one_vocabulary_across_commands(tmp_path, capsys):
     atoms_file = str(MAGRES / "ethanol.magres")
     assert main(["params", atoms_file, "-o", str(tmp_path / "p.csv"), "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_parameter_value_objects_against_hand_values():
+    from dynnmr.params import QuadrupolarParameters, ShieldingParameters
+
+    ms = np.array([np.diag([10.0, 20.0, 40.0]), np.full((3, 3), np.nan)])
+    ms[0, 0, 1] = 3.0  # an antisymmetric part: (0, 1) entry 3, (1, 0) entry 0
+    ms[0, 1, 0] = 0.0
+    p = ShieldingParameters.of(ms)
+    # symmetric part of row 0: diag(10, 20, 40) with 1.5 off the diagonal, eigenvalues by hand
+    lo, mid = 15 - np.sqrt(25 + 2.25), 15 + np.sqrt(25 + 2.25)
+    assert p.sigma_iso_ppm[0] == pytest.approx(70 / 3)
+    assert p.zeta_ppm[0] == pytest.approx(40 - 70 / 3)
+    assert p.eta[0] == pytest.approx((mid - lo) / (40 - 70 / 3))
+    assert p.span_ppm[0] == pytest.approx(40 - lo) and p.skew[0] == pytest.approx(3 * (70 / 3 - mid) / (40 - lo))
+    assert p.antisym_ppm[0] == pytest.approx(1.5)
+    assert p.delta_iso_ppm(100.0)[0] == pytest.approx(100 - 70 / 3)
+    assert all(np.isnan(getattr(p, f)[1]) for f in ("sigma_iso_ppm", "zeta_ppm", "eta", "span_ppm", "skew"))
+    # C_Q = e Q Vzz / h: 17O, Q = -25.58 mb, Vzz = 1 au = 9.7173624e21 V/m^2
+    q = QuadrupolarParameters.of(np.array([np.diag([-0.4, -0.6, 1.0]), np.diag([0.5, 0.5, -1.0])]), -25.58)
+    e, h = 1.602176634e-19, 6.62607015e-34
+    assert q.Cq_MHz[0] == pytest.approx(e * -25.58e-31 * 9.7173624e21 / h * 1e-6, rel=1e-6)
+    assert q.eta_Q[0] == pytest.approx(0.2) and q.eta_Q[1] == pytest.approx(0.0)
+    assert q.abs_Cq_MHz[1] == pytest.approx(abs(q.Cq_MHz[0]))
+    assert np.isnan(QuadrupolarParameters.of(np.diag([-0.4, -0.6, 1.0]), 0.0).Cq_MHz)  # I = 1/2: no C_Q
