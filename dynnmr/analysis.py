@@ -24,44 +24,93 @@ class StoreAnalysis:
 
     Subclasses implement ``_prepare()`` (after the store is open: ``self.group``,
     ``self.numbers`` (sites' atomic numbers), ``self.n_frames``, ``self.attrs``,
-    ``self.shift_reference``), ``_block(target, start, block)`` with ``block`` the
-    ``(frames, sites, 3, 3)`` float64 tensors of frames ``start..`` and ``_conclude()``,
-    whose value ``run()`` returns. ``targets``: which of the store's arrays to read.
+    ``self.shift_reference``), one per-block method and ``_conclude()``, whose value
+    ``run()`` returns. ``targets``: which of the store's arrays to read.
+
+    ``by = "frames"`` (default): ``_block(target, start, block)`` with ``block`` the
+    ``(frames, sites, 3, 3)`` float64 tensors of frames ``start..`` of every site, for
+    analyses that accumulate over time (averages, statistics, streaming correlations).
+    ``by = "sites"``: ``_sites_block(target, element, sites, block)`` with ``block`` the
+    ``(frames, len(sites), 3, 3)`` series of a block of one element's ``sites`` (indices
+    on the store's site axis) over all selected frames, sized to ``memory_gb``, for
+    analyses that need each site's whole series (correlation functions); elements the
+    model does not cover for a target are not handed over. ``species`` (symbols, e.g.
+    ``"O"`` or ``"Si,O"``) and ``frames`` (a slice of the stored frames) narrow what is read.
     """
 
     targets: tuple = ("ms", "efg")
+    by: str = "frames"
 
-    def __init__(self, path, chunk_frames=None, allow_incomplete=False):
+    def __init__(self, path, chunk_frames=None, allow_incomplete=False, species=None, frames=None, memory_gb=1.0):
         self.path, self.chunk_frames, self.allow_incomplete = path, chunk_frames, allow_incomplete
+        self.species = [s.strip() for s in species.split(",")] if isinstance(species, str) else species
+        self.frames = frames if frames is not None else slice(None)
+        self.memory_gb = memory_gb
 
     def run(self):
-        from ase.data import atomic_numbers
-
         from .store import check_complete, open_store, read
 
         g = self.group = open_store(self.path)
         check_complete(g, self.path, self.allow_incomplete)
         self.attrs = dict(g.attrs)
         self.numbers = read(g, self.path, "numbers")
-        self.n_frames = int(self.attrs.get("frames_done", 0))
+        rows = range(int(self.attrs.get("frames_done", 0)))[self.frames]
+        self.rows = slice(rows.start, rows.stop, rows.step)  # the selected frames, as stored
+        self.n_frames = len(rows)
         self.shift_reference = self.attrs.get("shift_reference", {})
         self._prepare()
-        step = self.chunk_frames or int(self.attrs["chunk_frames"])
-        for t in (t for t in self.attrs["targets"] if t in self.targets):
-            covers = self.attrs.get("covered_species", {}).get(t)
-            covered = np.isin(self.numbers, [atomic_numbers[e] for e in covers]) if covers is not None else None
-            for a in range(0, self.n_frames, step):
-                block = read(g, self.path, t, slice(a, min(a + step, self.n_frames))).astype(np.float64)
-                if covered is not None and not np.isfinite(block[:, covered]).all():
-                    raise InputError(self.path, f"{t} is missing in frames {a}..{a + len(block) - 1}: "
-                                                "a lost or damaged chunk")  # fmt: skip
-                self._block(t, a, block.reshape(block.shape[:2] + (3, 3)))
+        stored = self.attrs.get("targets", [t for t in ("ms", "efg") if t in g])
+        for t in (t for t in stored if t in self.targets):
+            if self.by == "sites":
+                self._run_sites(t)
+            else:
+                self._run_frames(t)
         return self._conclude()
+
+    def _run_frames(self, t):
+        from ase.data import atomic_numbers
+
+        from .store import read
+
+        covers = self.attrs.get("covered_species", {}).get(t)
+        covered = np.isin(self.numbers, [atomic_numbers[e] for e in covers]) if covers is not None else None
+        rows = self.rows
+        if rows.step != 1:
+            raise ValueError("frame blocks need a contiguous frame selection (step 1)")
+        step = self.chunk_frames or int(self.attrs["chunk_frames"])
+        for a in range(rows.start, rows.stop, step):
+            block = read(self.group, self.path, t, slice(a, min(a + step, rows.stop))).astype(np.float64)
+            if covered is not None and not np.isfinite(block[:, covered]).all():
+                raise InputError(self.path, f"{t} is missing in frames {a}..{a + len(block) - 1}: "
+                                            "a lost or damaged chunk")  # fmt: skip
+            self._block(t, a - rows.start, block.reshape(block.shape[:2] + (3, 3)))
+
+    def _run_sites(self, t):
+        from ase.data import chemical_symbols
+
+        from .store import site_series
+
+        per_site_bytes = max(self.n_frames, 1) * 9 * 8 * 4  # the series, a padded FFT and products
+        size = max(1, int(self.memory_gb * 1e9 / per_site_bytes))
+        for z in np.unique(self.numbers):
+            el = chemical_symbols[int(z)]
+            if self.species and el not in self.species:
+                continue
+            idx = np.flatnonzero(self.numbers == z)
+            for a in range(0, len(idx), size):
+                sites = idx[a : a + size]
+                x = site_series(self.group, self.path, t, el, sites, self.rows)
+                if x is None:
+                    break  # the model does not predict this target for this element
+                self._sites_block(t, el, sites, x.reshape(x.shape[:2] + (3, 3)))
 
     def _prepare(self):
         pass
 
     def _block(self, target, start, block):
+        raise NotImplementedError
+
+    def _sites_block(self, target, element, sites, block):
         raise NotImplementedError
 
     def _conclude(self):
@@ -80,6 +129,45 @@ class TimeAverage(StoreAnalysis):
 
     def _conclude(self):
         return {t: total / self.n_frames for t, total in self._sums.items()}
+
+
+class SiteTensors(StoreAnalysis):
+    """One element's tensors as the sites of a powder (the input of a spectrum):
+    ``{"ms": (K, 3, 3) or None, "efg": (K, 3, 3) or None, "sigma_ref": ppm or None}``.
+
+    ``average``: ``run``, each site's tensor averaged over the selected frames (what fast
+    motion leaves); ``window``, averaged over windows of ``window_ps``; ``none``, every
+    instantaneous tensor. ``sigma_ref`` is the store's shift reference for the element.
+    """
+
+    by = "sites"
+
+    def __init__(self, path, element, average="run", window_ps=None, frames=None, allow_incomplete=False):
+        super().__init__(path, allow_incomplete=allow_incomplete, species=element, frames=frames)
+        self.element, self.average, self.window_ps = element, average, window_ps
+
+    def _prepare(self):
+        from ase.data import atomic_numbers
+
+        if not (self.numbers == atomic_numbers[self.element]).any():
+            raise ValueError(f"{self.path} stores no {self.element} sites")
+        self._out: dict = {}
+
+    def _sites_block(self, target, element, sites, block):
+        from . import dynamics
+        from .store import read
+
+        if self.average == "run":
+            block = dynamics.mean_tensors(block)[None]
+        elif self.average == "window":
+            block, _ = dynamics.window_means(block, read(self.group, self.path, "time_ps", self.rows), self.window_ps)
+        self._out.setdefault(target, []).append(block)
+
+    def _conclude(self):
+        out = {t: np.concatenate(v, axis=1).reshape(-1, 3, 3) if t in self._out else None
+               for t, v in ((t, self._out.get(t)) for t in ("ms", "efg"))}  # fmt: skip
+        out["sigma_ref"] = self.shift_reference.get(self.element, {}).get("sigma_ref_ppm")
+        return out
 
 
 class Summary(TimeAverage):

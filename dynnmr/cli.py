@@ -111,8 +111,8 @@ def _analyze_distributed(args):
     from .analysis import format_summary, summarize
     from .distributed import analyze_distributed, client_for
 
-    if args.correlate or args.profile:
-        raise ValueError("--correlate and --profile are single-process options; run dynnmr dynamics on the store")
+    if args.profile:
+        raise ValueError("--profile is a single-process option")
     device = "cpu" if args.device == "auto" else args.device  # each worker's device; auto means the driver's
     spec = _analysis_spec(args, device)
     with client_for(args.scheduler, args.worker_threads) as client:
@@ -454,7 +454,7 @@ def build_parser():
     q.add_argument(
         "--correlate",
         action="store_true",
-        help="streaming multiple-tau autocorrelations per irrep into the store's analysis/ group",
+        help="multiple-tau autocorrelations per irrep into the store's analysis/ group, once it is written",
     )
     q.add_argument("--profile", action="store_true", help="print time per stage at the end")
     q.add_argument(

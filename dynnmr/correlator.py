@@ -4,7 +4,8 @@ Ramirez, Sukumaran, Vorselaars and Likhtman, J. Chem. Phys. 133, 154103 (2010): 
 correlates the incoming frames at lags 0..p-1; every ``m`` values of a level are
 averaged and passed to the next, which covers lags p/m..p-1 in units of m^level frames.
 Memory grows with the number of levels, i.e. with log(run length), not with the run, so
-the correlator can ride along inside ``dynnmr analyze --correlate`` chunk by chunk.
+:class:`MultipleTau` runs it over a store of any length block by block of frames
+(``dynnmr analyze --correlate`` does so once the store is written).
 
 Fluctuations are about each site's mean over the whole run, which is not known while
 streaming; the correlator keeps the first p values of each level besides the last p, from
@@ -24,6 +25,7 @@ import numba
 import numpy as np
 
 from . import tensors as T
+from .analysis import StoreAnalysis
 
 
 @numba.njit(cache=True, nogil=True)
@@ -115,3 +117,29 @@ class MultipleTauCorrelator:
                     parts[l].append(cov[:, sl].sum(axis=1) / cnt)
                 lags.append(j * self.m**level)
         return np.array(lags), {l: np.array(v) for l, v in parts.items()}
+
+
+class MultipleTau(StoreAnalysis):
+    """The multiple-tau correlator over a store, one block of frames at a time, into its
+    ``analysis/`` group: ``mtau_{target}_l{l}`` (mtau_lag, site), per irrep, and
+    ``mtau_lag_frames`` (mtau_lag), lags in frames (they are not those of ``dynamics``).
+    Sites the model does not cover for a target give NaN. Returns the group's path."""
+
+    def _prepare(self):
+        self._corr: dict = {}
+
+    def _block(self, target, start, block):
+        corr = self._corr.setdefault(target, MultipleTauCorrelator(block.shape[1]))
+        corr.update(block.reshape(block.shape[:2] + (9,)))
+
+    def _conclude(self):
+        import zarr
+
+        out = zarr.open_group(str(self.path), mode="r+").require_group("analysis")
+        for t, corr in self._corr.items():
+            lags, c = corr.result()
+            out.create_array("mtau_lag_frames", data=lags, overwrite=True, dimension_names=("mtau_lag",))
+            for l, v in c.items():
+                out.create_array(f"mtau_{t}_l{l}", data=v.astype(np.float64), overwrite=True,
+                                 dimension_names=("mtau_lag", "site"))  # fmt: skip
+        return self.path

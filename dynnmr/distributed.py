@@ -85,8 +85,6 @@ def analyze_distributed(spec, client, output=None, *, threads=None, retries=1, *
         spec = AnalysisSpec(spec, output, **options)
     elif output is not None or options:
         raise TypeError("analyze_distributed(spec, client) takes no other options: use spec.replace(...)")
-    if spec.correlate:
-        raise ValueError("--correlate is a single-process option; run dynnmr dynamics on the store")
     # workers on other machines see the same shared paths
     spec = spec.replace(trajectory=spec.trajectory.resolve(), output=spec.output.resolve())
     trajectory, output = spec.trajectory, spec.output
@@ -169,6 +167,10 @@ def _run_locked(client, spec, net, job, expected, n_frames, threads, retries):
                                       "error": str(error) if error else "interrupted"})  # fmt: skip
     if error is not None:
         raise error
+    if spec.correlate:  # over the finished store, on the driver (it reads, the model is done)
+        from .correlator import MultipleTau
+
+        MultipleTau(output).run()
     print(f"{output}: {frames_this_run} frames in {len(todo)} chunks on {len(client.scheduler_info()['workers'])} "
           f"workers", file=sys.stderr)  # fmt: skip
     return output

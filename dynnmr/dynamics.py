@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tensors as T
+from .analysis import StoreAnalysis
 from .isotopes import isotope_for
 from .params import efg_columns, shielding_columns
 
@@ -339,93 +340,109 @@ def analyse_store(
     CSA from ``ms``, summed when both exist; CT-selective for half-integer quadrupolar
     nuclei). Species values come from the correlation averaged over the species' sites,
     with error bars from :data:`N_BLOCKS` time blocks and the spread over sites, and
-    ``resolved``/``warnings`` saying whether the frames can carry them. Sites are
-    processed in blocks that fit ``memory_gb``: each block reads every frame chunk. A
+    ``resolved``/``warnings`` saying whether the frames can carry them; with a
+    committee's spread stored, ``*_model_sd`` give the model's uncertainty of the
+    averages. Sites are processed in blocks that fit ``memory_gb``
+    (:class:`Dynamics`, a :class:`~dynnmr.analysis.StoreAnalysis` over site blocks). A
     failed or unfinished store is refused unless ``allow_incomplete``.
     """
-    import zarr
-    from ase.data import atomic_numbers, chemical_symbols
+    return Dynamics(path, window_ps, field_t, species, max_lag_ps, memory_gb, allow_incomplete).run()
 
-    from .analysis import rms_spread
-    from .store import check_complete, check_output, read, site_series
 
-    check_output(path, resume=True)  # a dynnmr store, not any folder
-    g = zarr.open_group(str(path), mode="r+")
-    check_complete(g, path, allow_incomplete)
-    numbers = read(g, path, "numbers")
-    t = read(g, path, "time_ps")
-    n = len(t)
-    if n < 4 or not np.all(np.isfinite(t)):
-        raise ValueError(f"{path}: dynamics needs at least 4 frames with times (analyze with --dt)")
-    dt = float(np.median(np.diff(t)))
-    if not np.allclose(np.diff(t), dt, rtol=1e-3, atol=1e-9):
-        raise ValueError(f"{path}: frames are not equally spaced in time (use --frames with a fixed step)")
-    lags = n // 2 if max_lag_ps is None else max(2, min(n, round(max_lag_ps / dt) + 1))
-    rotation = cell_rotation_deg(read(g, path, "cell")) if "cell" in g else float("nan")
-    n_blocks = N_BLOCKS if n // N_BLOCKS >= 4 else 0
-    block_len = n // N_BLOCKS if n_blocks else 0
-    targets = [x for x in ("ms", "efg") if x in g]
-    wanted = sorted(set(numbers)) if not species else [atomic_numbers[s.strip()] for s in species.split(",")]
-    from . import __version__
+class Dynamics(StoreAnalysis):
+    """:func:`analyse_store` as a store analysis: each site's whole series, a block of one
+    species' sites at a time; ``run()`` returns the result dict."""
 
-    result = {"store": str(path), "model": g.attrs.get("model_name"), "dynnmr_version": __version__, "frames": n, "dt_ps": dt, "field_T": field_t, "max_lag_ps": (lags - 1) * dt,
-              "window_ps": window_ps, "cell_rotation_deg": rotation, "species": {}, "sites": []}  # fmt: skip
-    out = g.require_group("analysis")
-    for name in list(out.array_keys()):  # a previous run's species and lags; analyze's mtau_* stay
-        if not name.startswith("mtau_"):
-            del out[name]
-    out.create_array("lag_ps", data=dt * np.arange(lags), dimension_names=("lag",))
-    site_block = max(1, int(memory_gb * 1e9 / (n * 9 * 8 * 4)))  # series, padded FFT and products
-    spreads = {tg: rms_spread(g, path, tg, n) for tg in targets}  # committee spread per site, or None
-    for z in wanted:
-        el = chemical_symbols[int(z)]
-        idx = np.flatnonzero(numbers == z)
-        if not idx.size:
-            continue
-        per_site = {f"{k}_{tg}": [] for k in ("mean", "acf") for tg in targets}
-        blocks = {tg: 0.0 for tg in targets}
-        win = {}
-        for a in range(0, len(idx), site_block):
-            block = idx[a : a + site_block]
-            for tg in targets:
-                x = site_series(g, path, tg, el, block)
-                if x is None:
-                    continue  # the model does not predict this target for this species
-                per_site[f"mean_{tg}"].append(mean_tensors(x))
-                y = irrep_fluctuations(x)[2]
-                per_site[f"acf_{tg}"].append(autocorrelation(y, lags))
-                if n_blocks:
-                    blocks[tg] = blocks[tg] + np.array([
-                        autocorrelation(y[b * block_len : (b + 1) * block_len], min(lags, block_len)).sum(axis=1)
-                        for b in range(n_blocks)])  # fmt: skip
-                if window_ps:
-                    means, _ = window_means(x, t, window_ps)
-                    win.setdefault(tg, []).append(means.reshape(-1, 3, 3))
-        cat = {k: np.concatenate(v, axis=-2 if k.startswith("mean") else -1) for k, v in per_site.items() if v}
-        if not cat:
-            continue
-        summary = _species_summary(el, idx, cat, blocks, win, dt, n, field_t)
-        _add_model_sd(summary, el, idx, spreads)
-        if rotation > 1.0:
-            summary["species"]["warnings"].append(
-                f"the cell rotates by up to {rotation:.1f} deg: lab-frame averages and correlations mix orientations"
-            )
-            summary["species"]["resolved"] = False
-        result["species"][el] = summary["species"]
-        result["sites"].extend(summary["sites"])
-        site = f"site_{el}"  # one site axis per species: the species have different numbers of sites
-        out.create_array(f"atom_index_{el}", data=read(g, path, "atom_index")[idx], overwrite=True,
-                         dimension_names=(site,))  # fmt: skip
-        for key, arr in cat.items():
-            out.create_array(f"{key}_{el}", data=arr.astype(np.float32), overwrite=True,
-                             dimension_names=(site, "component") if key.startswith("mean") else ("lag", site))  # fmt: skip
-        for key in ("tau_c_ps", "R1_per_s", "R1_ct_per_s"):
-            values = [s.get(key, np.nan) for s in summary["sites"]]
-            out.create_array(f"{key}_{el}", data=np.asarray(values, dtype=np.float64), overwrite=True,
-                             dimension_names=(site,))  # fmt: skip
-    out.attrs.update({"dt_ps": dt, "field_T": field_t, "window_ps": window_ps, "acf": "l=2 fluctuation, unbiased",
-                      "species": _json_safe(result["species"])})  # fmt: skip
-    return result
+    by = "sites"
+
+    def __init__(self, path, window_ps=None, field_t=14.1, species=None, max_lag_ps=None, memory_gb=1.0,
+                 allow_incomplete=False):  # fmt: skip
+        super().__init__(path, allow_incomplete=allow_incomplete, species=species, memory_gb=memory_gb)
+        self.window_ps, self.field_t, self.max_lag_ps = window_ps, field_t, max_lag_ps
+
+    def _prepare(self):
+        from ase.data import atomic_numbers
+
+        from .store import read
+
+        g, path = self.group, self.path
+        t = self.times = read(g, path, "time_ps", self.rows)
+        n = self.n_frames
+        if n < 4 or not np.all(np.isfinite(t)):
+            raise ValueError(f"{path}: dynamics needs at least 4 frames with times (analyze with --dt)")
+        dt = self.dt = float(np.median(np.diff(t)))
+        if not np.allclose(np.diff(t), dt, rtol=1e-3, atol=1e-9):
+            raise ValueError(f"{path}: frames are not equally spaced in time (use --frames with a fixed step)")
+        self.lags = n // 2 if self.max_lag_ps is None else max(2, min(n, round(self.max_lag_ps / dt) + 1))
+        self.rotation = cell_rotation_deg(read(g, path, "cell", self.rows)) if "cell" in g else float("nan")
+        self.n_blocks = N_BLOCKS if n // N_BLOCKS >= 4 else 0
+        self.block_len = n // N_BLOCKS if self.n_blocks else 0
+        if self.species:
+            unknown = [s for s in self.species if s not in atomic_numbers]
+            if unknown:
+                raise KeyError(f"unknown element(s) {', '.join(unknown)}")
+        self._acc: dict = {}  # element -> accumulated per-site results
+
+    def _sites_block(self, tg, el, sites, x):
+        acc = self._acc.setdefault(el, {"per_site": {}, "blocks": {}, "win": {}})
+        acc["per_site"].setdefault(f"mean_{tg}", []).append(mean_tensors(x).reshape(len(sites), 9))
+        y = irrep_fluctuations(x.reshape(x.shape[:2] + (9,)))[2]
+        acc["per_site"].setdefault(f"acf_{tg}", []).append(autocorrelation(y, self.lags))
+        if self.n_blocks:
+            b_len = self.block_len
+            acc["blocks"][tg] = acc["blocks"].get(tg, 0.0) + np.array([
+                autocorrelation(y[b * b_len : (b + 1) * b_len], min(self.lags, b_len)).sum(axis=1)
+                for b in range(self.n_blocks)])  # fmt: skip
+        if self.window_ps:
+            means, _ = window_means(x, self.times, self.window_ps)
+            acc["win"].setdefault(tg, []).append(means.reshape(-1, 3, 3))
+
+    def _conclude(self):
+        import zarr
+        from ase.data import atomic_numbers
+
+        from . import __version__
+        from .analysis import rms_spread
+        from .store import read
+
+        path, n, dt = self.path, self.n_frames, self.dt
+        g = zarr.open_group(str(path), mode="r+")
+        result = {"store": str(path), "model": self.attrs.get("model_name"), "dynnmr_version": __version__,
+                  "frames": n, "dt_ps": dt, "field_T": self.field_t, "max_lag_ps": (self.lags - 1) * dt,
+                  "window_ps": self.window_ps, "cell_rotation_deg": self.rotation, "species": {},
+                  "sites": []}  # fmt: skip
+        out = g.require_group("analysis")
+        for name in list(out.array_keys()):  # a previous run's species and lags; the mtau_* stay
+            if not name.startswith("mtau_"):
+                del out[name]
+        out.create_array("lag_ps", data=dt * np.arange(self.lags), dimension_names=("lag",))
+        targets = [x for x in ("ms", "efg") if x in g]
+        spreads = {tg: rms_spread(g, path, tg, self.attrs.get("frames_done", n)) for tg in targets}
+        atom_index = read(g, path, "atom_index")
+        for el in sorted(self._acc, key=lambda e: atomic_numbers[e]):
+            acc = self._acc[el]
+            idx = np.flatnonzero(self.numbers == atomic_numbers[el])
+            cat = {k: np.concatenate(v, axis=-2 if k.startswith("mean") else -1) for k, v in acc["per_site"].items()}
+            summary = _species_summary(el, idx, cat, acc["blocks"], acc["win"], dt, n, self.field_t)
+            _add_model_sd(summary, el, idx, spreads)
+            if self.rotation > 1.0:
+                summary["species"]["warnings"].append(f"the cell rotates by up to {self.rotation:.1f} deg: lab-frame "
+                                                      "averages and correlations mix orientations")  # fmt: skip
+                summary["species"]["resolved"] = False
+            result["species"][el] = summary["species"]
+            result["sites"].extend(summary["sites"])
+            site = f"site_{el}"  # one site axis per species: the species have different numbers of sites
+            out.create_array(f"atom_index_{el}", data=atom_index[idx], overwrite=True, dimension_names=(site,))
+            for key, arr in cat.items():
+                out.create_array(f"{key}_{el}", data=arr.astype(np.float32), overwrite=True,
+                                 dimension_names=(site, "component") if key.startswith("mean") else ("lag", site))  # fmt: skip
+            for key in ("tau_c_ps", "R1_per_s", "R1_ct_per_s"):
+                values = [s.get(key, np.nan) for s in summary["sites"]]
+                out.create_array(f"{key}_{el}", data=np.asarray(values, dtype=np.float64), overwrite=True,
+                                 dimension_names=(site,))  # fmt: skip
+        out.attrs.update({"dt_ps": dt, "field_T": self.field_t, "window_ps": self.window_ps,
+                          "acf": "l=2 fluctuation, unbiased", "species": _json_safe(result["species"])})  # fmt: skip
+        return result
 
 
 def _json_safe(obj):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .correlator import MultipleTauCorrelator
+from .correlator import MultipleTau
 from .errors import InputError
 from .formats import check_file
 from .inference import Job, load_for_inference
@@ -154,7 +154,6 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
         uncertainty=job.uncertainty,
     )
     chunk_frames = store.chunk_frames
-    correlators = {t: MultipleTauCorrelator(len(job.sites)) for t in net.targets} if spec.correlate else {}
 
     def frames_with_first():
         yield from head
@@ -193,8 +192,6 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
                                          f"{position + len(payload) - 1}; the {position} frames before are kept: "
                                          "free space and run the same command with --resume") from exc  # fmt: skip
             prof.write += time.perf_counter() - t0
-            for t, corr in correlators.items():
-                corr.update(data[t])
             position += len(payload)
             prof.frames += len(payload)
             prof.atoms += len(payload) * n_atoms
@@ -213,20 +210,8 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
         except OSError:  # e.g. the full disk that stopped the run: frames_done still says what is kept
             if error is None:
                 raise
-    if error is None and correlators:
-        _store_correlations(store.group, correlators)
+    if error is None and spec.correlate:  # over the whole store: a resumed run is correlated whole too
+        MultipleTau(output).run()
     if error is not None:  # bad input met by the reader thread, raised after the good frames are stored
         raise error
     return output
-
-
-def _store_correlations(group, correlators):
-    """Multiple-tau results as ``analysis/mtau_{target}_l{l}`` (mtau_lag, site) and
-    ``analysis/mtau_lag_frames`` (mtau_lag): their lags are not those of ``dynamics``."""
-    out = group.require_group("analysis")
-    for t, corr in correlators.items():
-        lags, c = corr.result()
-        out.create_array("mtau_lag_frames", data=lags, overwrite=True, dimension_names=("mtau_lag",))
-        for l, v in c.items():
-            out.create_array(f"mtau_{t}_l{l}", data=v.astype(np.float64), overwrite=True,
-                             dimension_names=("mtau_lag", "site"))  # fmt: skip

@@ -44,8 +44,8 @@ class AnalysisSpec:
     ``batch_atoms``: atoms per inference batch (default 4,000 on CPU, 100,000 on GPU);
     ``graphs``: where neighbour lists are built, ``cpu`` (reader thread), ``device`` (vesin
     on the model's device) or ``auto`` (device when that is a GPU); ``fmt``/``topology``:
-    reader format and the element-naming file of binary trajectories; ``correlate``: a
-    streaming multiple-tau correlator alongside (single pass, not with ``resume``);
+    reader format and the element-naming file of binary trajectories; ``correlate``: the
+    multiple-tau correlator over the store once it is written (:class:`dynnmr.correlator.MultipleTau`);
     ``uncertainty``: store the committee spread of a model that has members
     (:mod:`dynnmr.uncertainty`).
     """
@@ -98,8 +98,6 @@ class AnalysisSpec:
             raise ValueError(f"graphs must be {', '.join(GRAPHS)}, not {self.graphs!r}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
-        if self.correlate and self.resume:
-            raise ValueError("--correlate needs the whole run in one pass; use dynnmr dynamics on a resumed store")
 
     @property
     def selection(self) -> slice:

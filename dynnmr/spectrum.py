@@ -186,37 +186,14 @@ def site_tensors(path, element, average="run", window_ps=None, frames=None, allo
     z = atomic_numbers[element]
     p = Path(path)
     if is_store(p):
-        import zarr
+        if average not in ("run", "window", "none"):
+            raise ValueError(f"average must be run, window or none, not {average!r}")
+        if average == "window" and not window_ps:
+            raise ValueError("--average window needs --window PS")
+        from .analysis import SiteTensors
 
-        from . import dynamics
-        from .store import check_complete, read, site_series
-
-        g = zarr.open_group(str(p), mode="r")
-        check_complete(g, p, allow_incomplete)
-        sel = np.flatnonzero(read(g, p, "numbers") == z)
-        if not sel.size:
-            raise ValueError(f"{path} stores no {element} sites")
-        rows = slice(None) if frames is None else frames
-        out = []
-        for t in ("ms", "efg"):
-            if t not in g:
-                out.append(None)
-                continue
-            x = site_series(g, p, t, element, sel, rows)
-            if x is None:
-                out.append(None)
-                continue
-            if average == "run":
-                x = dynamics.mean_tensors(x)[None]
-            elif average == "window":
-                if not window_ps:
-                    raise ValueError("--average window needs --window PS")
-                x, _ = dynamics.window_means(x, read(g, p, "time_ps", rows), window_ps)
-            elif average != "none":
-                raise ValueError(f"average must be run, window or none, not {average!r}")
-            out.append(x.reshape(-1, 3, 3))
-        ref = g.attrs.get("shift_reference", {}).get(element, {}).get("sigma_ref_ppm")
-        return out[0], out[1], ref
+        result = SiteTensors(p, element, average, window_ps, frames, allow_incomplete).run()
+        return result["ms"], result["efg"], result["sigma_ref"]
     from . import tensorfiles
 
     ms, efg = [], []

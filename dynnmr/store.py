@@ -371,4 +371,6 @@ def open_store(path):
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such store")
+    if not is_store(path):
+        raise InputError(path, "not a dynnmr store (made by dynnmr analyze)")
     return zarr.open_group(os.fspath(path), mode="r", zarr_format=3)

@@ -156,7 +156,7 @@ def test_cli_scheduler_local(tmp_path, tiny_model, capsys):
                  "--scheduler", "local:2", "--chunk-frames", "2", "-q"]) == 0  # fmt: skip
     assert zarr.open_group(str(tmp_path / "c.zarr"), mode="r").attrs["complete"] is True
     assert main(["analyze", str(tmp_path / "t.extxyz"), "-o", str(tmp_path / "d.zarr"), "--model", str(tiny_model),
-                 "--scheduler", "local:1", "--correlate"]) == 2  # fmt: skip
+                 "--scheduler", "local:1", "--profile"]) == 2  # fmt: skip
     assert "single-process" in capsys.readouterr().err
 
 

@@ -24,7 +24,7 @@ def test_spec_normalises_and_is_a_hashable_picklable_value(tmp_path):
 @pytest.mark.parametrize("bad, message", [
     ({"chunk_frames": 0}, "chunk_frames"), ({"dt_ps": 0.0}, "dt_ps"), ({"md_timestep_ps": -1.0}, "md_timestep_ps"),
     ({"graphs": "gpu"}, "graphs"), ({"resume": True, "overwrite": True}, "exclude"),
-    ({"resume": True, "correlate": True}, "one pass"), ({"frames": "a:b"}, "whole numbers"),
+    ({"frames": "a:b"}, "whole numbers"),
     ({"batch_atoms": 0}, "batch_atoms"),
 ])  # fmt: skip
 def test_spec_refuses_bad_options_before_any_work(bad, message):
