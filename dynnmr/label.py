@@ -33,7 +33,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
 
-from .structure import bonds as _bonds
+from . import structure
 from .structure import coordination_defect
 
 CAP_DISTANCE_A = {"O": 0.96, "Si": 1.48}  # X-H distance of a cap replacing a cut bond
@@ -58,7 +58,7 @@ def carve_cluster(atoms: Atoms, centre: int, shells: int = 2, bonds=None) -> Ato
     ``cluster.arrays["source_index"]`` gives each atom's index in ``atoms`` (-1 for caps)
     and ``cluster.arrays["depth"]`` its bond distance from the centre.
     """
-    bonds = _bonds(atoms) if bonds is None else bonds
+    bonds = structure.bonds(atoms) if bonds is None else bonds
     cell = atoms.cell.array
     origin = atoms.positions[centre]
     key0 = (centre, (0, 0, 0))
@@ -299,7 +299,7 @@ DEFECT = -2  # label_status of a site skipped for a coordination defect (-1: DFT
 def drop_defect_labels(atoms: Atoms) -> list[int]:
     """Withdraw labels of sites that :func:`dynnmr.structure.coordination_defect` rejects (labelled before
     the rule existed): their status becomes ``DEFECT`` and their tensors NaN."""
-    bonds = _bonds(atoms)
+    bonds = structure.bonds(atoms)
     dropped = [
         int(i) for i in np.flatnonzero(atoms.arrays["label_status"] == 1) if coordination_defect(atoms, i, bonds)
     ]
@@ -367,7 +367,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
         if rec.info.get("label_method") != method:
             raise ValueError(f"{out_path}: frame {frame_index} was labelled with {rec.info.get('label_method')!r}, "
                              f"not {method!r}; write to another file")  # fmt: skip
-        bonds = _bonds(rec)
+        bonds = structure.bonds(rec)
         rec.arrays.setdefault("chosen_by_spread", np.zeros(len(rec), dtype=int))
         spread = committee_spread(rec, select_by, want[0]) if select_by else None
         order, by_spread = candidate_sites(rec, species, seed, spread, random_share)
