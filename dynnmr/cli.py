@@ -47,7 +47,7 @@ def cmd_params(args):
         raise InputError(args.input, "no atom carries an ms or efg tensor")
     if args.output:
         with open(args.output, "w", newline="") as fh:
-            params.write_csv(rows, fh)
+            params.write_csv(rows, fh, comment=tensorfiles.provenance(args.input))
         _info(args, f"wrote {len(rows)} sites to {args.output}")
     else:
         sys.stdout.write(params.format_table(rows))
@@ -173,6 +173,7 @@ def cmd_spectrum(args):
         static_spectrum,
         support_range,
     )
+    from .tensorfiles import provenance
 
     iso = get_isotope(args.nucleus)
     ms, efg, ref = site_tensors(args.input, iso.element, args.average, args.window,
@@ -201,6 +202,7 @@ def cmd_spectrum(args):
                                       points=args.points, iso_points=args.iso_points)  # fmt: skip
         if args.output:
             with open(args.output, "w") as fh:
+                fh.write(provenance(args.input) + f"# {iso.name} 3QMAS, {args.field:g} T\n")
                 fh.write("ppm_direct,ppm_iso,intensity\n")
                 fh.writelines(
                     f"{a:.6f},{b:.6f},{z[j, i]:.8g}\n" for j, b in enumerate(iso_ppm) for i, a in enumerate(direct)
@@ -252,6 +254,7 @@ def cmd_spectrum(args):
         title += f"; {what}"
     if args.output:
         with open(args.output, "w") as fh:
+            fh.write(provenance(args.input) + f"# {title}\n")
             fh.write("ppm,intensity\n")
             fh.writelines(f"{a:.6f},{b:.8g}\n" for a, b in zip(ppm, y))
     if args.plot:

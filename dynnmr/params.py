@@ -193,8 +193,12 @@ def table_columns(rows):
     return COLUMNS + [c for c in extra if c in present]
 
 
-def write_csv(rows, fh):
-    """CSV with a header; absent values are empty fields; floats with full precision."""
+def write_csv(rows, fh, comment=None):
+    """CSV with a header; absent values are empty fields; floats with full precision.
+    ``comment``: a first line starting with ``#`` (what made the file:
+    :func:`dynnmr.tensorfiles.provenance`)."""
+    if comment:
+        fh.write(comment)
     writer = csv.DictWriter(fh, fieldnames=table_columns(rows), lineterminator="\n")
     writer.writeheader()
     for row in rows:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
@@ -242,3 +243,23 @@ def shift_references(images) -> dict:
             if key.startswith("sigma_ref_ppm_"):
                 refs.setdefault(key.removeprefix("sigma_ref_ppm_"), float(value))
     return refs
+
+
+def provenance(path) -> str:
+    """One comment line for an output made from ``path`` (a store or a tensor file):
+    ``# dynnmr VERSION; from NAME; tensors by model M (dynnmr V)``, the model being the
+    one the input records (:func:`stamp`; a store's attributes), or "unknown model" for
+    tensors from elsewhere (DFT files). CSV readers skip it as a comment (``comment="#"``)."""
+    from . import __version__
+
+    path = Path(path)
+    if detect(path).name == "store":
+        from .store import open_store
+
+        attrs = open_store(path).attrs
+        model, made_by = attrs.get("model_name"), attrs.get("dynnmr_version")
+    else:
+        info = read(path, index="0")[0].info
+        model, made_by = info.get("model"), info.get("dynnmr_version")
+    by = f"tensors by model {model} (dynnmr {made_by})" if model else "tensors not from a dynnmr model"
+    return f"# dynnmr {__version__}; from {path.name}; {by}\n"

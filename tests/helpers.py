@@ -42,3 +42,19 @@ def random_rotations(n, rng=None):
         ],
         -2,
     )
+
+
+def load_csv(path):
+    """A numeric CSV written by dynnmr: its ``#`` lines (what made it) and header skipped."""
+    import numpy as np
+
+    lines = [ln for ln in open(path) if not ln.startswith("#")]
+    return np.loadtxt(lines[1:], delimiter=",", ndmin=2)
+
+
+def csv_rows(path):
+    """A CSV written by dynnmr as dicts, its ``#`` lines skipped."""
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(ln for ln in fh if not ln.startswith("#")))

@@ -1,6 +1,5 @@
 """`dynnmr params` on every supported format, its options and its failure modes."""
 
-import csv
 import subprocess
 import sys
 
@@ -13,14 +12,13 @@ from dynnmr.cli import main
 from dynnmr.params import COLUMNS
 
 from conftest import MAGRES
-from helpers import make_traj, run
+from helpers import csv_rows, load_csv, make_traj, run
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def read_csv(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
+    return csv_rows(path)
 
 
 def test_params_csv_for_castep_file(tmp_path):
@@ -118,7 +116,7 @@ def test_negative_range_needs_no_equals_sign(tmp_path):
     out = tmp_path / "c.csv"
     assert main(["spectrum", str(REPO / "dynnmr" / "data" / "ethanol.magres"), "--nucleus", "13C", "--range", "-200:600",
                  "--reference", "C=170", "-o", str(out)]) == 0  # fmt: skip
-    ppm = np.loadtxt(out, delimiter=",", skiprows=1)[:, 0]
+    ppm = load_csv(out)[:, 0]
     assert ppm.min() == pytest.approx(-200, abs=0.5) and ppm.max() == pytest.approx(600, abs=0.5)
 
 

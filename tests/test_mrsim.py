@@ -10,6 +10,8 @@ from dynnmr import tensors as T
 from dynnmr.isotopes import get_isotope
 from dynnmr.spectrum import static_spectrum
 
+from helpers import load_csv
+
 RNG = np.random.default_rng(7)
 O17 = get_isotope("17O")
 
@@ -112,18 +114,18 @@ def test_spectrum_command_mas_mqmas_and_export(tmp_path, capsys):
     mas, mq, sys_json, png = tmp_path / "mas.csv", tmp_path / "mq.csv", tmp_path / "s.mrsys", tmp_path / "mq.png"
     assert main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "--mas", "inf",
                  "-o", str(mas), "--export-mrsim", str(sys_json)]) == 0  # fmt: skip
-    ppm, y = np.loadtxt(mas, delimiter=",", skiprows=1).T
+    ppm, y = load_csv(mas).T
     assert ppm[0] > ppm[-1] and y.sum() == pytest.approx(1.0) and sys_json.stat().st_size > 100
     static = tmp_path / "static.csv"
     assert (
         main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "-o", str(static)])
         == 0
     )
-    _, ys = np.loadtxt(static, delimiter=",", skiprows=1).T
+    _, ys = load_csv(static).T
     assert y.max() / y.sum() > 2 * ys.max() / ys.sum()  # spinning narrows the line
     assert main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "--mqmas",
                  "--points", "128", "--iso-points", "64", "-o", str(mq), "--plot", str(png)]) == 0  # fmt: skip
-    table = np.loadtxt(mq, delimiter=",", skiprows=1)
+    table = load_csv(mq)
     assert table.shape == (128 * 64, 3) and png.stat().st_size > 5000
     assert main(["spectrum", magres, "--nucleus", "13C", "--reference", "C=170", "--mqmas"]) == 2
     assert "half-integer quadrupolar" in capsys.readouterr().err

@@ -7,6 +7,8 @@ from dynnmr import tensors as T
 from dynnmr.isotopes import ISOTOPES
 from dynnmr.spectrum import static_spectrum
 
+from helpers import csv_rows, load_csv
+
 AXIS = np.linspace(-300, 150, 1801)  # ppm, 0.25 ppm bins
 STEP = AXIS[1] - AXIS[0]
 
@@ -145,7 +147,6 @@ def test_fused_kernel_equals_the_reference_functions():
 
 
 def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
-    import csv
 
     from dynnmr.cli import main
     from dynnmr.store import TensorStore
@@ -155,7 +156,7 @@ def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
     out, png = tmp_path / "o.csv", tmp_path / "o.png"
     assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "17O", "--reference", "O=290",
                  "--range=-500:300", "-o", str(out), "--plot", str(png)]) == 0  # fmt: skip
-    rows = list(csv.DictReader(open(out)))
+    rows = csv_rows(out)
     assert list(rows[0]) == ["ppm", "intensity"] and len(rows) == 2048
     ppm = np.array([float(r["ppm"]) for r in rows])
     y = np.array([float(r["intensity"]) for r in rows])
@@ -175,8 +176,10 @@ def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
         f = tmp_path / f"{average}.csv"
         assert main(["spectrum", str(tmp_path / "s.zarr"), "--nucleus", "29Si", "--average", average,
                      "--range=-200:0", "-o", str(f)]) == 0  # fmt: skip
-        spectra.append(np.loadtxt(f, delimiter=",", skiprows=1)[:, 1])
+        spectra.append(load_csv(f)[:, 1])
     np.testing.assert_allclose(spectra[0], spectra[1], rtol=1e-9, atol=1e-12)
+    head = open(tmp_path / "none.csv").readlines()[:2]  # what made it, and what was averaged
+    assert head[0].startswith("# dynnmr ") and "from s.zarr" in head[0] and "every frame's tensors" in head[1]
 
 
 def test_central_transition_formula_against_exact_diagonalisation():

@@ -14,6 +14,8 @@ from dynnmr.cli import main
 from dynnmr.samples import bootstrap_weights
 from dynnmr.train import train
 
+from helpers import csv_rows
+
 
 def test_spread_of_members_is_the_spread_of_each_members_parameters():
     rng = np.random.default_rng(0)
@@ -120,13 +122,14 @@ def test_predict_and_analyze_store_the_spread(committee, tmp_path, capsys):
 
 
 def test_params_report_the_spread_from_predict_files_and_stores(committee, tmp_path, capsys):
-    import csv
 
     quartz = modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz"
     out = tmp_path / "q.extxyz"
     assert main(["predict", str(quartz), "-o", str(out), "--model", str(committee), "-q"]) == 0
     assert main(["params", str(out), "-o", str(tmp_path / "q.csv"), "-q"]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "q.csv")))
+    rows = csv_rows(tmp_path / "q.csv")
+    first = open(tmp_path / "q.csv").readline()
+    assert first.startswith("# dynnmr ") and f"model {committee.stem} (dynnmr " in first  # what made the tensors
     back = tensorfiles.read(out)[0]
     si = [r for r in rows if r["species"] == "Si"]
     for r in si:
