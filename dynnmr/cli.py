@@ -43,6 +43,8 @@ def cmd_params(args):
         else [a.info.get("structure_id", f"{stem}:{k}") for k, a in enumerate(images)]
     )
     rows = params.site_table(images, names=names, isotopes=isotopes, references=refs)
+    if args.species:
+        rows = [r for r in rows if r["species"] in args.species.split(",")]
     if not rows:
         raise InputError(args.input, "no atom carries an ms or efg tensor")
     if args.output:
@@ -158,11 +160,34 @@ def cmd_dynamics(args):
     return 0
 
 
+def _deprecated(args, old, new):
+    """A one-line warning for an option spelling kept for one release."""
+    if not getattr(args, "quiet", False):
+        print(f"warning: {old} is deprecated and will be removed; use {new}", file=sys.stderr)
+
+
+def _observed_isotope(args):
+    """The isotope a spectrum observes: ``--isotope`` (``17O`` or ``O=17O``; the old
+    ``--nucleus``), else the usual NMR nucleus of ``--species``; both must agree."""
+    from .isotopes import get_isotope
+
+    name = args.isotope or args.nucleus
+    if args.nucleus:
+        _deprecated(args, "--nucleus", "--species EL (its usual isotope) or --isotope ISO")
+    if name:
+        iso = get_isotope(name.partition("=")[2] or name)
+        if args.species and args.species != iso.element:
+            raise ValueError(f"--isotope {iso.name} is not an isotope of --species {args.species}")
+        return iso
+    if not args.species:
+        raise ValueError("give --species EL (e.g. --species O for 17O) or --isotope ISO")
+    return get_isotope(args.species)
+
+
 def cmd_spectrum(args):
     import numpy as np
 
     from . import tensors as T
-    from .isotopes import get_isotope
     from .spec import parse_frames
     from .spectrum import (
         broaden,
@@ -175,7 +200,7 @@ def cmd_spectrum(args):
     )
     from .tensorfiles import provenance
 
-    iso = get_isotope(args.nucleus)
+    iso = _observed_isotope(args)
     ms, efg, ref = site_tensors(args.input, iso.element, args.average, args.window,
                                 parse_frames(args.frames) if args.frames else None,
                                 allow_incomplete=args.allow_incomplete)  # fmt: skip
@@ -276,7 +301,10 @@ def cmd_label(args):
     frames = (
         (f.index, frame_to_atoms(f)) for f in iread(args.input, parse_frames(args.frames), topology=args.topology)
     )
-    images = label_sites(frames, args.output, Path(args.input).name, species=args.sites.split(","),
+    if args.sites:
+        _deprecated(args, "--sites", "--species")
+    species = args.sites or args.species
+    images = label_sites(frames, args.output, Path(args.input).name, species=species.split(","),
                          properties=args.properties.split(","), max_sites=args.max_sites, shells=args.shells,
                          xc=args.xc, basis=args.basis, centre_basis=args.centre_basis, seed=args.seed,
                          select_by=args.select_by, random_share=args.random_share)  # fmt: skip
@@ -332,6 +360,14 @@ def _frames(text):
     return text
 
 
+def _element(text):
+    """argparse type for one element symbol."""
+    names = _elements(text)
+    if "," in names:
+        raise argparse.ArgumentTypeError(f"one element, not {text!r}")
+    return names
+
+
 def _elements(text):
     """argparse type for a comma-separated list of element symbols."""
     from ase.data import atomic_numbers
@@ -374,7 +410,9 @@ def build_parser():
         help="tensor file (CASTEP .magres, extended XYZ with ms/efg, silicate JSON) or a dynnmr store (each site's time-averaged tensors)",
     )
     q.add_argument("-o", "--output", help="write CSV here instead of printing a table")
-    q.add_argument("--isotope", action="append", metavar="EL=ISO", help="isotope per element, e.g. O=17O")
+    q.add_argument("--species", type=_elements, help="only these elements' sites, e.g. O (default all)")
+    q.add_argument("--isotope", action="append", metavar="EL=ISO",
+                   help="isotope per element for C_Q, e.g. N=14N (default: the usual NMR nucleus)")  # fmt: skip
     q.add_argument(
         "--reference", action="append", metavar="EL=PPM",
         help="shielding reference sigma_ref (ppm) per element; adds delta_iso_ppm = sigma_ref - sigma_iso",
@@ -480,7 +518,10 @@ def build_parser():
 
     q = sub.add_parser("spectrum", help="static powder spectrum from a store or a tensor file")
     q.add_argument("input", help="a store from dynnmr analyze, or a tensor file (magres, extxyz, JSON)")
-    q.add_argument("--nucleus", required=True, help="isotope, e.g. 17O or 29Si")
+    q.add_argument("--species", type=_element, help="element whose sites make the spectrum, e.g. O (observed as its "
+                   "usual NMR isotope: 17O, 29Si, 1H, 15N, ...)")  # fmt: skip
+    q.add_argument("--isotope", help="the isotope to observe instead, e.g. 14N (or N=14N)")
+    q.add_argument("--nucleus", help=argparse.SUPPRESS)  # the old name of --isotope, deprecated
     q.add_argument("--field", type=POSITIVE, default=14.1, help="B0 in Tesla (default 14.1)")
     q.add_argument(
         "--average",
@@ -522,8 +563,8 @@ def build_parser():
     q = sub.add_parser("label", help="DFT reference labels (EFG, GIAO shielding) of cluster-centred sites with PySCF")
     q.add_argument("input", help="structure or trajectory file (periodic frames)")
     q.add_argument("-o", "--output", required=True, help="extended XYZ of labelled frames; rerun to resume")
-    q.add_argument("--species", "--sites", dest="sites", default="O",
-                   help="elements whose sites to label, e.g. O,Si (default O; --sites: the old name)")  # fmt: skip
+    q.add_argument("--species", type=_elements, default="O", help="elements whose sites to label, e.g. O,Si")
+    q.add_argument("--sites", type=_elements, help=argparse.SUPPRESS)  # the old name of --species, deprecated
     q.add_argument("--properties", default="efg,ms", help="efg, ms or both (default efg,ms)")
     q.add_argument("--max-sites", type=COUNT, help="sites to label per frame (default all)")
     q.add_argument("--frames", type=_frames, help="start:stop:step of the file's frames (default all)")

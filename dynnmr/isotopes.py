@@ -63,17 +63,16 @@ _TABLE = [
 
 ISOTOPES: dict[str, Isotope] = {row[0]: Isotope(*row) for row in _TABLE}
 
-#: Natural abundance (%) of the tabulated isotopes of elements with more than one (IUPAC
-#: representative isotopic composition): the default is the most abundant.
-_ABUNDANCE = {"1H": 99.9885, "2H": 0.0115, "14N": 99.636, "15N": 0.364}
+#: Default isotope per element where the table has more than one: the nucleus solid-state
+#: NMR usually observes (1H, not 2H; 15N, not the quadrupolar 14N with its broad lines).
+#: Others by name (``--isotope N=14N``, ``--isotope H=2H``).
+_USUAL = {"H": "1H", "N": "15N"}
 
-#: Default isotope per element: its most abundant NMR-active isotope (1H, not 2H; 14N),
-#: the one a spectrum of the natural material shows. Others by name (``--isotope H=2H``).
+#: Default isotope per element: :data:`_USUAL`, else the element's one tabulated NMR isotope
+#: (13C, 17O, 29Si, ...).
 DEFAULT_ISOTOPE: dict[str, str] = {}
 for _iso in ISOTOPES.values():
-    _current = DEFAULT_ISOTOPE.get(_iso.element)
-    if _current is None or _ABUNDANCE.get(_iso.name, 0.0) > _ABUNDANCE.get(_current, 0.0):
-        DEFAULT_ISOTOPE[_iso.element] = _iso.name
+    DEFAULT_ISOTOPE.setdefault(_iso.element, _USUAL.get(_iso.element, _iso.name))
 
 
 def get_isotope(name: str) -> Isotope:

@@ -101,10 +101,10 @@ def test_console_entry_point_runs():
     (["dynamics", "s.zarr", "--max-lag", "-5"], "--max-lag: must be > 0"),
     (["dynamics", "s.zarr", "--window", "0"], "--window: must be > 0"),
     (["dynamics", "s.zarr", "--species", "Xx"], "unknown element(s): 'Xx'"),
-    (["spectrum", "s.zarr", "--nucleus", "17O", "--range=5:5"], "--range: expects LO < HI"),
-    (["spectrum", "s.zarr", "--nucleus", "17O", "--range", "200:-100"], "--range: expects LO < HI"),
-    (["spectrum", "s.zarr", "--nucleus", "17O", "--points", "0"], "--points: must be >= 2"),
-    (["spectrum", "s.zarr", "--nucleus", "17O", "--zcw", "40"], "--zcw: must be <= 22"),
+    (["spectrum", "s.zarr", "--species", "O", "--range=5:5"], "--range: expects LO < HI"),
+    (["spectrum", "s.zarr", "--species", "O", "--range", "200:-100"], "--range: expects LO < HI"),
+    (["spectrum", "s.zarr", "--species", "O", "--points", "0"], "--points: must be >= 2"),
+    (["spectrum", "s.zarr", "--species", "O", "--zcw", "40"], "--zcw: must be <= 22"),
 ])  # fmt: skip
 def test_options_are_checked_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -114,7 +114,7 @@ def test_options_are_checked_before_any_work(argv, message, capsys):
 
 def test_negative_range_needs_no_equals_sign(tmp_path):
     out = tmp_path / "c.csv"
-    assert main(["spectrum", str(REPO / "dynnmr" / "data" / "ethanol.magres"), "--nucleus", "13C", "--range", "-200:600",
+    assert main(["spectrum", str(REPO / "dynnmr" / "data" / "ethanol.magres"), "--species", "C", "--range", "-200:600",
                  "--reference", "C=170", "-o", str(out)]) == 0  # fmt: skip
     ppm = load_csv(out)[:, 0]
     assert ppm.min() == pytest.approx(-200, abs=0.5) and ppm.max() == pytest.approx(600, abs=0.5)
@@ -131,7 +131,7 @@ def test_the_shift_reference_travels_from_the_model_to_params_and_spectrum(tmp_p
     assert main(["params", str(out), "-o", str(tmp_path / "p.csv")]) == 0
     si = [r for r in read_csv(tmp_path / "p.csv") if r["species"] == "Si"]
     assert all(float(r["delta_iso_ppm"]) == pytest.approx(300.0 - float(r["sigma_iso_ppm"]), abs=1e-6) for r in si)
-    assert main(["spectrum", str(out), "--nucleus", "29Si", "-o", str(tmp_path / "s.csv")]) == 0
+    assert main(["spectrum", str(out), "--species", "Si", "-o", str(tmp_path / "s.csv")]) == 0
     # a reference given on the command line wins
     assert main(["params", str(out), "--reference", "Si=310", "-o", str(tmp_path / "p2.csv")]) == 0
     si2 = [r for r in read_csv(tmp_path / "p2.csv") if r["species"] == "Si"]
@@ -154,7 +154,7 @@ def test_a_missing_optional_extra_names_the_install_command(tmp_path, monkeypatc
     """--mas without mrsimulator: one line saying what to install, not a traceback."""
     atoms = tensorfiles.read(MAGRES / "ethanol.magres")
     monkeypatch.setitem(sys.modules, "mrsimulator", None)  # as if not installed
-    argv = ["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "13C", "--reference", "C=170", "--mas", "10000"]
+    argv = ["spectrum", str(MAGRES / "ethanol.magres"), "--species", "C", "--reference", "C=170", "--mas", "10000"]
     assert atoms and main(argv + ["-o", str(tmp_path / "s.csv")]) == 2
     assert "pip install 'dynnmr[mrsim]'" in capsys.readouterr().err
 
@@ -191,15 +191,15 @@ def test_spectrum_range_follows_the_data_and_warns_when_a_given_one_clips(tmp_pa
     """13C of ethanol (shifts near 20 and 60 ppm): the axis covers the lines, not -300:200;
     a --range that cuts the lines off says how much; MAS sidebands stay inside the range."""
     magres, ref = str(MAGRES / "ethanol.magres"), ["--reference", "C=170"]
-    assert main(["spectrum", magres, "--nucleus", "13C", *ref, "-o", str(tmp_path / "a.csv")]) == 0
+    assert main(["spectrum", magres, "--species", "C", *ref, "-o", str(tmp_path / "a.csv")]) == 0
     ppm, y = _read_spectrum(tmp_path / "a.csv")
     assert ppm.max() - ppm.min() < 250 and y[0] < 1e-3 * y.max() and y[-1] < 1e-3 * y.max()  # nothing cut
-    assert main(["spectrum", magres, "--nucleus", "13C", *ref, "--range", "-20:30", "-o", str(tmp_path / "b.csv")]) == 0
+    assert main(["spectrum", magres, "--species", "C", *ref, "--range", "-20:30", "-o", str(tmp_path / "b.csv")]) == 0
     assert "of the intensity lies outside --range -20:30 ppm" in capsys.readouterr().err
     # slow MAS: the centre of gravity of centre band and sidebands is the isotropic one
     cog = []
     for rate in ("2000", "inf"):
-        assert main(["spectrum", magres, "--nucleus", "13C", *ref, "--mas", rate, "-o", str(tmp_path / "m.csv")]) == 0
+        assert main(["spectrum", magres, "--species", "C", *ref, "--mas", rate, "-o", str(tmp_path / "m.csv")]) == 0
         ppm, y = _read_spectrum(tmp_path / "m.csv")
         cog.append((ppm * y).sum() / y.sum())
     assert cog[0] == pytest.approx(cog[1], abs=0.5)
@@ -207,7 +207,8 @@ def test_spectrum_range_follows_the_data_and_warns_when_a_given_one_clips(tmp_pa
 
 def test_one_vocabulary_across_commands(tmp_path, capsys):
     """-q on every command, --device auto by default, defaults shown in --help, -o for the
-    dynamics JSON, --species for label (the old --sites still accepted)."""
+    dynamics JSON, --species for elements everywhere (the old --sites and --nucleus still
+    accepted, with a warning)."""
     from dynnmr.cli import build_parser
 
     parser = build_parser()
@@ -218,8 +219,21 @@ def test_one_vocabulary_across_commands(tmp_path, capsys):
         assert commands[name].parse_args(["x", "-o", "y"]).device == "auto"
         assert "(default: auto)" in commands[name].format_help()
     assert commands["dynamics"].parse_args(["s.zarr", "-o", "d.json"]).json == "d.json"
-    assert commands["label"].parse_args(["x", "-o", "y", "--species", "Si"]).sites == "Si"
-    assert commands["label"].parse_args(["x", "-o", "y", "--sites", "Si"]).sites == "Si"
+    assert commands["label"].parse_args(["x", "-o", "y", "--species", "Si"]).species == "Si"
+    assert commands["label"].parse_args(["x", "-o", "y", "--sites", "Si"]).sites == "Si"  # the old name
+    # elements by --species everywhere; the spectrum observes their usual isotope unless --isotope
+    for name in ("analyze", "dynamics", "spectrum", "label", "params"):
+        assert "--species" in commands[name].format_help(), name
+    magres = str(MAGRES / "ethanol.magres")
+    ref = ["--reference", "C=170", "--reference", "H=31", "--reference", "O=300", "-o"]
+    assert main(["spectrum", magres, "--species", "C", *ref, str(tmp_path / "a.csv")]) == 0
+    assert main(["spectrum", magres, "--nucleus", "13C", *ref, str(tmp_path / "b.csv")]) == 0  # deprecated
+    assert "--nucleus is deprecated" in capsys.readouterr().err
+    np.testing.assert_array_equal(load_csv(tmp_path / "a.csv"), load_csv(tmp_path / "b.csv"))
+    assert main(["spectrum", magres, "--species", "O", "--isotope", "13C", *ref, str(tmp_path / "c.csv")]) == 2
+    assert "not an isotope of --species O" in capsys.readouterr().err
+    assert main(["params", magres, "--species", "O"]) == 0
+    assert [ln.split()[2] for ln in capsys.readouterr().out.splitlines()[1:]] == ["O"]
     # -q silences the information lines, not the results
     atoms_file = str(MAGRES / "ethanol.magres")
     assert main(["params", atoms_file, "-o", str(tmp_path / "p.csv"), "-q"]) == 0

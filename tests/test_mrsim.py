@@ -112,20 +112,19 @@ def test_spectrum_command_mas_mqmas_and_export(tmp_path, capsys):
 
     magres = str(MAGRES / "ethanol.magres")
     mas, mq, sys_json, png = tmp_path / "mas.csv", tmp_path / "mq.csv", tmp_path / "s.mrsys", tmp_path / "mq.png"
-    assert main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "--mas", "inf",
+    assert main(["spectrum", magres, "--species", "O", "--reference", "O=290", "--range=-300:300", "--mas", "inf",
                  "-o", str(mas), "--export-mrsim", str(sys_json)]) == 0  # fmt: skip
     ppm, y = load_csv(mas).T
     assert ppm[0] > ppm[-1] and y.sum() == pytest.approx(1.0) and sys_json.stat().st_size > 100
     static = tmp_path / "static.csv"
     assert (
-        main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "-o", str(static)])
-        == 0
+        main(["spectrum", magres, "--species", "O", "--reference", "O=290", "--range=-300:300", "-o", str(static)]) == 0
     )
     _, ys = load_csv(static).T
     assert y.max() / y.sum() > 2 * ys.max() / ys.sum()  # spinning narrows the line
-    assert main(["spectrum", magres, "--nucleus", "17O", "--reference", "O=290", "--range=-300:300", "--mqmas",
+    assert main(["spectrum", magres, "--species", "O", "--reference", "O=290", "--range=-300:300", "--mqmas",
                  "--points", "128", "--iso-points", "64", "-o", str(mq), "--plot", str(png)]) == 0  # fmt: skip
     table = load_csv(mq)
     assert table.shape == (128 * 64, 3) and png.stat().st_size > 5000
-    assert main(["spectrum", magres, "--nucleus", "13C", "--reference", "C=170", "--mqmas"]) == 2
+    assert main(["spectrum", magres, "--species", "C", "--reference", "C=170", "--mqmas"]) == 2
     assert "half-integer quadrupolar" in capsys.readouterr().err

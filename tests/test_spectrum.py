@@ -154,7 +154,7 @@ def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
     from conftest import MAGRES
 
     out, png = tmp_path / "o.csv", tmp_path / "o.png"
-    assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "17O", "--reference", "O=290",
+    assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--species", "O", "--reference", "O=290",
                  "--range=-500:300", "-o", str(out), "--plot", str(png)]) == 0  # fmt: skip
     rows = csv_rows(out)
     assert list(rows[0]) == ["ppm", "intensity"] and len(rows) == 2048
@@ -162,7 +162,7 @@ def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
     y = np.array([float(r["intensity"]) for r in rows])
     assert ppm[0] > ppm[-1] and abs(y.sum() * (ppm[0] - ppm[1]) - 1) < 1e-6
     assert png.stat().st_size > 5000
-    assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--nucleus", "13C"]) == 2
+    assert main(["spectrum", str(MAGRES / "ethanol.magres"), "--species", "C"]) == 2
     assert "no shift reference for C" in capsys.readouterr().err
     # a store of tensors that do not move: run-averaged and instantaneous spectra coincide
     ms = T.tensor_from_haeberlen([400.0, 380.0], [-40.0, 30.0], [0.2, 0.7], [[0, 40], [30, 60], [0, 90]]).reshape(2, 9)
@@ -174,7 +174,7 @@ def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
     spectra = []
     for average in ("run", "none"):
         f = tmp_path / f"{average}.csv"
-        assert main(["spectrum", str(tmp_path / "s.zarr"), "--nucleus", "29Si", "--average", average,
+        assert main(["spectrum", str(tmp_path / "s.zarr"), "--species", "Si", "--average", average,
                      "--range=-200:0", "-o", str(f)]) == 0  # fmt: skip
         spectra.append(load_csv(f)[:, 1])
     np.testing.assert_allclose(spectra[0], spectra[1], rtol=1e-9, atol=1e-12)

@@ -83,7 +83,7 @@ def test_dynamics_and_spectrum_refuse_unfinished_stores(tmp_path, tiny_model, ca
     out = run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model)
     g = zarr.open_group(str(out), mode="r+")
     g.attrs.update({"complete": False, "error": "t.extxyz:99: frame 11: bad line"})
-    for argv in (["dynamics", str(out)], ["spectrum", str(out), "--nucleus", "29Si"]):
+    for argv in (["dynamics", str(out)], ["spectrum", str(out), "--species", "Si"]):
         assert main(argv) == 2
         assert "failed (t.extxyz:99: frame 11: bad line)" in capsys.readouterr().err
     g.attrs.update({"complete": False, "error": None})
@@ -169,7 +169,7 @@ def test_a_lost_chunk_is_an_error_not_a_smaller_data_set(tmp_path, tiny_model, c
     shutil.rmtree(out / "analysis", ignore_errors=True)
     assert main(["dynamics", str(out)]) == 2
     assert "ms of" in capsys.readouterr().err
-    assert main(["spectrum", str(out), "--nucleus", "17O", "-o", str(tmp_path / "s.csv")]) == 2
+    assert main(["spectrum", str(out), "--species", "O", "-o", str(tmp_path / "s.csv")]) == 2
     assert "lost or corrupt chunk" in capsys.readouterr().err
 
 
@@ -252,7 +252,7 @@ def test_a_damaged_chunk_is_named_by_file_and_frames(tmp_path, tiny_model, capsy
     data[16:48] = bytes(32)  # zeroes inside the compressed stream
     chunk.write_bytes(bytes(data))
     message = "chunk file ms/c/1/0/0 (frames 5..9) is damaged"
-    for argv in (["dynamics", str(out)], ["spectrum", str(out), "--nucleus", "29Si", "-o", str(tmp_path / "s.csv")]):
+    for argv in (["dynamics", str(out)], ["spectrum", str(out), "--species", "Si", "-o", str(tmp_path / "s.csv")]):
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):

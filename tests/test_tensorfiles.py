@@ -47,7 +47,9 @@ def site_index(atoms, coords):
 def test_magres_matches_castep_readout(name):
     path = MAGRES / name
     atoms = tensorfiles.read_magres(path)
-    rows = {r["index"]: r for r in params.site_table([atoms], isotopes={"H": "2H"})}  # CASTEP's C_Q of H is 2H's
+    rows = {
+        r["index"]: r for r in params.site_table([atoms], isotopes={"H": "2H", "N": "14N"})
+    }  # CASTEP's C_Q: 2H, 14N
     readout = castep_readout(path)
     assert len(readout) == len(atoms)
     checked_cq = 0

@@ -237,3 +237,12 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(T, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10 and result.failed == 0
+
+
+def test_default_isotopes_are_the_usual_nmr_nuclei():
+    from dynnmr.isotopes import get_isotope, isotope_for
+
+    usual = {"H": "1H", "C": "13C", "N": "15N", "O": "17O", "Si": "29Si", "Al": "27Al", "Na": "23Na"}
+    assert {el: isotope_for(el).name for el in usual} == usual
+    assert get_isotope("N").spin == 0.5 and get_isotope("14N").spin == 1.0
+    assert isotope_for("N", {"N": "14N"}).quadrupole_moment_mb == pytest.approx(20.44)

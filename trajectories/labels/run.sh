@@ -12,8 +12,8 @@ OUT=trajectories/labels/sio2_clusters.extxyz
 # trajectories); TRAJ_DIR points at a folder holding those files.
 T=${TRAJ_DIR:-trajectories}
 # experimental crystals: all O (and all Si) are equivalent by symmetry, one site each
-$L dynnmr/data/alpha_quartz.extxyz -o $OUT --sites O --max-sites 1
-$L dynnmr/data/alpha_cristobalite.extxyz -o $OUT --sites O --max-sites 1
+$L dynnmr/data/alpha_quartz.extxyz -o $OUT --species O --max-sites 1
+$L dynnmr/data/alpha_cristobalite.extxyz -o $OUT --species O --max-sites 1
 # shielding and EFG: alpha (0), mid-ramp (275) and beta (550) cristobalite, and the glass
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --max-sites 4
 $L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --max-sites 10
@@ -25,9 +25,9 @@ $L $T/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:500 --max-sites 12 --p
 $L $T/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:500 --max-sites 12 --properties efg
 # Si-centred clusters (Si(OSiH3)4-like, about 6 min each), to compare with periodic 29Si;
 # before the long shielding block, so that the comparison (studies.py si) can start early
-$L dynnmr/data/alpha_quartz.extxyz -o $OUT --sites Si --max-sites 1 --properties ms
-$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --sites Si --max-sites 4 --properties ms
-$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --sites Si --max-sites 10 --properties ms
+$L dynnmr/data/alpha_quartz.extxyz -o $OUT --species Si --max-sites 1 --properties ms
+$L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:275 --species Si --max-sites 4 --properties ms
+$L $T/amorphous_sio2.extxyz.gz -o $OUT --frames 0:1 --species Si --max-sites 10 --properties ms
 # more shielding on the sites that already have an EFG
 $L $T/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:551:50 --max-sites 6
 # and on the isotherm frames (6 of each frame's 12; added 2026-12-02), so that both test
