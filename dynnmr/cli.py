@@ -148,6 +148,12 @@ def cmd_dynamics(args):
                 cells.append(f"{d[c]:22.5g}")
         print(f"{el:>7}  " + "  ".join(cells) + f"  {'yes' if d['resolved'] else 'NO'}")
     for el, d in res["species"].items():
+        for key, label, unit in (("window_sigma_iso_ppm", "sigma_iso", "ppm"), ("window_abs_Cq_MHz", "|C_Q|", "MHz")):
+            if key in d:
+                w = d[key]
+                print(f"{el:>7}  {w['n_windows']} windows of {res['window_ps']:g} ps: {label} {w['mean']:.4g} +- "
+                      f"{w['sd_over_windows_and_sites']:.2g} {unit} (mean, sd over windows and sites)")  # fmt: skip
+    for el, d in res["species"].items():
         for w in d["warnings"]:
             print(f"warning: {el}: {w}", file=sys.stderr)
     print("(averages are over sites of each site's time-averaged tensor; tau_c of the l=2 EFG fluctuation where "

@@ -23,7 +23,7 @@ import numpy as np
 from . import tensors as T
 from .analysis import StoreAnalysis
 from .isotopes import isotope_for
-from .params import efg_columns, shielding_columns
+from .params import QuadrupolarParameters, ShieldingParameters, efg_columns, shielding_columns
 
 
 def mean_tensors(x):
@@ -395,7 +395,7 @@ class Dynamics(StoreAnalysis):
                 for b in range(self.n_blocks)])  # fmt: skip
         if self.window_ps:
             means, _ = window_means(x, self.times, self.window_ps)
-            acc["win"].setdefault(tg, []).append(means.reshape(-1, 3, 3))
+            acc["win"].setdefault(tg, []).append(means)  # (windows, sites, 3, 3)
 
     def _conclude(self):
         import zarr
@@ -557,17 +557,17 @@ def _species_summary(el, idx, cat, blocks, win, dt, n, field_t):
     for s, r in zip(sites, site_rates):
         s["tau_c_ps"] = s.get(f"tau_c_{main}_ps", np.nan)
         s.update({f"{k}_per_s": float(v) for k, v in r.items()})
-    for tg, wblocks in win.items():
-        w = np.concatenate(wblocks, axis=0)
+    for tg, wblocks in win.items():  # (windows x sites) tensors averaged over each window
+        w = np.concatenate(wblocks, axis=1)
+        n_windows = w.shape[0]
+        w = w.reshape(-1, 3, 3)
         if tg == "ms":
-            cols = shielding_columns(w)
-            sp["window_sigma_iso_ppm"] = [float(cols["sigma_iso_ppm"].mean()), float(cols["sigma_iso_ppm"].std())]
+            name, v = "window_sigma_iso_ppm", ShieldingParameters.of(w).sigma_iso_ppm
         else:
-            cols = efg_columns(w, np.full(len(w), iso_q.quadrupole_moment_mb if iso_q else 0.0))
-            sp["window_abs_Cq_MHz"] = [
-                float(np.nanmean(np.abs(cols["Cq_MHz"]))),
-                float(np.nanstd(np.abs(cols["Cq_MHz"]))),
-            ]
+            q = iso_q.quadrupole_moment_mb if iso_q else np.nan
+            name, v = "window_abs_Cq_MHz", QuadrupolarParameters.of(w, q).abs_Cq_MHz
+        sp[name] = {"n_windows": int(n_windows), "mean": float(np.nanmean(v)),
+                    "sd_over_windows_and_sites": float(np.nanstd(v))}  # fmt: skip
     return {"species": sp, "sites": sites}
 
 

@@ -292,7 +292,9 @@ def test_dynamics_command_on_a_jump_model_store(tmp_path):
     assert o["abs_Cq_MHz_avg"] == pytest.approx(abs(T.quadrupolar_coupling_hz(vzz * p2, q)) * 1e-6, rel=0.03)
     tau = -dt / np.log(1 - 3 * k * dt)  # three-site jumps: rank-2 decay exp(-3 k t), discretised
     assert o["tau_c_ps"] == pytest.approx(tau, rel=0.06) and o["tau_c_ms_ps"] == pytest.approx(tau, rel=0.06)
-    mean_w, std_w = o["window_abs_Cq_MHz"]
+    w = o["window_abs_Cq_MHz"]
+    assert w["n_windows"] == int(n * dt // 100)  # whole 100 ps windows the run covers
+    mean_w, std_w = w["mean"], w["sd_over_windows_and_sites"]
     assert mean_w == pytest.approx(o["abs_Cq_MHz_avg"], rel=0.05) and 0 < std_w < 0.1 * abs(mean_w)
     # analytic rates for an exponential G with the model's G(0) (fluctuating part of the tensor)
     nu0 = ISOTOPES["17O"].larmor_mhz(14.1) * 1e6
