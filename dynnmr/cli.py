@@ -407,6 +407,8 @@ def build_parser():
     p.add_argument("--version", action="version", version=f"dynnmr {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", help="no progress or information lines on stderr")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="also the Python traceback of an error (for a bug report)")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True, parser_class=functools.partial(
         argparse.ArgumentParser, parents=[common], formatter_class=_Help))  # fmt: skip
 
@@ -604,22 +606,29 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except InputError as exc:
-        print(f"dynnmr: error: {exc}", file=sys.stderr)
+    except (InputError, KeyError, OSError, ValueError, StoreBusy, ModuleNotFoundError) as exc:
+        message = _message(exc)
+        if message is None:
+            raise
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"dynnmr: error: {message}", file=sys.stderr)
         return 2
-    except KeyError as exc:  # unknown isotope/element names from the tables
-        print(f"dynnmr: error: {exc.args[0]}", file=sys.stderr)
-        return 2
-    except (OSError, ValueError, StoreBusy) as exc:  # model, store, disk or option problems: the message names the file
-        print(f"dynnmr: error: {exc}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as exc:  # an optional extra that is not installed: say which
+
+
+def _message(exc):
+    """The one line for an error a user causes (bad input, unknown names, model, store,
+    disk or option problems: the message names the file), or None for a bug."""
+    if isinstance(exc, ModuleNotFoundError):  # an optional extra that is not installed: say which
         top = (exc.name or "").split(".")[0]
         if top not in OPTIONAL_EXTRAS:
-            raise
-        print(f"dynnmr: error: this needs {top}, an optional dependency: pip install 'dynnmr[{OPTIONAL_EXTRAS[top]}]'",
-              file=sys.stderr)  # fmt: skip
-        return 2
+            return None
+        return f"this needs {top}, an optional dependency: pip install 'dynnmr[{OPTIONAL_EXTRAS[top]}]'"
+    if isinstance(exc, KeyError):  # unknown isotope/element names from the tables
+        return exc.args[0]
+    return str(exc)
 
 
 #: Optional packages and the extra that installs each (pyproject.toml).

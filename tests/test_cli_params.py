@@ -206,7 +206,7 @@ def test_spectrum_range_follows_the_data_and_warns_when_a_given_one_clips(tmp_pa
 
 
 def test_one_vocabulary_across_commands(tmp_path, capsys):
-    """-q on every command, --device auto by default, defaults shown in --help, -o for the
+    """-q and -v on every command, --device auto by default, defaults shown in --help, -o for the
     dynamics JSON, --species for elements everywhere (the old --sites and --nucleus still
     accepted, with a warning)."""
     from dynnmr.cli import build_parser
@@ -214,7 +214,7 @@ def test_one_vocabulary_across_commands(tmp_path, capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     for name, sub in commands.items():
-        assert "--quiet" in sub.format_help(), name
+        assert "--quiet" in sub.format_help() and "--verbose" in sub.format_help(), name
     for name in ("analyze", "predict"):
         assert commands[name].parse_args(["x", "-o", "y"]).device == "auto"
         assert "(default: auto)" in commands[name].format_help()
@@ -234,6 +234,12 @@ def test_one_vocabulary_across_commands(tmp_path, capsys):
     assert "not an isotope of --species O" in capsys.readouterr().err
     assert main(["params", magres, "--species", "O"]) == 0
     assert [ln.split()[2] for ln in capsys.readouterr().out.splitlines()[1:]] == ["O"]
+    # -v adds the traceback of an error to its one line; without it there is only the line
+    assert main(["params", str(tmp_path / "none.magres")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"dynnmr: error: {tmp_path / 'none.magres'}: no such file"]
+    assert main(["params", str(tmp_path / "none.magres"), "-v"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().endswith("no such file")
     # -q silences the information lines, not the results
     atoms_file = str(MAGRES / "ethanol.magres")
     assert main(["params", atoms_file, "-o", str(tmp_path / "p.csv"), "-q"]) == 0
