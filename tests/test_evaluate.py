@@ -85,3 +85,23 @@ def test_efg_metrics_cq_eta_and_orientation():
     m = evaluate.efg_metrics(rot @ ref @ rot.T, ref, quadrupole_moment_mb=-25.58)
     assert m["orientation_deg"]["median"] == pytest.approx(11.0, abs=1e-6)
     assert m["Cq_MHz"]["mae"] == pytest.approx(0, abs=1e-9)
+
+
+def test_spectrum_l1_against_two_gaussian_lines():
+    from math import erf, log, sqrt
+
+    from dynnmr.evaluate import SPECTRUM_L1, spectrum_l1
+
+    iso = np.eye(3)[None] * np.array([430.0, 440.0])[:, None, None]  # isotropic: Gaussian lines
+    assert spectrum_l1(iso, iso, "ms", "Si")["value"] == pytest.approx(0.0, abs=1e-12)
+    # each line moved by d: two unit Gaussians of FWHM w overlap; L1 = 2 erf(d / (2 sqrt(2) s))
+    d, w = 1.0, SPECTRUM_L1["broadening_ppm"]
+    s = w / (2 * sqrt(2 * log(2)))
+    got = spectrum_l1(iso + d * np.eye(3), iso, "ms", "Si")
+    assert got["value"] == pytest.approx(2 * erf(d / (2 * sqrt(2) * s)), abs=0.01)
+    assert got["isotope"] == "29Si" and got["kind"] == "static CSA"
+    assert spectrum_l1(iso + 50 * np.eye(3), iso, "ms", "Si")["value"] == pytest.approx(2.0, abs=1e-3)
+    efg = np.array([np.diag([-0.4, -0.6, 1.0])])
+    assert spectrum_l1(1.1 * efg, efg, "efg", "O")["value"] == pytest.approx(
+        spectrum_l1(efg, 1.1 * efg, "efg", "O")["value"], rel=1e-9)  # fmt: skip
+    assert spectrum_l1(efg, efg, "efg", "Si") is None  # 29Si has no quadrupole moment
