@@ -31,7 +31,8 @@ from .store import StoreLock, TensorStore, check_output, open_store, source_attr
 
 @dataclass
 class Profile:
-    """Seconds spent per stage (reading and graphs run in their own thread)."""
+    """Seconds spent per stage (reading and graphs, and the store writes, run in threads of
+    their own, overlapped with the model)."""
 
     read_graph: float = 0.0
     model: float = 0.0
@@ -44,7 +45,7 @@ class Profile:
         rate = self.atoms / self.wall if self.wall else 0.0
         return (f"profile: {self.frames} frames, {self.atoms} atoms in {self.wall:.2f} s ({rate:,.0f} atoms/s); "
                 f"read+graph {self.read_graph:.2f} s (reader thread), model {self.model:.2f} s, "
-                f"store {self.write:.2f} s")  # fmt: skip
+                f"store {self.write:.2f} s (writer thread)")  # fmt: skip
 
 
 class _Progress:
@@ -79,6 +80,53 @@ class _Progress:
     def close(self):
         if self.enabled and self.tty:
             self.stream.write("\n")
+
+
+class _Writer:
+    """Writes finished chunks in order in a thread of its own, so that the model computes
+    the next chunk while zarr compresses and writes this one (on a GPU the store write was
+    a quarter of the wall time). At most ``depth`` chunks wait, which bounds memory. A
+    failed write stops the writing (later chunks are dropped, every earlier one is kept)
+    and is raised by the next :meth:`put` or by :meth:`close`."""
+
+    def __init__(self, store, output, prof: Profile, depth=2):
+        self.store, self.output, self.prof = store, output, prof
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while (item := self.q.get()) is not None:
+            if self.error is not None:
+                continue  # after a failure: drain, write nothing more
+            position, data = item
+            t0 = time.perf_counter()
+            try:
+                self.store.write_chunk(position, data)
+            except OSError as exc:
+                self.error = exc
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    n = len(data["time_ps"])
+                    self.error = OSError(exc.errno, f"{self.output}: disk full while writing frames {position}.."
+                                                    f"{position + n - 1}; the {position} frames before are kept: "
+                                                    "free space and run the same command with --resume")  # fmt: skip
+                    self.error.__cause__ = exc
+            except BaseException as exc:
+                self.error = exc
+            self.prof.write += time.perf_counter() - t0
+
+    def put(self, position, data):
+        if self.error is not None:
+            raise self.error
+        self.q.put((position, data))
+
+    def close(self):
+        """Wait for every queued chunk; raise the write error, if any."""
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _producer(reader, out: queue.Queue, chunk_frames, job, prof: Profile, stop: threading.Event, cpu_graphs):
@@ -169,6 +217,7 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
     n_atoms = len(job.numbers)
     error = None
     position = done
+    writer = _Writer(store, output, prof)
     try:
         while True:
             kind, payload = q.get()
@@ -182,16 +231,7 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
             t0 = time.perf_counter()
             data = job.infer(payload, spec)
             prof.model += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            try:
-                store.write_chunk(position, data)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                    raise
-                raise OSError(exc.errno, f"{output}: disk full while writing frames {position}.."
-                                         f"{position + len(payload) - 1}; the {position} frames before are kept: "
-                                         "free space and run the same command with --resume") from exc  # fmt: skip
-            prof.write += time.perf_counter() - t0
+            writer.put(position, data)
             position += len(payload)
             prof.frames += len(payload)
             prof.atoms += len(payload) * n_atoms
@@ -201,6 +241,10 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
         raise
     finally:
         stop.set()
+        try:
+            writer.close()  # every chunk computed is written before the store is closed
+        except BaseException as exc:
+            error = error or exc  # a failure already raised wins; else this one is raised below
         if prof.frames:
             bar.update(position, prof.atoms, float("nan"), force=True)
         bar.close()
