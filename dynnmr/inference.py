@@ -23,7 +23,7 @@ from .graphs import collate, collate_on_device, frame_arrays, structure_arrays
 from .modelfile import load_model
 from .spec import AnalysisSpec
 from .tensorfiles import stamp
-from .uncertainty import PARAMETERS, spread
+from .uncertainty import PARAMETERS, site_scales, spread
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -78,15 +78,19 @@ def uses_committee(net, uncertainty=True) -> bool:
     return bool(uncertainty) and getattr(net, "heads", 1) > 1
 
 
-def run_model(net, graph, idx, sites=None, uncertainty=False, scale=None):
+def run_model(net, graph, idx, sites=None, uncertainty=False, info=None):
     """``(tensors, spreads)``: ``{target: (M, 3, 3)}`` on the model's device, and with
     ``uncertainty`` on a committee model ``{target: (tensor_std (M, 9), param_std (M, P))}``
-    as numpy (:func:`dynnmr.uncertainty.spread`, times the calibration ``scale[target]``);
-    else ``{}``."""
+    as numpy (:func:`dynnmr.uncertainty.spread`, times the calibration factors in the
+    model's ``info``, per element; none without ``info``); else ``{}``."""
     if not uses_committee(net, uncertainty):
         return net(graph, species_idx=idx, sites=sites), {}
+    from ase.data import chemical_symbols
+
     members = net.members(graph, species_idx=idx, sites=sites)
-    spreads = {t: spread(t, m.double().cpu().numpy(), (scale or {}).get(t, 1.0)) for t, m in members.items()}
+    numbers = graph.numbers if sites is None else graph.numbers[sites.to(graph.numbers.device)]
+    symbols = [chemical_symbols[int(z)] for z in numbers.cpu().numpy()]
+    spreads = {t: spread(t, m.double().cpu().numpy(), site_scales(info or {}, t, symbols)) for t, m in members.items()}
     return {t: m.mean(dim=1) for t, m in members.items()}, spreads
 
 
@@ -110,7 +114,7 @@ def predict_images(model, info, images, device="cpu", allow_unknown=False, batch
         graph = collate(parts).to(device)
         idx = species_indices(model, graph.numbers, allow_unknown, source=source, frame=start)
         with torch.no_grad():
-            out, spreads = run_model(model, graph, idx, uncertainty=uncertainty, scale=_scales(info))
+            out, spreads = run_model(model, graph, idx, uncertainty=uncertainty, info=info)
         unknown = (idx < 0).cpu().numpy()
         offset = 0
         for k, atoms in enumerate(chunk):
@@ -128,11 +132,6 @@ def predict_images(model, info, images, device="cpu", allow_unknown=False, batch
             offset += len(atoms)
         start = stop
     return images
-
-
-def _scales(info) -> dict:
-    """The model's calibration factor of the committee spread per target (1 if none)."""
-    return info.get("uncertainty", {}).get("scale", {})
 
 
 def predict(atoms, model=None, device="cpu", allow_unknown=False, uncertainty=True):
@@ -287,7 +286,7 @@ class Job:
         unknown = (self.idx < 0).cpu().numpy()[self.sites]
         return infer_chunk(self.net, chunk, torch.as_tensor(self.sites), self.idx, self.device, self.batch_atoms,
                            self.covered, unknown, save_positions, source=self.check.source,
-                           uncertainty=self.uncertainty, scale=_scales(self.info))  # fmt: skip
+                           uncertainty=self.uncertainty, info=self.info)  # fmt: skip
 
 
 def _time_ps(frame, dt_ps, md_timestep_ps):
@@ -300,7 +299,7 @@ def _time_ps(frame, dt_ps, md_timestep_ps):
 
 
 def infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, save_positions, source="<input>",
-                uncertainty=False, scale=None):  # fmt: skip
+                uncertainty=False, info=None):  # fmt: skip
     """Model outputs for one chunk of (frame, graph arrays or None); returns the store's
     arrays (NaN only where not covered: :func:`checked`), with the committee spread
     (``{target}_std``, ``{target}_param_std``) when ``uncertainty``."""
@@ -322,7 +321,7 @@ def infer_chunk(net, chunk, sites, idx, device, batch_atoms, covered, unknown, s
             nb = len(part)
             offs = (torch.arange(nb) * n_atoms)[:, None]
             batch_sites = (offs + sites[None, :]).reshape(-1).to(device)
-            res, spreads = run_model(net, graph, idx.repeat(nb).to(device), batch_sites, uncertainty, scale)
+            res, spreads = run_model(net, graph, idx.repeat(nb).to(device), batch_sites, uncertainty, info)
             for t, tensors in res.items():
                 arr = tensors.reshape(nb, len(sites), 9).float().cpu().numpy()
                 expected = covered[t] & ~unknown

@@ -52,6 +52,20 @@ def save_model(path, model: TensorGNN, hyperparameters: dict, **meta) -> None:
     tmp.replace(path)  # atomic: a crash never leaves half a model file
 
 
+def update_metadata(path, **changes) -> None:
+    """Change metadata entries of a model file (e.g. a calibration re-fitted on the same
+    split), weights untouched; written atomically like :func:`save_model`."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise InputError(path, "not a dynnmr model file")
+    if {"state_dict", "format", "format_version", "hyperparameters"} & set(changes):
+        raise ValueError("update_metadata changes metadata only, not weights or format")
+    payload.update(changes)
+    tmp = Path(str(path) + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
 def resolve(name_or_path) -> Path:
     """A bundled model name (``silicate-29si``) or a path to a model file."""
     p = Path(name_or_path)

@@ -76,6 +76,16 @@ def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0,
     return torch.stack(losses).mean()
 
 
+def committee_calibration(model, train_s, val_s, test, targets) -> dict:
+    """:func:`dynnmr.uncertainty.calibrate` of a committee model on its split."""
+
+    def with_spread(part):
+        pred, ref, species, _, spread = predict_samples(model, part, targets, spreads=True)
+        return pred, ref, species, spread
+
+    return uncertainty.calibrate(with_spread(val_s), with_spread(test), with_spread(train_s), targets)
+
+
 def shift_references(model, cfg):
     """sigma_ref (ppm) per element: model's mean sigma_iso of a reference structure + its shift."""
     refs = {}

@@ -10,8 +10,10 @@ per member; the prediction is their mean and the uncertainty their spread:
   of the parameter, not a linearised guess from the components.
 
 Both are multiplied by the model's calibration factor (``info["uncertainty"]["scale"]``,
-fitted on the validation split by :func:`fit_scale`, so that the errors there have unit
-variance in units of the predicted spread). :func:`calibration` measures how well the
+per target and element, fitted on the validation split by :func:`fit_scale` so that the
+errors there have unit variance in units of the predicted spread: one factor per element
+because the labels of different elements come from different sources with different
+errors, e.g. periodic GIPAW for 29Si and B3LYP clusters for 17O). :func:`calibration` measures how well the
 spread ranks and bounds the actual errors on held-out sites; :func:`flag_threshold` sets
 the spread beyond which a site lies outside what the model was trained on.
 """
@@ -23,6 +25,8 @@ import numpy as np
 #: Per target, the parameters whose member spread is stored, in order (units in the names;
 #: the fields of :class:`dynnmr.params.ShieldingParameters` / ``QuadrupolarParameters``).
 PARAMETERS = {"ms": ("sigma_iso_ppm", "zeta_ppm", "eta", "span_ppm", "skew"), "efg": ("Vzz_au", "eta_Q")}
+#: Fewer validation sites of an element than this: it takes its target's common factor.
+MIN_SITES = 5
 #: The parameter that flags a site and sets the calibration per target.
 KEY_PARAMETER = {"ms": "sigma_iso_ppm", "efg": "Vzz_au"}
 
@@ -41,12 +45,23 @@ def parameters(target, tensors) -> np.ndarray:
 def spread(target, members, scale=1.0):
     """``(tensor_std, param_std)`` of members ``(..., heads, 3, 3)``: component-wise
     (..., 9) and per parameter (..., P) standard deviations over the heads (ddof 1),
-    times ``scale``. NaN where the members are NaN (sites not covered)."""
+    times ``scale`` (one number, or one per site, shape (...)). NaN where the members are
+    NaN (sites not covered)."""
     members = np.asarray(members, dtype=np.float64)
+    scale = np.asarray(scale, dtype=np.float64)[..., None]
     flat = members.reshape(*members.shape[:-2], 9)
     tensor_std = flat.std(axis=-2, ddof=1) * scale
     param_std = parameters(target, members).std(axis=-2, ddof=1) * scale
     return tensor_std, param_std
+
+
+def site_scales(info, target, symbols) -> np.ndarray:
+    """The calibration factor of each site (element ``symbols``) for ``target``: the
+    model's per-element factor, 1 where it has none."""
+    s = info.get("uncertainty", {}).get("scale", {}).get(target, 1.0)
+    if not isinstance(s, dict):  # one factor for every element
+        return np.full(len(symbols), float(s))
+    return np.array([float(s.get(el, 1.0)) for el in symbols])
 
 
 def fit_scale(errors, stds) -> float:
@@ -111,28 +126,52 @@ def calibrate(val, test, train, targets) -> dict:
     validation, test and training sites (each ``{target: array over sites}``, the spread
     unscaled, as :func:`dynnmr.evaluate.predict_samples` gives it with ``spreads=True``).
 
-    Per target: ``scale`` fitted on the validation errors of the key parameter
-    (:data:`KEY_PARAMETER`); ``flag_threshold`` per element from the training sites'
-    scaled spread (:func:`flag_threshold`); ``test`` the :func:`calibration` of every
-    parameter per element on the test sites, with the scaled spread. The model file and
-    the metrics JSON keep this dict (``uncertainty``).
+    Per target and element: ``scale`` fitted on the validation errors of the key
+    parameter (:data:`KEY_PARAMETER`; an element with fewer than ``MIN_SITES`` validation
+    sites takes the factor of all the target's sites); ``flag_threshold`` from the
+    training sites' scaled spread (:func:`flag_threshold`); ``test`` the
+    :func:`calibration` of every parameter on the test sites, with the scaled spread. The
+    model file and the metrics JSON keep this dict (``uncertainty``).
     """
     from ase.data import chemical_symbols
 
     out = {"scale": {}, "flag_threshold": {}, "test": {}}
     for t in targets:
         key = PARAMETERS[t].index(KEY_PARAMETER[t])
-        pred, ref, _, sd = (x[t] for x in val)
-        s = fit_scale(parameters(t, pred)[:, key] - parameters(t, ref)[:, key], sd[:, key]) if len(sd) else 1.0
-        out["scale"][t] = s
+        pred, ref, species, sd = (x[t] for x in val)
+        err = parameters(t, pred)[:, key] - parameters(t, ref)[:, key]
+        everyone = fit_scale(err, sd[:, key]) if len(sd) else 1.0
+        elements = np.unique(np.concatenate([x[2][t] for x in (val, test, train)]))
+        scale = {}
+        for z in elements:
+            m = species == z
+            scale[chemical_symbols[int(z)]] = fit_scale(err[m], sd[m, key]) if m.sum() >= MIN_SITES else everyone
+        out["scale"][t] = scale
         _, _, species, sd = (x[t] for x in train)
-        out["flag_threshold"][t] = {chemical_symbols[int(z)]: flag_threshold(s * sd[species == z, key])
+        out["flag_threshold"][t] = {chemical_symbols[int(z)]: flag_threshold(scale[chemical_symbols[int(z)]]
+                                                                             * sd[species == z, key])
                                     for z in np.unique(species)}  # fmt: skip
-        pred, ref, species, sd = (x[t] for x in test)
+    out["test"] = score(test, out["scale"], targets)
+    return out
+
+
+def score(part, scale, targets) -> dict:
+    """``{target: {element: {parameter: calibration}}}`` of labelled sites ``part`` (as
+    :func:`calibrate` takes them), the spread times ``scale[target][element]``; each entry
+    adds the mean absolute error of the prediction (``mae``) and the root mean square of
+    the scaled spread (``rms_spread``), in the parameter's units."""
+    from ase.data import chemical_symbols
+
+    out: dict = {}
+    for t in targets:
+        pred, ref, species, sd = (x[t] for x in part)
         err = parameters(t, pred) - parameters(t, ref)
-        out["test"][t] = {
-            chemical_symbols[int(z)]: {p: calibration(err[species == z, k], s * sd[species == z, k])
-                                       for k, p in enumerate(PARAMETERS[t])}
-            for z in np.unique(species)
-        }  # fmt: skip
+        for z in np.unique(species):
+            el, m = chemical_symbols[int(z)], species == z
+            s = scale[t].get(el, 1.0)
+            out.setdefault(t, {})[el] = {
+                p: {**calibration(err[m, k], s * sd[m, k]), "mae": float(np.abs(err[m, k]).mean()),
+                    "rms_spread": float(np.sqrt(np.mean((s * sd[m, k]) ** 2)))}
+                for k, p in enumerate(PARAMETERS[t])
+            }  # fmt: skip
     return out

@@ -62,27 +62,10 @@ def ensemble_predictions(models, samples, targets):
 
 
 def scored(val, test, targets, extra=None):
-    """Scale from ``val``; calibration and MAE of every parameter on ``test`` and ``extra``."""
-    from ase.data import chemical_symbols
-
-    out = {"scale": {}, "test": {}, "extra": {}}
-    for t in targets:
-        key = U.PARAMETERS[t].index(U.KEY_PARAMETER[t])
-        pred, ref, _, sd = (x[t] for x in val)
-        s = U.fit_scale(U.parameters(t, pred)[:, key] - U.parameters(t, ref)[:, key], sd[:, key])
-        out["scale"][t] = s
-        for name, part in (("test", test), ("extra", extra)):
-            if part is None:
-                continue
-            pred, ref, species, sd = (x[t] for x in part)
-            err = U.parameters(t, pred) - U.parameters(t, ref)
-            for z in np.unique(species):
-                m = species == z
-                out[name].setdefault(t, {})[chemical_symbols[int(z)]] = {
-                    p: {**U.calibration(err[m, k], s * sd[m, k]), "mae": float(np.abs(err[m, k]).mean()),
-                        "rms_spread": float(np.sqrt(np.mean((s * sd[m, k]) ** 2)))}
-                    for k, p in enumerate(U.PARAMETERS[t])
-                }  # fmt: skip
+    """Calibration on ``val``, scores on ``test`` (:func:`dynnmr.uncertainty.calibrate`)
+    and on ``extra`` (:func:`dynnmr.uncertainty.score`)."""
+    out = U.calibrate(val, test, val, targets)  # the flag thresholds (from val here) are not studied
+    out["extra"] = U.score(extra, out["scale"], targets) if extra is not None else {}
     return out
 
 
@@ -100,7 +83,7 @@ def forward_seconds(model, atoms, members=False, repeats=3):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heads", required=True, help="a model file with several heads")
-    ap.add_argument("--members", nargs="+", required=True, help="independent single-head model files")
+    ap.add_argument("--members", nargs="*", default=[], help="independent single-head model files (optional)")
     ap.add_argument("--extra", nargs="*", default=[], help="label files none of the models trained on")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("-o", "--output", default=str(ROOT / "studies" / "committee" / "results.json"))
@@ -118,23 +101,22 @@ def main(argv=None):
         extra += load_samples([{"path": path, "scale": {"efg": 0.91}, "species": {"ms": [8]}}], targets,
                               hinfo["hyperparameters"]["cutoff"])  # fmt: skip
     nets = [m for m, _ in members]
-    result = {
-        "heads": scored(*(heads_predictions(heads, p, targets) for p in (val, test)), targets,
-                        heads_predictions(heads, extra, targets) if extra else None),
-        "ensemble": scored(*(ensemble_predictions(nets, p, targets) for p in (val, test)), targets,
-                           ensemble_predictions(nets, extra, targets) if extra else None),
-    }  # fmt: skip
-    glass = tensorfiles.read(GLASS, index="0")[0]
-    single = forward_seconds(nets[0], glass)
-    result["cost_vs_one_model"] = {"heads": forward_seconds(heads, glass, members=True) / single,
-                                   "ensemble": float(len(nets)), "threads": args.threads,
-                                   "one_model_atoms_per_s": len(glass) / single}  # fmt: skip
+    result = {"heads": scored(*(heads_predictions(heads, p, targets) for p in (val, test)), targets,
+                              heads_predictions(heads, extra, targets) if extra else None)}  # fmt: skip
+    if nets:
+        result["ensemble"] = scored(*(ensemble_predictions(nets, p, targets) for p in (val, test)), targets,
+                                    ensemble_predictions(nets, extra, targets) if extra else None)  # fmt: skip
+        glass = tensorfiles.read(GLASS, index="0")[0]
+        single = forward_seconds(nets[0], glass)
+        result["cost_vs_one_model"] = {"heads": forward_seconds(heads, glass, members=True) / single,
+                                       "ensemble": float(len(nets)), "threads": args.threads,
+                                       "one_model_atoms_per_s": len(glass) / single}  # fmt: skip
     result["extra_files"] = [str(Path(p).name) for p in args.extra]
     result["extra_sites"] = {t: int(sum(len(s[t][0]) for s in extra)) for t in targets}
     Path(args.output).write_text(json.dumps(result, indent=1))
-    for variant in ("heads", "ensemble"):
+    for variant in (v for v in ("heads", "ensemble") if v in result):
         r = result[variant]
-        print(f"{variant}: scale {', '.join(f'{t} {s:.2f}' for t, s in r['scale'].items())}")
+        print(f"{variant}: scale {r['scale']}")
         for part in ("test", "extra"):
             for t, per_el in r[part].items():
                 for el, params in per_el.items():
@@ -142,7 +124,8 @@ def main(argv=None):
                     print(f"  {part:5s} {t:3s} {el:2s} {U.KEY_PARAMETER[t]:14s} n {p['n']:4d}  MAE {p['mae']:.4g}  "
                           f"rms spread {p['rms_spread']:.4g}  spearman {p['spearman']}  "
                           f"within 1/2 sd {p['within_1sd']}/{p['within_2sd']}")  # fmt: skip
-    print(f"cost relative to one model: {result['cost_vs_one_model']}")
+    if "cost_vs_one_model" in result:
+        print(f"cost relative to one model: {result['cost_vs_one_model']}")
 
 
 if __name__ == "__main__":

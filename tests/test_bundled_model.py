@@ -3,7 +3,6 @@ metrics reproduce, shift references, and sio2's 17O against experiment."""
 
 import numpy as np
 import pytest
-import yaml
 
 from dynnmr import tensorfiles
 from dynnmr import tensors as T
@@ -19,7 +18,7 @@ QUARTZ = tensorfiles.read(BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
 CRISTOBALITE = tensorfiles.read(BUNDLED_DIR.parent / "alpha_cristobalite.extxyz")[0]
 
 
-@pytest.fixture(scope="module", params=["silicate-29si", "sio2"])
+@pytest.fixture(scope="module", params=["silicate-29si", "sio2", "sio2-committee"])
 def bundled(request):
     return load_model(request.param)
 
@@ -35,7 +34,7 @@ def test_bundled_model_describes_itself(bundled):
     assert info["hyperparameters"]["layers"] == 2 and len(info["training_data_sha256"]) == 64
     assert set(info["metrics"]["ms"]["Si"]) >= {"irreps", "sigma_iso_ppm", "symmetric_component_mae_ppm"}
     assert (BUNDLED_DIR / f"{info['name']}.metrics.json").exists()
-    if info["name"] == "sio2":
+    if info["name"].startswith("sio2"):
         assert info["targets"] == ["ms", "efg"]
         assert info["covered_species"] == {"ms": [8, 14], "efg": [8]}
         assert set(info["metrics"]["efg"]["O"]) >= {"Cq_MHz", "eta_Q"}
@@ -89,17 +88,19 @@ def test_sio2_17o_quadrupolar_coupling_against_experiment():
 
 def test_config_is_the_bundled_models_recipe(bundled):
     """configs/NAME.yaml (the one-command retrain) holds what the bundled file was trained with."""
+    from dynnmr.config import load_config
+
     _, info = bundled
-    cfg = yaml.safe_load((REPO / "configs" / f"{info['name']}.yaml").read_text())
+    cfg = load_config(REPO / "configs" / f"{info['name']}.yaml")  # its base filled in
     trained = info["training_config"]
     assert (
         trained["model"] == cfg["model"] and trained["targets"] == cfg["targets"] and trained["split"] == cfg["split"]
     )
     assert {k: trained["training"][k] for k in cfg["training"]} == cfg["training"]
     assert {k: v for k, v in info["hyperparameters"].items() if k != "avg_neighbours"} == cfg["model"]
-    scales = [(d.get("scale"), d.get("offset")) for d in cfg["data"] if isinstance(d, dict)]
-    gipaw = ({"ms": -1}, {"ms": 833.0})  # the GIPAW labels are C - sigma: negated, on the B3LYP cluster level
-    assert scales == ([gipaw, ({"efg": 0.91}, None)] if info["name"] == "sio2" else [gipaw])
+    scales = [(d["scale"] or None, d["offset"] or None) for d in cfg["data"]]
+    gipaw = ({"ms": -1.0}, {"ms": 833.0})  # the GIPAW labels are C - sigma: negated, on the B3LYP cluster level
+    assert scales == ([gipaw, ({"efg": 0.91}, None)] if info["name"].startswith("sio2") else [gipaw])
 
 
 def test_29si_runs_the_way_shielding_does(bundled, shared_data):
@@ -148,3 +149,21 @@ def test_room_temperature_cristobalite_md_against_experiment():
     assert delta_si == pytest.approx(-108.5, abs=1.5)
     assert cq == pytest.approx(5.3, abs=0.15)
     assert p["eta_Q"].mean() == pytest.approx(0.125, abs=0.06)
+
+
+def test_committee_model_spread_is_calibrated_and_symmetric():
+    """sio2-committee: its spread carries the calibration fitted at training, and sites that
+    symmetry makes equivalent get equal spreads (the members are each equivariant)."""
+    from dynnmr.inference import predict
+
+    _, info = load_model("sio2-committee")
+    u = info["uncertainty"]
+    assert u["scale"]["ms"]["Si"] > 0 and u["scale"]["ms"]["O"] > 0 and u["scale"]["efg"]["O"] > 0
+    assert u["test"]["ms"]["Si"]["sigma_iso_ppm"]["n"] > 100
+    out = predict(QUARTZ, model="sio2-committee")
+    o = QUARTZ.numbers == 8
+    sd = out.arrays["efg_param_std"][o, 0]
+    assert (sd > 0).all() and np.ptp(sd) < 1e-3 * sd.mean()  # float32 members
+    assert np.isnan(out.arrays["efg_param_std"][~o]).all()  # no EFG for Si: no spread either
+    assert (out.arrays["ms_param_std"][:, 0] < np.array([u["flag_threshold"]["ms"][s] for s in
+                                                         QUARTZ.get_chemical_symbols()])).all()  # fmt: skip

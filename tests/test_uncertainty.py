@@ -79,7 +79,7 @@ def test_committee_model_records_its_calibration(committee):
     _, info = modelfile.load_model(committee)
     u = info["uncertainty"]
     assert info["hyperparameters"]["heads"] == 3
-    assert u["scale"]["ms"] > 0 and np.isfinite(u["scale"]["ms"])
+    assert u["scale"]["ms"]["Si"] > 0 and np.isfinite(u["scale"]["ms"]["Si"])
     assert u["flag_threshold"]["ms"]["Si"] > 0
     test = u["test"]["ms"]["Si"]["sigma_iso_ppm"]
     assert test["n"] > 0 and 0 <= test["within_1sd"] <= test["within_2sd"] <= 1
@@ -170,7 +170,7 @@ def quartz_rattled(seed):
 
 
 def info_scale(path):
-    return modelfile.load_model(path)[1]["uncertainty"]["scale"]["ms"]
+    return modelfile.load_model(path)[1]["uncertainty"]["scale"]["ms"]["Si"]
 
 
 def _members(path, atoms):
