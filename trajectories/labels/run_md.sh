@@ -2,31 +2,40 @@
 # Reference labels on the realistic trajectories (BKS glasses, Vashishta cristobalite;
 # ../README.md), for the committee-uncertainty work: same method as run.sh (README.md:
 # Method), a separate label file, trajectories/labels/sio2_md.extxyz. Every line
-# resumes where it stopped:
+# resumes where it stopped (make labels-md):
 #     nohup bash trajectories/labels/run_md.sh > trajectories/labels/run_md.log 2>&1 &
-# Round 0 labels sites in the labeller's fixed random order (seed 0): an unbiased share
-# that also gives the held-out test frames. Later rounds (below) add the sites where the
-# committee of the current model disagrees most.
+# Round 0 labels sites in the labeller's fixed random order (seed 0) on frames 0, 2, 4 of
+# the density series (and a few frames of each other file): an unbiased sample, and the
+# frames to test on. Round 1 is active learning on other frames: the bundled committee
+# (sio2-committee) picks the sites where its members disagree most, a quarter still at random
+# (--select-by; the file records chosen_by_spread per site).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 L="${DYNNMR:-.venv/bin/dynnmr} label --threads ${THREADS:-1}"
+A="$L --select-by ${SELECT_BY:-sio2-committee}"
 OUT=trajectories/labels/sio2_md.extxyz
 D=trajectories/densities
+RHO="2.0 2.2 2.4 2.6"
 # round 0, EFG: the density series (648 atoms, frames 0, 2, 4 of 5)
-for rho in 2.0 2.2 2.4 2.6; do
-  $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:5:2 --max-sites 4 --properties efg
-done
-# round 0, shielding on two of those sites per frame
-for rho in 2.0 2.2 2.4 2.6; do
-  $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:5:2 --max-sites 2
-done
+for rho in $RHO; do $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:5:2 --max-sites 4 --properties efg; done
+# round 1, EFG: frames 1 and 3 of the density series, sites chosen by the committee
+for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 6 --properties efg; done
+# round 0, shielding on two of the round-0 sites per frame
+for rho in $RHO; do $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:5:2 --max-sites 2; done
 # round 0, EFG: cristobalite at 300 and 900 K, the cooling ramp, the 3,000-atom glass
 $L trajectories/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-sites 4 --properties efg
 $L trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-sites 4 --properties efg
 $L trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:537:134 --max-sites 4 --properties efg
 $L trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 0:20:10 --max-sites 6 --properties efg
-# round 0, shielding on two sites of each of those frames
+# round 1, EFG and shielding: other frames of the same files, chosen by the committee
+$A trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 500:2000:1000 --max-sites 6 --properties efg
+$A trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 67:537:134 --max-sites 6 --properties efg
+$A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 5:20:10 --max-sites 10 --properties efg
+for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 3 --properties ms; done
+# round 0, shielding on two sites of each of the other round-0 frames
 $L trajectories/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-sites 2
 $L trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-sites 2
 $L trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:537:134 --max-sites 2
 $L trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 0:20:10 --max-sites 2
+# Si-centred clusters (29Si trends against density; about 6 min each): one per density
+for rho in $RHO; do $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:1 --species Si --max-sites 1 --properties ms; done

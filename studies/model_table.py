@@ -1,0 +1,79 @@
+"""One table per model of what NMR people read, on the test sites the model records.
+
+Re-evaluates each model file on its recorded test structures (the same sites as at
+training) with every metric of :func:`dynnmr.evaluate.split_metrics`, the spectrum L1
+distance included, and prints a markdown table: per species and target, the number of
+sites, MAE of sigma_iso (= of delta_iso: a reference moves both alike), span and skew or
+|C_Q| and eta_Q, median orientation error, %RMSE per irrep (RMSE / standard deviation of
+the reference components x 100, the seed paper's measure) and the spectrum L1 distance.
+``--write`` stores the metrics in the model's metrics JSON (``test_metrics``) and file.
+
+    python studies/model_table.py sio2 sio2-committee silicate-29si [--write]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from dynnmr.evaluate import predict_samples, split_metrics
+from dynnmr.modelfile import BUNDLED_DIR, load_model, update_metadata
+from dynnmr.samples import recorded_data, recorded_test_samples
+
+ROOT = Path(__file__).parents[1]
+
+
+def locate(name):
+    for folder in (ROOT / "trajectories" / "labels", ROOT.parent / "shared" / "data"):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(name)
+
+
+def rows(name, metrics):
+    """Markdown rows of one model's test metrics."""
+    out = []
+    for t, per in metrics.items():
+        for el, m in per.items():
+            irreps = " / ".join(
+                f"{m['irreps'][k]['pct_rmse']:.0f}" if k in m["irreps"] else "-" for k in ("l0", "l1", "l2")
+            )
+            l1 = m.get("spectrum_l1")
+            spec = f"{l1['value']:.3f} ({l1['isotope']} {l1['kind'].removeprefix('static ')})" if l1 else "-"
+            orient = m["orientation_deg"]["median"]
+            if t == "ms":
+                cells = [f"sigma_iso {m['sigma_iso_ppm']['mae']:.2f} ppm", f"span {m['span_ppm']['mae']:.2f} ppm",
+                         f"skew {m['skew']['mae']:.3f}"]  # fmt: skip
+            else:
+                cells = [f"\\|C_Q\\| {m['abs_Cq_MHz']['mae']:.3f} MHz", f"eta_Q {m['eta_Q']['mae']:.3f}", ""]
+            out.append(f"| {name} | {el} {t} | {m['n_sites']} | " + " | ".join(cells)
+                       + f" | {orient:.1f} | {irreps} | {spec} |")  # fmt: skip
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--write", action="store_true", help="store the metrics in the bundled metrics JSON and file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    print("| model | site, target | test sites | MAE | MAE | MAE | orientation median (deg) | %RMSE l0 / l1 / l2 "
+          "| spectrum L1 |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in args.models:
+        net, info = load_model(name)
+        test = recorded_test_samples(info, recorded_data(info, locate))
+        metrics = split_metrics(*predict_samples(net, test, info["targets"]))
+        print("\n".join(rows(info["name"], metrics)))
+        if args.write:
+            update_metadata(info["path"], metrics=metrics)
+            path = BUNDLED_DIR / f"{info['name']}.metrics.json"
+            if path.exists():
+                stored = json.loads(path.read_text())
+                stored["test_metrics"] = metrics
+                path.write_text(json.dumps(stored, indent=1))
+
+
+if __name__ == "__main__":
+    main()
