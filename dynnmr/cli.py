@@ -239,7 +239,8 @@ def cmd_spectrum(args):
                     f"{a:.6f},{b:.6f},{z[j, i]:.8g}\n" for j, b in enumerate(iso_ppm) for i, a in enumerate(direct)
                 )
         if args.plot:
-            plot_2d(direct, iso_ppm, z, iso.name, args.field, args.plot)
+            plot_2d(direct, iso_ppm, z, iso.name, args.field, args.plot,
+                    description=provenance(args.input).lstrip("# ").strip())  # fmt: skip
         _info(args, f"{iso.name} 3QMAS at {args.field:g} T: {n} tensors")
         return 0
     mas = args.mas is not None or args.rotor_angle is not None
@@ -289,7 +290,8 @@ def cmd_spectrum(args):
             fh.write("ppm,intensity\n")
             fh.writelines(f"{a:.6f},{b:.8g}\n" for a, b in zip(ppm, y))
     if args.plot:
-        plot_spectrum(ppm, y, iso.name, args.field, args.plot, title=title)
+        plot_spectrum(ppm, y, iso.name, args.field, args.plot, title=title,
+                      description=provenance(args.input).lstrip("# ").strip() + f"; {title}")  # fmt: skip
     cog = f"centre of gravity {(ppm * y).sum() / y.sum():.2f} ppm" if y.sum() > 0 else "no intensity in the range"
     _info(args, f"{iso.name} at {args.field:g} T: {n} tensors, {cog} ({ppm.min():.1f} to {ppm.max():.1f} ppm)")
     return 0

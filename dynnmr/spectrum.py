@@ -260,9 +260,11 @@ def png_metadata(**extra) -> dict:
     return {"Software": f"dynnmr {__version__}", **extra}
 
 
-def _figure(path, draw, ax=None, size=(6.4, 3.6)):
+def _figure(path, draw, ax=None, size=(6.4, 3.6), description=None):
     """Draw on ``ax`` when given (a notebook's axes; nothing saved unless ``path``), else on a
-    ``Figure`` of our own saved to ``path``. Never touches pyplot or the backend. Returns the axes."""
+    ``Figure`` of our own saved to ``path`` (``description``, e.g. the input and the model
+    that made its tensors, goes into the PNG's text). Never touches pyplot or the backend.
+    Returns the axes."""
     if ax is None:
         from matplotlib.figure import Figure
 
@@ -271,11 +273,11 @@ def _figure(path, draw, ax=None, size=(6.4, 3.6)):
     draw(ax)
     if path is not None:
         ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=120, metadata=png_metadata())
+        ax.figure.savefig(path, dpi=120, metadata=png_metadata(**({"Description": description} if description else {})))
     return ax
 
 
-def plot_spectrum(ppm, intensity, nucleus, field_t, path=None, title="", ax=None):
+def plot_spectrum(ppm, intensity, nucleus, field_t, path=None, title="", ax=None, description=None):
     """A spectroscopist's plot: ppm axis running right to left, nucleus and field labelled.
     On ``ax`` (e.g. in a notebook) or a new figure saved to ``path``; returns the axes."""
 
@@ -287,11 +289,11 @@ def plot_spectrum(ppm, intensity, nucleus, field_t, path=None, title="", ax=None
         ax.set_yticks([])
         ax.set_title(title or f"static {_nucleus_label(nucleus)} spectrum, {field_t:g} T")
 
-    return _figure(path, draw, ax)
+    return _figure(path, draw, ax, description=description)
 
 
 def plot_2d(direct_ppm, indirect_ppm, intensity, nucleus, field_t, path=None, title="", indirect_label="isotropic",
-            ax=None):  # fmt: skip
+            ax=None, description=None):  # fmt: skip
     """Contour plot of a 2D spectrum (e.g. MQMAS), both ppm axes running high to low."""
 
     def draw(ax):
@@ -304,4 +306,4 @@ def plot_2d(direct_ppm, indirect_ppm, intensity, nucleus, field_t, path=None, ti
         ax.set_ylabel(f"{_nucleus_label(nucleus)} {indirect_label} dimension (ppm)")
         ax.set_title(title or f"{_nucleus_label(nucleus)} 3QMAS, {field_t:g} T")
 
-    return _figure(path, draw, ax, size=(5.6, 5.0))
+    return _figure(path, draw, ax, size=(5.6, 5.0), description=description)

@@ -178,6 +178,11 @@ def test_spectrum_command_on_a_castep_file_and_a_store(tmp_path, capsys):
                      "--range=-200:0", "-o", str(f)]) == 0  # fmt: skip
         spectra.append(load_csv(f)[:, 1])
     np.testing.assert_allclose(spectra[0], spectra[1], rtol=1e-9, atol=1e-12)
+    assert main(["spectrum", str(tmp_path / "s.zarr"), "--species", "Si", "--plot", str(tmp_path / "s.png")]) == 0
+    from PIL import Image
+
+    text = Image.open(tmp_path / "s.png").text  # the figure says what made it
+    assert text["Software"].startswith("dynnmr ") and "from s.zarr" in text["Description"]
     head = open(tmp_path / "none.csv").readlines()[:2]  # what made it, and what was averaged
     assert head[0].startswith("# dynnmr ") and "from s.zarr" in head[0] and "every frame's tensors" in head[1]
 
