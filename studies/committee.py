@@ -86,7 +86,7 @@ def main(argv=None):
     ap.add_argument("--members", nargs="*", default=[], help="independent single-head model files (optional)")
     ap.add_argument("--extra", nargs="*", default=[], help="label files none of the models trained on")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("-o", "--output", default=str(ROOT / "studies" / "committee" / "results.json"))
+    ap.add_argument("-o", "--output", default=str(ROOT / "studies" / "committee" / "heads_vs_ensemble.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     heads, hinfo = load_model(args.heads)
