@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install lint test test-fast demo trajectories model sio2-model sio2-evaluate labels clean
+.PHONY: install lint test test-fast demo trajectories model sio2-model sio2-evaluate labels labels-md notebooks clean
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,14 @@ trajectories:
 # First-principles labels for the sio2 model (hours on 2 cores; rerun to resume).
 labels: install
 	bash trajectories/labels/run.sh
+
+# Labels on the realistic trajectories, the committee choosing the sites (rerun to resume).
+labels-md: install
+	bash trajectories/labels/run_md.sh
+
+# Run the notebooks and save them with their outputs and figures (after a model changes).
+notebooks: install
+	$(PY) notebooks/execute.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
