@@ -37,7 +37,7 @@ SCHEMA = {
     "name": None,
     "data": None,
     "targets": None,
-    "split": {"val", "test", "seed", "site_holdout"},
+    "split": {"val", "test", "seed", "site_holdout", "test_structures"},
     "model": {"channels", "vector_channels", "lmax", "layers", "cutoff", "num_basis", "radial_hidden",
               "readout_hidden", "products", "heads"},
     "training": set(DEFAULTS["training"]),

@@ -68,6 +68,22 @@ def split_indices(n, val, test, seed, groups=None):
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def split_samples(samples, split):
+    """``(train, val, test)`` lists of samples by a config's ``split`` section:
+    :func:`split_indices` per data file with ``val``, ``test`` and ``seed``; structures
+    named in ``test_structures`` (ids ``FILE:K``, e.g. frames labelled at random, kept
+    out of active learning's bias) go to the test part whole and are not drawn from."""
+    fixed = list(split.get("test_structures") or [])
+    ids = [s["id"] for s in samples]
+    missing = sorted(set(fixed) - set(ids))
+    if missing:
+        raise ValueError(f"split.test_structures not among the data's structures: {', '.join(missing[:5])}")
+    pool = [s for s in samples if s["id"] not in fixed]
+    parts = split_indices(len(pool), split["val"], split["test"], split["seed"], groups=[s["source"] for s in pool])
+    train, val, test = ([pool[i] for i in parts[k]] for k in ("train", "val", "test"))
+    return train, val, test + [s for s in samples if s["id"] in fixed]
+
+
 def hold_out_sites(sample, targets, axis, slab, buffer_A):
     """Split one large structure's labelled sites into a held-out slab and the rest.
 

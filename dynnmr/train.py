@@ -36,7 +36,7 @@ from .samples import (
     hold_out_sites,
     load_samples,
     normalisation,
-    split_indices,
+    split_samples,
 )
 
 
@@ -192,9 +192,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     torch.manual_seed(tr["seed"])
     targets = cfg["targets"]
     samples = load_samples(cfg["data"], targets, cfg["model"]["cutoff"])
-    parts = split_indices(len(samples), cfg["split"]["val"], cfg["split"]["test"], cfg["split"]["seed"],
-                          groups=[s["source"] for s in samples])  # fmt: skip
-    train_s, val_s, test = ([samples[i] for i in parts[k]] for k in ("train", "val", "test"))
+    train_s, val_s, test = split_samples(samples, cfg["split"])
     holdout = cfg["split"].get("site_holdout")
     if holdout:  # one structure's sites split by a slab: the far ones train, the slab tests
         opts = dict(holdout)

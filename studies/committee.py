@@ -26,7 +26,7 @@ from dynnmr import uncertainty as U
 from dynnmr.evaluate import predict_samples
 from dynnmr.graphs import build_graph
 from dynnmr.modelfile import load_model
-from dynnmr.samples import load_samples, recorded_data, recorded_test_samples, split_indices
+from dynnmr.samples import load_samples, recorded_data, recorded_test_samples, split_samples
 
 ROOT = Path(__file__).parents[1]
 GLASS = ROOT / "trajectories" / "amorphous_sio2.extxyz.gz"
@@ -41,11 +41,8 @@ def locate(name):
 
 def val_samples(info, data):
     """The validation structures of the model's recorded split (same seed and grouping)."""
-    cfg = info["training_config"]
     samples = load_samples(data, info["targets"], info["hyperparameters"]["cutoff"])
-    parts = split_indices(len(samples), cfg["split"]["val"], cfg["split"]["test"], cfg["split"]["seed"],
-                          groups=[s["source"] for s in samples])  # fmt: skip
-    return [samples[i] for i in parts["val"]]
+    return split_samples(samples, info["training_config"]["split"])[1]
 
 
 def heads_predictions(model, samples, targets):

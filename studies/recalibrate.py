@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from dynnmr.modelfile import load_model, update_metadata
-from dynnmr.samples import load_samples, recorded_data, split_indices
+from dynnmr.samples import load_samples, recorded_data, split_samples
 from dynnmr.train import committee_calibration
 
 ROOT = Path(__file__).parents[1]
@@ -38,9 +38,7 @@ def main(argv=None):
     net, info = load_model(args.model)
     cfg, targets = info["training_config"], info["targets"]
     samples = load_samples(recorded_data(info, locate), targets, info["hyperparameters"]["cutoff"])
-    parts = split_indices(len(samples), cfg["split"]["val"], cfg["split"]["test"], cfg["split"]["seed"],
-                          groups=[s["source"] for s in samples])  # fmt: skip
-    train_s, val_s, test = ([samples[i] for i in parts[k]] for k in ("train", "val", "test"))
+    train_s, val_s, test = split_samples(samples, cfg["split"])
     if [s["id"] for s in test] != info["test_structures"]:
         raise SystemExit("the rebuilt split does not give the recorded test structures (the data changed?)")
     calib = committee_calibration(net, train_s, val_s, test, targets)

@@ -59,6 +59,32 @@ def test_split_seed_holds_out_other_structures(tiny_config, tmp_path):
         train(tiny_config, tmp_path / "s0", epochs=2, split_seed=3, log=lambda m: None)
 
 
+def test_named_test_structures_are_held_out_whole(tiny_config, tmp_path):
+    """split.test_structures: those structures test and never train; the rest split as before."""
+    from dynnmr.config import load_config
+    from dynnmr.samples import load_samples, split_indices, split_samples
+
+    cfg = load_config(tiny_config)
+    samples = load_samples(cfg["data"], ["ms"], 4.0)
+    plain = split_samples(samples, cfg["split"])  # without the option: split_indices as before
+    expected = split_indices(len(samples), 0.25, 0.25, 1)
+    assert [s["id"] for s in plain[2]] == [samples[i]["id"] for i in expected["test"]]
+    named = [plain[0][0]["id"], plain[0][1]["id"]]  # two structures the plain split trains on
+    variant = yaml.safe_load(tiny_config.read_text())
+    variant["data"] = [str(tiny_config.parent / d) for d in variant["data"]]
+    variant["split"]["test_structures"] = named
+    path = tmp_path / "named.yaml"
+    path.write_text(yaml.safe_dump(variant))
+    info = modelfile.load_model(train(path, tmp_path / "n", epochs=1, log=lambda m: None))[1]
+    assert set(named) <= set(info["test_structures"])
+    train_ids = {s["id"] for s in split_samples(samples, load_config(path)["split"])[0]}
+    assert not train_ids & set(named)
+    variant["split"]["test_structures"] = ["data.extxyz:999"]
+    path.write_text(yaml.safe_dump(variant))
+    with pytest.raises(ValueError, match="not among the data's structures"):
+        train(path, tmp_path / "m", epochs=1, log=lambda m: None)
+
+
 def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
     """A label file that grew after a run started is not mixed into it on resume."""
     import shutil
