@@ -40,9 +40,7 @@ def _worker_job(spec: AnalysisSpec):
     net, info, dev, batch = load_for_inference(spec.model, spec.device, spec.batch_atoms)
     start = spec.frames[0] or 0
     first = next(iread(spec.trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
-    return Job.create(
-        spec.trajectory, first, net, info, dev, batch, spec.species, spec.allow_unknown, uncertainty=spec.uncertainty
-    )
+    return Job.for_spec(spec, first, net, info, dev, batch)
 
 
 @lru_cache(maxsize=4)
@@ -97,17 +95,7 @@ def analyze_distributed(spec, client, output=None, *, threads=None, retries=1, *
         raise InputError(trajectory, "no frames in the selection")
     net, info, _, _ = load_for_inference(spec.model, "cpu")  # the driver only needs the model's description
     first = next(iread(trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
-    job = Job.create(
-        trajectory,
-        first,
-        net,
-        info,
-        torch.device("cpu"),
-        0,
-        spec.species,
-        spec.allow_unknown,
-        uncertainty=spec.uncertainty,
-    )
+    job = Job.for_spec(spec, first, net, info, torch.device("cpu"), 0)
     expected = spec.expected_attrs(info, source_attrs(trajectory))
     with StoreLock(output):  # the driver holds it; workers write only the chunks it hands out
         return _run_locked(client, spec, net, job, expected, n_frames, threads, retries)
@@ -116,15 +104,7 @@ def analyze_distributed(spec, client, output=None, *, threads=None, retries=1, *
 def _run_locked(client, spec, net, job, expected, n_frames, threads, retries):
     """:func:`analyze_distributed` once the output is checked and its writer lock held."""
     output = spec.output
-    store = TensorStore.for_run(
-        spec,
-        expected,
-        net.targets,
-        job.numbers[job.sites],
-        job.sites,
-        job.attrs(spec.dt_ps),
-        uncertainty=job.uncertainty,
-    )
+    store = TensorStore.for_run(spec, expected, job)
     done = store.plan_chunks(n_frames)
     todo = [int(c) for c in np.flatnonzero(~done)]
     futures = client.map(run_chunk, todo, pure=False, retries=retries, spec=spec, n_frames=n_frames,

@@ -189,18 +189,8 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
     first = (
         head[0] if head else next(iread(trajectory, slice(start, start + 1), format=spec.fmt, topology=spec.topology))
     )
-    job = Job.create(
-        trajectory, first, net, info, dev, batch_atoms, spec.species, spec.allow_unknown, uncertainty=spec.uncertainty
-    )
-    store = TensorStore.for_run(
-        spec,
-        expected,
-        net.targets,
-        job.numbers[job.sites],
-        job.sites,
-        job.attrs(spec.dt_ps),
-        uncertainty=job.uncertainty,
-    )
+    job = Job.for_spec(spec, first, net, info, dev, batch_atoms)
+    store = TensorStore.for_run(spec, expected, job)
     chunk_frames = store.chunk_frames
 
     def frames_with_first():

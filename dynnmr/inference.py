@@ -242,6 +242,12 @@ class Job:
         return cls(net, info, device, batch_atoms, numbers, sites, idx, covered, check,
                    uses_committee(net, uncertainty))  # fmt: skip
 
+    @classmethod
+    def for_spec(cls, spec: AnalysisSpec, first, net, info, device, batch_atoms):
+        """:meth:`create` with a run's species, unknown-element and uncertainty options."""
+        return cls.create(spec.trajectory, first, net, info, device, batch_atoms, spec.species, spec.allow_unknown,
+                          uncertainty=spec.uncertainty)  # fmt: skip
+
     def attrs(self, dt_ps) -> dict:
         """The store's descriptive attributes for this model and selection."""
         from ase.data import chemical_symbols

@@ -238,15 +238,17 @@ class TensorStore:
         return store
 
     @classmethod
-    def for_run(cls, spec, expected: dict, targets, numbers, sites, attrs: dict, uncertainty=False):
-        """The store of an analyze run (:class:`~dynnmr.spec.AnalysisSpec`): reopened when
-        it resumes (model, source, options and sites must match ``expected``), else created
-        with ``expected`` and ``attrs`` as attributes."""
+    def for_run(cls, spec, expected: dict, job):
+        """The store of an analyze run (:class:`~dynnmr.spec.AnalysisSpec`) of ``job``
+        (:class:`~dynnmr.inference.Job`: its targets, sites and spread): reopened when it
+        resumes (model, source, options and sites must match ``expected``), else created
+        with ``expected`` and the job's attributes."""
+        sites = job.sites
         if not spec.resume:
-            return cls.create(spec.output, targets=targets, numbers=numbers, atom_index=sites,
-                              chunk_frames=spec.chunk_frames, attrs={**expected, **attrs},
+            return cls.create(spec.output, targets=job.net.targets, numbers=job.numbers[sites], atom_index=sites,
+                              chunk_frames=spec.chunk_frames, attrs={**expected, **job.attrs(spec.dt_ps)},
                               save_positions=spec.save_positions, overwrite=spec.overwrite,
-                              uncertainty=uncertainty)  # fmt: skip
+                              uncertainty=job.uncertainty)  # fmt: skip
         store = cls.reopen(spec.output, expected)
         if not np.array_equal(np.asarray(store.group["atom_index"][:]), sites):
             raise ValueError(f"--resume: {spec.output} stores other sites than this run selects")

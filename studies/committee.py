@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _data import ROOT, locate
 
 from dynnmr import tensorfiles
 from dynnmr import uncertainty as U
@@ -28,15 +29,7 @@ from dynnmr.graphs import build_graph
 from dynnmr.modelfile import load_model
 from dynnmr.samples import load_samples, recorded_data, recorded_test_samples, split_samples
 
-ROOT = Path(__file__).parents[1]
 GLASS = ROOT / "trajectories" / "amorphous_sio2.extxyz.gz"
-
-
-def locate(name):
-    for folder in (ROOT / "trajectories" / "labels", ROOT.parent / "shared" / "data"):
-        if (folder / name).exists():
-            return folder / name
-    raise FileNotFoundError(name)
 
 
 def val_samples(info, data):

@@ -13,22 +13,13 @@ the reference components x 100, the seed paper's measure) and the spectrum L1 di
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
+from _data import locate
 
 from dynnmr.evaluate import predict_samples, split_metrics
 from dynnmr.modelfile import BUNDLED_DIR, load_model, update_metadata
 from dynnmr.samples import recorded_data, recorded_test_samples
-
-ROOT = Path(__file__).parents[1]
-
-
-def locate(name):
-    for folder in (ROOT / "trajectories" / "labels", ROOT.parent / "shared" / "data"):
-        if (folder / name).exists():
-            return folder / name
-    raise FileNotFoundError(name)
 
 
 def rows(name, metrics):

@@ -14,19 +14,11 @@ import json
 from pathlib import Path
 
 import torch
+from _data import locate
 
 from dynnmr.modelfile import load_model, update_metadata
 from dynnmr.samples import load_samples, recorded_data, split_samples
 from dynnmr.train import committee_calibration
-
-ROOT = Path(__file__).parents[1]
-
-
-def locate(name):
-    for folder in (ROOT / "trajectories" / "labels", ROOT.parent / "shared" / "data"):
-        if (folder / name).exists():
-            return folder / name
-    raise FileNotFoundError(name)
 
 
 def main(argv=None):
