@@ -5,10 +5,13 @@ gathers and scatters of the messages; the readouts), the store write.
 Usage: python benchmarks/profile_cpu.py [--model sio2] [--threads 2] [--frames 0:8]
            [--trajectory trajectories/amorphous_sio2.extxyz.gz]
 Stages come from the engine's own profile (one `analyze` run, 64-frame chunks). The
-model breakdown times one forward pass over a 4,000-atom batch (the CPU default) with
-forward hooks on every part (CPU work is synchronous, so wall time between hooks is the
-part's); "messages" is each block's time outside its parts: the gather of neighbour
-features, the scatter-add of the messages and the normalisation. Mean of 5 passes.
+model breakdown times one forward pass over a frame with forward hooks on every part
+(CPU work is synchronous, so wall time between hooks is the part's), twice: with the
+fused message kernel ("fused": tensor product, gather and sum over edges in one, see
+dynnmr/tensorproduct.py) and with e3nn's tensor product ("tp"); "messages" is each
+block's time outside its parts: with e3nn the gather of neighbour features, the
+scatter-add of the messages and the normalisation, with the kernel the edge ordering
+and the normalisation. Mean of 5 passes.
 """
 
 import argparse
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from dynnmr import tensorfiles
+from dynnmr import tensorfiles, tensorproduct
 from dynnmr.engine import Profile, analyze
 from dynnmr.graphs import collate, structure_arrays
 from dynnmr.modelfile import load_model
@@ -43,7 +46,7 @@ def part_times(model, graph, runs=5):
     for k, block in enumerate(model.blocks):
         hooks += [block.register_forward_pre_hook(pre(f"layer {k + 1}")),
                   block.register_forward_hook(post(f"layer {k + 1}"))]  # fmt: skip
-        for part in ("radial", "tp", "linear_up", "linear_down", "self_connection", "gate", "product"):
+        for part in ("radial", "tp", "fused", "linear_up", "linear_down", "self_connection", "gate", "product"):
             m = getattr(block, part, None)
             if m is not None:
                 name = f"layer {k + 1} {part}"
@@ -88,13 +91,15 @@ def main():
     net, _ = load_model(args.model)
     atoms = tensorfiles.read(args.trajectory, index="0")[0]
     graph = collate([structure_arrays(atoms, net.cutoff)])
-    med = part_times(net, graph)
-    total = med["total forward"]
-    print(f"one forward pass, {len(atoms)} atoms, {len(graph.edge_src)} edges, {args.threads} threads:")
-    for name, sec in sorted(med.items(), key=lambda kv: (not kv[0].startswith("total"), kv[0])):
-        if name.count(" ") == 1 and name.startswith("layer"):
-            continue  # the layer totals: their parts are listed
-        print(f"  {name:48s} {1e3 * sec:8.1f} ms  {100 * sec / total:5.1f}%")
+    for path, context in (("fused kernel", torch.enable_grad), ("e3nn tensor product", tensorproduct.reference)):
+        with context():
+            med = part_times(net, graph)
+        total = med["total forward"]
+        print(f"one forward pass ({path}), {len(atoms)} atoms, {len(graph.edge_src)} edges, {args.threads} threads:")
+        for name, sec in sorted(med.items(), key=lambda kv: (not kv[0].startswith("total"), kv[0])):
+            if name.count(" ") == 1 and name.startswith("layer"):
+                continue  # the layer totals: their parts are listed
+            print(f"  {name:48s} {1e3 * sec:8.1f} ms  {100 * sec / total:5.1f}%")
 
 
 if __name__ == "__main__":

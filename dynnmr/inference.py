@@ -85,12 +85,9 @@ def run_model(net, graph, idx, sites=None, uncertainty=False, info=None):
     model's ``info``, per element; none without ``info``); else ``{}``."""
     if not uses_committee(net, uncertainty):
         return net(graph, species_idx=idx, sites=sites), {}
-    from ase.data import chemical_symbols
-
     members = net.members(graph, species_idx=idx, sites=sites)
-    numbers = graph.numbers if sites is None else graph.numbers[sites.to(graph.numbers.device)]
-    symbols = [chemical_symbols[int(z)] for z in numbers.cpu().numpy()]
-    spreads = {t: spread(t, m.double().cpu().numpy(), site_scales(info or {}, t, symbols)) for t, m in members.items()}
+    numbers = (graph.numbers if sites is None else graph.numbers[sites.to(graph.numbers.device)]).cpu().numpy()
+    spreads = {t: spread(t, m.double().cpu().numpy(), site_scales(info or {}, t, numbers)) for t, m in members.items()}
     return {t: m.mean(dim=1) for t, m in members.items()}, spreads
 
 

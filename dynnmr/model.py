@@ -29,6 +29,7 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 from torch import nn
 
+from . import tensorproduct
 from . import tensors as T
 from .graphs import Graph
 
@@ -105,6 +106,7 @@ class Interaction(nn.Module):
         self.tp = o3.TensorProduct(
             irreps_in, irreps_sh, irreps_sorted, instr, shared_weights=False, internal_weights=False
         )
+        self.fused = tensorproduct.FusedMessages(self.tp)  # the same sums, for CPU inference
         self.radial = e3nn_nn.FullyConnectedNet(
             [num_basis, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
         )
@@ -122,9 +124,13 @@ class Interaction(nn.Module):
 
     def forward(self, h, sh, radial, src, dst):
         x = self.linear_up(h)
-        messages = self.tp(x[src], sh, self.radial(radial))
-        agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
-        agg.index_add_(0, dst, messages)
+        weights = self.radial(radial)
+        if tensorproduct.usable(x, sh, weights):
+            agg = self.fused(x, sh, weights, src, dst, h.shape[0])
+        else:
+            messages = self.tp(x[src], sh, weights)
+            agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
+            agg.index_add_(0, dst, messages)
         agg = agg * self.norm
         z = self.self_connection(h) + self.linear_down(agg)
         if self.product is not None:

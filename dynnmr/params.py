@@ -64,7 +64,8 @@ class ShieldingParameters:
     @classmethod
     def of(cls, ms_ppm) -> ShieldingParameters:
         """From shielding tensors ``(..., 3, 3)`` in ppm."""
-        h, hb = T.haeberlen(ms_ppm), T.herzfeld_berger(ms_ppm)
+        vals = T.eigenvalues(ms_ppm)  # one diagonalisation serves both conventions
+        h, hb = T.haeberlen(ms_ppm, eigvals=vals), T.herzfeld_berger(ms_ppm, eigvals=vals)
         return cls(h["iso"], h["zeta"], h["eta"], hb["span"], hb["skew"],
                    np.linalg.norm(T.antisymmetric_vector(ms_ppm), axis=-1))  # fmt: skip
 

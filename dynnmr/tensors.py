@@ -135,8 +135,7 @@ def _ordered_eigensystem(tensor, center):
 
     Eigenvectors are columns; the frame is made right-handed (det = +1).
     """
-    sym = symmetric_part(tensor)
-    vals, vecs = _eigh(sym)
+    vals, vecs = _eigh(symmetric_part(tensor))
     # stable sort: ties keep eigh's ascending order, so degenerate cases are reproducible
     order = np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
     vals = np.take_along_axis(vals, order, axis=-1)
@@ -174,36 +173,53 @@ def _scale(tensor):
 
 
 # Shielding and shift -----------------------------------------------------------------
-def haeberlen(tensor, rtol=1e-10):
+def _by_distance(vals, center):
+    """Eigenvalues reordered ascending in ``|lambda - center|`` (stable: ties keep the
+    ascending order, as :func:`_ordered_eigensystem` does)."""
+    order = np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
+    return np.take_along_axis(vals, order, axis=-1)
+
+
+def eigenvalues(tensor):
+    """Ascending eigenvalues of the symmetric part (NaN for a non-finite tensor): what
+    :func:`haeberlen`, :func:`herzfeld_berger` and :func:`efg_parameters` need, computed
+    once when one caller wants several of them."""
+    return _eigh(symmetric_part(tensor), vectors=False)
+
+
+def haeberlen(tensor, rtol=1e-10, eigvals=None):
     """Haeberlen parameters of a shielding (or shift) tensor.
 
     Returns a dict of arrays: ``iso``, ``zeta``, ``delta_aniso`` (= 1.5 zeta, the
     "anisotropy" CASTEP prints), ``eta`` (0 where zeta vanishes), in the tensor's units.
+    ``eigvals``: the tensor's :func:`eigenvalues`, if the caller has them.
 
     >>> h = haeberlen(np.diag([10.0, 20.0, 40.0]))  # s_zz = 40 lies furthest from iso
     >>> print(round(float(h["iso"]), 3), round(float(h["zeta"]), 3), round(float(h["eta"]), 3))
     23.333 16.667 0.6
     """
-    vals, _ = shielding_principal(tensor)
     iso = isotropic(tensor)
-    zeta = vals[..., 2] - iso
+    vals = eigenvalues(tensor) if eigvals is None else eigvals
+    yy, xx, zz = np.moveaxis(_by_distance(vals, iso), -1, 0)  # |s_zz - iso| >= |s_xx - iso| >= |s_yy - iso|
+    zeta = zz - iso
     tol = rtol * np.maximum(_scale(tensor), 1e-300)
-    eta = np.clip(_safe_ratio(vals[..., 1] - vals[..., 0], zeta, tol), 0.0, 1.0)
+    eta = np.clip(_safe_ratio(yy - xx, zeta, tol), 0.0, 1.0)
     return {"iso": iso, "zeta": zeta, "delta_aniso": 1.5 * zeta, "eta": eta}
 
 
-def herzfeld_berger(tensor, rtol=1e-10, shift=False):
+def herzfeld_berger(tensor, rtol=1e-10, shift=False, eigvals=None):
     """Span Omega (>= 0, tensor units) and skew kappa (in [-1, 1]; 0 if Omega vanishes).
 
     For a shielding tensor, ``kappa = 3 (s_iso - s_22) / Omega`` with s_11 <= s_22 <= s_33;
     for a shift tensor (``shift=True``) ``kappa = 3 (d_22 - d_iso) / Omega`` with d_11 >=
     d_22 >= d_33. A shielding tensor and its shift tensor have the same kappa.
+    ``eigvals``: the tensor's :func:`eigenvalues`, if the caller has them.
 
     >>> hb = herzfeld_berger(np.diag([10.0, 20.0, 40.0]))
     >>> print(round(float(hb["span"]), 3), round(float(hb["skew"]), 3))
     30.0 0.333
     """
-    vals = _eigh(symmetric_part(tensor), vectors=False)
+    vals = eigenvalues(tensor) if eigvals is None else eigvals
     iso = isotropic(tensor)
     span = vals[..., 2] - vals[..., 0]
     tol = rtol * np.maximum(_scale(tensor), 1e-300)
@@ -250,10 +266,10 @@ def efg_parameters(tensor, rtol=1e-10):
     >>> print(float(p["Vzz"]), round(float(p["eta_Q"]), 4))
     3.0 0.3333
     """
-    vals, _ = efg_principal(tensor)
+    xx, yy, zz = np.moveaxis(_by_distance(eigenvalues(tensor), 0.0), -1, 0)  # |V_zz| >= |V_yy| >= |V_xx|
     tol = rtol * np.maximum(_scale(tensor), 1e-300)
-    eta = np.clip(_safe_ratio(vals[..., 0] - vals[..., 1], vals[..., 2], tol), 0.0, 1.0)
-    return {"Vzz": vals[..., 2], "eta_Q": eta}
+    eta = np.clip(_safe_ratio(xx - yy, zz, tol), 0.0, 1.0)
+    return {"Vzz": zz, "eta_Q": eta}
 
 
 def quadrupolar_coupling_hz(vzz_au, quadrupole_moment_mb):

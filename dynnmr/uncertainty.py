@@ -55,13 +55,19 @@ def spread(target, members, scale=1.0):
     return tensor_std, param_std
 
 
-def site_scales(info, target, symbols) -> np.ndarray:
-    """The calibration factor of each site (element ``symbols``) for ``target``: the
+def site_scales(info, target, numbers) -> np.ndarray:
+    """The calibration factor of each site (atomic ``numbers``) for ``target``: the
     model's per-element factor, 1 where it has none."""
+    from ase.data import atomic_numbers
+
     s = info.get("uncertainty", {}).get("scale", {}).get(target, 1.0)
+    numbers = np.asarray(numbers, dtype=np.int64)
     if not isinstance(s, dict):  # one factor for every element
-        return np.full(len(symbols), float(s))
-    return np.array([float(s.get(el, 1.0)) for el in symbols])
+        return np.full(len(numbers), float(s))
+    table = np.ones(max(atomic_numbers.values()) + 1)
+    for element, factor in s.items():
+        table[atomic_numbers[element]] = float(factor)
+    return table[numbers]
 
 
 def fit_scale(errors, stds) -> float:

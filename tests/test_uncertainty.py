@@ -17,6 +17,13 @@ from dynnmr.train import train
 from helpers import csv_rows
 
 
+def test_site_scales_follow_each_sites_element():
+    per_element = {"uncertainty": {"scale": {"ms": {"Si": 2.0, "O": 3.0}, "efg": 1.5}}}
+    np.testing.assert_array_equal(U.site_scales(per_element, "ms", [14, 8, 1, 8]), [2.0, 3.0, 1.0, 3.0])
+    np.testing.assert_array_equal(U.site_scales(per_element, "efg", [14, 8]), [1.5, 1.5])
+    np.testing.assert_array_equal(U.site_scales({}, "ms", [8]), [1.0])
+
+
 def test_spread_of_members_is_the_spread_of_each_members_parameters():
     rng = np.random.default_rng(0)
     iso = 400 + rng.normal(0, 2, 5)

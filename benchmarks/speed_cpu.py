@@ -1,0 +1,129 @@
+"""CPU speed of `analyze` against a plain e3nn model, in one run: the issue's yardstick.
+
+Usage: python benchmarks/speed_cpu.py [--threads 2] [--frames 0:20] [--runs 2]
+           [--trajectory trajectories/amorphous_sio2.extxyz.gz]
+
+Rows, all on the same machine state (configurations interleaved, the faster of
+``--runs`` runs counts):
+
+* plain e3nn: e3nn's own message-passing network (``e3nn.nn.models.v2106``,
+  ``NetworkForAGraphWithAttributes``, 32 channels of every l <= 2 and both parities,
+  output 0e + 1e + 2e per atom, random weights), forward pass only over one frame of the
+  trajectory, on our periodic neighbour list (graph building not counted). Two sizes:
+  2 message-passing layers (e3nn's ``layers=1``: input -> hidden -> output, two
+  convolutions, as our two interaction blocks), the yardstick, and e3nn's ``layers=2``
+  (three convolutions), for reference;
+* `analyze` end to end (whole call: model load, reading, graphs, model, store) with the
+  bundled default `sio2` and the bundled committee `sio2-committee` (uncertainty on:
+  the member spread and the members' parameters stored), each with the fused message
+  kernel and with e3nn's tensor product (``tensorproduct.reference()``).
+Rates are trajectory atoms per second. Accuracy, on the same frame with the bundled
+`sio2`: the largest difference of the float32 kernel's tensors from the float64 e3nn
+path's (the float32 rounding inference accepts), next to float32 e3nn's.
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from e3nn import o3
+from e3nn.nn.models.v2106.gate_points_networks import NetworkForAGraphWithAttributes
+
+from dynnmr import tensorfiles, tensorproduct
+from dynnmr.engine import Profile, analyze
+from dynnmr.graphs import collate, structure_arrays
+from dynnmr.modelfile import load_model
+
+ROOT = Path(__file__).parents[1]
+
+
+def plain_e3nn_rate(atoms, cutoff, runs, layers):
+    """Atoms/s of e3nn's 32-channel network's forward pass over ``atoms`` (``layers``
+    hidden layers, one convolution more)."""
+    graph = collate([structure_arrays(atoms, cutoff)])
+    n = len(atoms)
+    torch.manual_seed(0)
+    net = NetworkForAGraphWithAttributes(
+        "2x0e", "1x0e", "1x0e", "0e+1e+2e", max_radius=cutoff,
+        num_neighbors=len(graph.edge_src) / n, num_nodes=n, mul=32, layers=layers, lmax=2, pool_nodes=False,
+    ).eval()  # fmt: skip
+    species = (graph.numbers == 14).long()
+    data = {
+        "pos": graph.positions, "x": torch.nn.functional.one_hot(species, 2).float(),
+        "node_attr": torch.ones(n, 1), "edge_attr": torch.ones(len(graph.edge_src), 1),
+        "edge_index": torch.stack([graph.edge_src, graph.edge_dst]),
+    }  # fmt: skip
+    # periodic edge vectors: e3nn takes pos[src] - pos[dst]; give it positions that make them ours
+    vec = graph.edge_vectors()
+    net.preprocess = lambda d: (torch.zeros(n, dtype=torch.long), d["x"], d["node_attr"], d["edge_attr"],
+                                graph.edge_src, graph.edge_dst, vec)  # fmt: skip
+    best = float("inf")
+    with torch.inference_mode():
+        net(data)
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            out = net(data)
+            best = min(best, time.perf_counter() - t0)
+    assert out.shape == (n, o3.Irreps("0e+1e+2e").dim)
+    return n / best
+
+
+def float32_errors(atoms):
+    """``{path: {target: max |T32 - T64|}}`` (ppm, au) for the bundled `sio2` on ``atoms``;
+    float64 is e3nn's path with the model converted to float64."""
+    net, _ = load_model("sio2")
+    graph = collate([structure_arrays(atoms, net.cutoff)])
+    with torch.inference_mode():
+        with tensorproduct.reference():
+            exact = net.double()(graph.to(dtype=torch.float64))
+            net.float()
+            e3nn = net(graph)
+        fused = net(graph)
+    return {name: {t: float((out[t].double() - exact[t]).abs().max()) for t in exact}
+            for name, out in (("fused kernel", fused), ("e3nn", e3nn))}  # fmt: skip
+
+
+def analyze_rate(model, trajectory, frames, out, uncertainty, fused):
+    prof = Profile()
+    with tensorproduct.reference() if not fused else torch.enable_grad():
+        analyze(trajectory, out, model=model, frames=frames, overwrite=True, progress=False, device="cpu",
+                uncertainty=uncertainty, profile=prof)  # fmt: skip
+    return prof.atoms / prof.wall
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--frames", default="0:20")
+    p.add_argument("--runs", type=int, default=2)
+    p.add_argument("--trajectory", default=str(ROOT / "trajectories" / "amorphous_sio2.extxyz.gz"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    atoms = tensorfiles.read(args.trajectory, index="0")[0]
+    configs = {
+        "sio2, fused kernel": ("sio2", False, True),
+        "sio2, e3nn tensor product": ("sio2", False, False),
+        "sio2-committee + uncertainty, fused kernel": ("sio2-committee", True, True),
+        "sio2-committee + uncertainty, e3nn tensor product": ("sio2-committee", True, False),
+    }
+    plain = {"plain e3nn forward, 2 message-passing layers": 1, "plain e3nn forward, 3 (e3nn layers=2)": 2}
+    best = {}
+    with tempfile.TemporaryDirectory() as d:
+        for _ in range(args.runs):
+            for name, layers in plain.items():
+                best[name] = max(best.get(name, 0.0), plain_e3nn_rate(atoms, 5.0, 3, layers))
+            for name, (model, unc, fused) in configs.items():
+                rate = analyze_rate(model, args.trajectory, args.frames, Path(d) / "s.zarr", unc, fused)
+                best[name] = max(best.get(name, 0.0), rate)
+    base = best["plain e3nn forward, 2 message-passing layers"]
+    print(f"{len(atoms)} atoms a frame, frames {args.frames}, {args.threads} threads")
+    for name, err in float32_errors(atoms).items():
+        print(f"  float32 {name}: max |T - T(float64)| " + ", ".join(f"{t} {v:.2e}" for t, v in err.items()))
+    for name, rate in best.items():
+        print(f"  {name:52s} {rate:9,.0f} atoms/s  x{rate / base:.2f} plain e3nn")
+
+
+if __name__ == "__main__":
+    main()

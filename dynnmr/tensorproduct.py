@@ -1,0 +1,156 @@
+"""The interaction blocks' per-edge tensor product and its sum over each atom's edges,
+fused into one CPU kernel for inference.
+
+A block's messages are m_e[u, k] = w_e[p, u] sum_{a,j} C^p_{ajk} x_src(e)[u, a] Y_e[j]
+(e3nn's ``uvu`` tensor product: one weight per path p and channel u, from the radial
+network; C^p the path's normalised Wigner 3j symbols; Y the edge's spherical harmonics),
+and the atom receives the sum over its incoming edges. e3nn writes every edge's message
+to memory (E x 560 numbers a layer for the default model) and then scatters it; on CPU
+that traffic, not the arithmetic, is the cost. The kernel here walks each atom's edges
+and accumulates into that atom's row only, so per edge it reads one neighbour's features,
+one weight row and nine harmonics, and writes nothing.
+
+The arithmetic is regrouped, not changed: for each path and input component a, the
+products w_e[p, u] x[u, a] are formed once, and each output component k adds
+(sum_j C_{ajk} Y_e[j]) times them, over the channels u in one vectorised loop. Features
+are laid out component-major inside each irrep block (``[a, u]``, channels contiguous)
+for that loop, and put back in e3nn's order (``[u, a]``) afterwards.
+
+e3nn stays the reference and the training path: :func:`usable` sends anything that
+needs gradients (and anything not on the CPU) to it, and the tests hold the two equal in
+float64. :func:`reference` switches the kernel off (benchmarks measure both in one run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+from e3nn import o3
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def reference():
+    """Within this context the interaction blocks use e3nn's tensor product and scatter."""
+    before = getattr(_state, "off", False)
+    _state.off = True
+    try:
+        yield
+    finally:
+        _state.off = before
+
+
+def usable(*tensors) -> bool:
+    """Whether the fused kernel may serve: CPU tensors, no gradient wanted, not switched off."""
+    if getattr(_state, "off", False):
+        return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    return all(t.device.type == "cpu" for t in tensors)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _accumulate(out, first, last, x, sh, w, src, order, ptr, g_in, g_w, g_u, g_k, k_out, k_j, j_sh, j_c):
+    """Rows ``first:last`` of ``out``: each atom's sum over its incoming edges of the
+    tensor-product messages (component-major layouts, see the module docstring)."""
+    wx = np.empty(x.shape[1], dtype=x.dtype)
+    zero = j_c[0] * 0  # a zero of the features' type
+    for n in range(first, last):
+        acc = out[n]
+        for idx in range(ptr[n], ptr[n + 1]):
+            e = order[idx]
+            xs = x[src[e]]
+            we = w[e]
+            she = sh[e]
+            for g in range(g_in.shape[0]):  # one (path, input component a)
+                n_u = g_u[g]
+                wv = we[g_w[g] : g_w[g] + n_u]
+                xv = xs[g_in[g] : g_in[g] + n_u]
+                for u in range(n_u):
+                    wx[u] = wv[u] * xv[u]
+                for kk in range(g_k[g], g_k[g + 1]):  # the output components k it reaches
+                    c = zero
+                    for jj in range(k_j[kk], k_j[kk + 1]):
+                        c += j_c[jj] * she[j_sh[jj]]
+                    a = acc[k_out[kk] : k_out[kk] + n_u]
+                    for u in range(n_u):
+                        a[u] += c * wx[u]
+
+
+def _component_major(irreps: o3.Irreps) -> np.ndarray:
+    """Column order taking e3nn's ``[u, a]`` blocks to ``[a, u]`` blocks."""
+    cols = []
+    for (mul, ir), sl in zip(irreps, irreps.slices()):
+        cols += [sl.start + u * ir.dim + a for a in range(ir.dim) for u in range(mul)]
+    return np.asarray(cols, dtype=np.int64)
+
+
+class FusedMessages(torch.nn.Module):
+    """One block's summed messages, computed by the fused kernel from the e3nn tensor
+    product ``tp`` it replaces (same instructions, path weights and weight layout).
+
+    Called as ``(x, sh, w, src, dst, n_atoms) -> (n_atoms, tp.irreps_out.dim)``, where e3nn
+    would compute ``zeros.index_add_(0, dst, tp(x[src], sh, w))``. A module without
+    parameters or buffers (nothing of it enters a model file), so that profilers see it.
+    """
+
+    def __init__(self, tp: o3.TensorProduct):
+        super().__init__()
+        i1, i2, io = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
+        if any(m != 1 for m, _ in i2):
+            raise ValueError("the fused kernel takes one copy of each spherical harmonic")
+        sl1, sl2, slo = i1.slices(), i2.slices(), io.slices()
+        g_in, g_w, g_u, g_k, k_out, k_j, j_sh, j_c = [], [], [], [0], [], [0], [], []
+        offset = 0  # into the flat weights, in e3nn's instruction order
+        for ins in tp.instructions:
+            if ins.connection_mode != "uvu" or not ins.has_weight:
+                raise ValueError(f"the fused kernel computes weighted 'uvu' paths, not {ins}")
+            mul, ir1 = i1[ins.i_in1]
+            mul3, ir3 = io[ins.i_out]
+            cg = (o3.wigner_3j(ir1.l, i2[ins.i_in2].ir.l, ir3.l, dtype=torch.float64) * ins.path_weight).numpy()
+            nonzero = np.abs(cg) > 1e-12
+            for a in range(ir1.dim):
+                ks = [k for k in range(ir3.dim) if nonzero[a, :, k].any()]
+                if not ks:
+                    continue
+                g_in.append(sl1[ins.i_in1].start + a * mul)
+                g_w.append(offset)
+                g_u.append(mul)
+                for k in ks:
+                    k_out.append(slo[ins.i_out].start + k * mul3)
+                    for j in np.flatnonzero(nonzero[a, :, k]):
+                        j_sh.append(sl2[ins.i_in2].start + j)
+                        j_c.append(cg[a, j, k])
+                    k_j.append(len(j_sh))
+                g_k.append(len(k_out))
+            offset += math.prod(ins.path_shape)
+        as_int = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+        self.plan = tuple(as_int(v) for v in (g_in, g_w, g_u, g_k, k_out, k_j, j_sh))
+        self.coefficients = np.asarray(j_c, dtype=np.float64)
+        self.columns_in = torch.from_numpy(_component_major(i1))
+        self.columns_out = torch.from_numpy(np.argsort(_component_major(io)))
+        self.dim_out = io.dim
+
+    def forward(self, x, sh, w, src, dst, n_atoms):
+        x = x.index_select(1, self.columns_in).contiguous()
+        order = torch.argsort(dst, stable=True)
+        ptr = torch.zeros(n_atoms + 1, dtype=torch.long)
+        torch.cumsum(torch.bincount(dst, minlength=n_atoms), 0, out=ptr[1:])
+        out = np.zeros((n_atoms, self.dim_out), dtype=x.numpy().dtype)
+        args = (x.numpy(), sh.contiguous().numpy(), w.contiguous().numpy(), src.numpy(), order.numpy(),
+                ptr.numpy(), *self.plan, self.coefficients.astype(out.dtype))  # fmt: skip
+        threads = max(1, min(torch.get_num_threads(), n_atoms // 64))
+        bounds = np.linspace(0, n_atoms, threads + 1).astype(int)
+        if threads == 1:
+            _accumulate(out, 0, n_atoms, *args)
+        else:  # the kernel releases the GIL: each thread fills its own rows
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda k: _accumulate(out, bounds[k], bounds[k + 1], *args), range(threads)))
+        return torch.from_numpy(out).index_select(1, self.columns_out)

@@ -1,0 +1,108 @@
+"""The fused CPU message kernel against e3nn's tensor product and scatter (the reference)."""
+
+import numpy as np
+import pytest
+import torch
+from e3nn import o3
+from test_model import assert_rel_close, make_model, predict, rattled_quartz
+
+from dynnmr import tensorproduct
+from dynnmr.graphs import build_graph
+from dynnmr.model import Interaction, hidden_irreps
+
+torch.set_num_threads(2)
+
+
+def reference_sums(tp, x, sh, w, src, dst, n):
+    return torch.zeros(n, tp.irreps_out.dim, dtype=x.dtype).index_add_(0, dst, tp(x[src], sh, w))
+
+
+@pytest.mark.parametrize("irreps_in", ["8x0e", "8x0e+4x1o+4x1e+4x2e+4x2o", "3x0e+2x1o+2x3o"])
+def test_block_sums_equal_e3nn_in_float64(irreps_in):
+    """Every path e3nn computes, summed over each atom's edges, to float64 rounding;
+    atoms without edges get zeros, edges come in any order."""
+    torch.manual_seed(1)
+    irreps_in = o3.Irreps(irreps_in)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn's constants take the dtype at build time
+    try:
+        block = Interaction(irreps_in, hidden_irreps(8, 3, 4), o3.Irreps.spherical_harmonics(2), 8, 16, 10.0)
+    finally:
+        torch.set_default_dtype(old)
+    tp = block.tp
+    n, e = 40, 500
+    src, dst = torch.randint(0, n - 3, (e,)), torch.randint(0, n - 3, (e,))  # the last 3 atoms receive nothing
+    x = torch.randn(n, irreps_in.dim, dtype=torch.float64)
+    sh = o3.spherical_harmonics(tp.irreps_in2, torch.randn(e, 3, dtype=torch.float64), normalize=True)
+    w = torch.randn(e, tp.weight_numel, dtype=torch.float64)
+    with torch.no_grad():
+        ref = reference_sums(tp, x, sh, w, src, dst, n)
+        fused = tensorproduct.FusedMessages(tp)(x, sh, w, src, dst, n)
+    assert fused.dtype == torch.float64
+    assert_rel_close(fused.numpy(), ref.numpy(), rtol=1e-13)
+    assert fused[-3:].abs().max() == 0 and ref[:-3].abs().max() > 0
+
+
+@pytest.mark.parametrize("layers, options", [(2, {}), (3, {"products": 4}), (2, {"heads": 3, "readout_hidden": 8})])
+def test_model_predictions_equal_with_and_without_the_kernel(layers, options):
+    """Whole models, periodic supercell, all atoms and a subset of sites: the kernel's
+    answers are e3nn's to float64 rounding."""
+    model = make_model(layers=layers, **options)
+    atoms = rattled_quartz(repeat=(2, 1, 1))
+    graph = build_graph([atoms], model.cutoff, dtype=torch.float64)
+    sites = torch.tensor([0, 5, 7])
+    with torch.no_grad():
+        assert tensorproduct.usable(graph.positions)
+        fused, fused_sites = model(graph), model.members(graph, sites=sites)
+        with tensorproduct.reference():
+            assert not tensorproduct.usable(graph.positions)
+            ref, ref_sites = model(graph), model.members(graph, sites=sites)
+    for t in ref:
+        assert_rel_close(fused[t].numpy(), ref[t].numpy(), rtol=1e-12)
+        assert_rel_close(fused_sites[t].numpy(), ref_sites[t].numpy(), rtol=1e-12)
+
+
+def test_float32_kernel_error_against_float64():
+    """Inference runs in float32: the kernel's float32 tensors differ from float64 by
+    float32 rounding only (relative 1e-5 of the largest component), as e3nn's do."""
+    model = make_model(products=4)
+    atoms = rattled_quartz(repeat=(2, 2, 1))
+    exact = predict(model, [atoms])
+    single = model.float()
+    with torch.no_grad():
+        graph = build_graph([atoms], model.cutoff, dtype=torch.float32)
+        fused = {t: v.double().numpy() for t, v in single(graph).items()}
+        with tensorproduct.reference():
+            e3nn = {t: v.double().numpy() for t, v in single(graph).items()}
+    for t in exact:
+        err_fused = np.abs(fused[t] - exact[t]).max() / np.abs(exact[t]).max()
+        err_e3nn = np.abs(e3nn[t] - exact[t]).max() / np.abs(exact[t]).max()
+        assert err_fused < 1e-5, (t, err_fused, err_e3nn)
+
+
+def test_training_keeps_e3nn_and_its_gradients():
+    """With gradients wanted the blocks take e3nn's path (the kernel has no backward),
+    and the loss still reaches every parameter."""
+    model = make_model().train()
+    graph = build_graph([rattled_quartz()], model.cutoff, dtype=torch.float64)
+    assert not tensorproduct.usable(next(model.parameters()))
+    out = model(graph)
+    (out["ms"].square().sum() + out["efg"].square().sum()).backward()
+    assert all(p.grad is not None for p in model.blocks.parameters())
+
+
+def test_threads_split_the_atoms_without_changing_the_sums():
+    model = make_model()
+    graph = build_graph([rattled_quartz(repeat=(3, 3, 2))], model.cutoff, dtype=torch.float64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            one = model(graph)
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            two = model(graph)
+    finally:
+        torch.set_num_threads(before)
+    for t in one:
+        assert torch.equal(one[t], two[t])
