@@ -59,6 +59,13 @@ def cmd_params(args):
 def cmd_train(args):
     from .train import train
 
+    if args.learning_curve:
+        from .learning_curve import learning_curve
+
+        if args.seed is not None or args.split_seed is not None:
+            raise SystemExit("dynnmr train: --learning-curve takes its seeds from --seeds, not --seed/--split-seed")
+        learning_curve(args.config, args.output, args.learning_curve, args.seeds, epochs=args.epochs)
+        return 0
     train(args.config, args.output, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed)
     return 0
 
@@ -437,6 +444,11 @@ def build_parser():
                    help="override training.seed (initial weights, shuffling); the split keeps split.seed")  # fmt: skip
     q.add_argument("--split-seed", type=int,
                    help="override split.seed: other test/validation structures (to judge a recipe on more of the data)")  # fmt: skip
+    q.add_argument("--learning-curve", type=float, nargs="+", metavar="FRACTION",
+                   help="train on these nested shares of the training structures (e.g. 0.1 0.25 0.5 1), same "
+                        "validation and test; writes learning_curve.json/.png in the output folder")  # fmt: skip
+    q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="training seeds per share with --learning-curve (default 0 1 2)")  # fmt: skip
     q.set_defaults(func=cmd_train)
 
     from . import DEFAULT_MODEL

@@ -37,9 +37,9 @@ SCHEMA = {
     "name": None,
     "data": None,
     "targets": None,
-    "split": {"val", "test", "seed", "site_holdout", "test_structures"},
+    "split": {"val", "test", "seed", "site_holdout", "test_structures", "train_fraction"},
     "model": {"channels", "vector_channels", "lmax", "layers", "cutoff", "num_basis", "radial_hidden",
-              "readout_hidden", "products", "heads"},
+              "readout_hidden", "products", "heads", "readout", "readout_channels"},
     "training": set(DEFAULTS["training"]),
     "references": None,
 }  # fmt: skip

@@ -9,6 +9,13 @@ the irreps of the spherical decomposition (:mod:`dynnmr.tensors`):
 * ``ms`` (magnetic shielding): ``0e + 1e + 2e`` (9 numbers = the full 3x3 tensor)
 * ``efg`` (electric field gradient): ``2e`` only, symmetric and traceless by construction
 
+Two readouts (``readout``): ``"linear"`` (default) maps each atom's final features
+straight onto those irreps; ``"tensor_product"`` builds them as a weighted tensor
+product of the features with themselves (the seed paper's tensor-product route to a
+rank-2 tensor: for two vectors, a b^T = (a.b)/3 1 + (a x b)/2 + its symmetric traceless
+part, the 0e, 1e and 2e parts of 1o x 1o), so that l = 2 arises from l = 1 features too.
+Both are exactly equivariant.
+
 A committee for uncertainty: with ``heads`` > 1 every readout has that many members on
 one shared trunk (each trained on its own bootstrap resample of the labelled sites,
 :mod:`dynnmr.samples`); ``forward`` returns the members' mean and :meth:`TensorGNN.members`
@@ -161,6 +168,28 @@ class Product(nn.Module):
         return self.post(self.tp(a, a))
 
 
+class TensorProductReadout(nn.Module):
+    """A target's irreps (``heads`` copies, one after another) as a weighted tensor
+    product of the atom's final features with themselves: ``channels`` copies of each
+    of its irreps (linear maps of the features), and every path of their products that
+    reaches the target (1o x 1o and 1e x 1e -> 0e, 1e, 2e: a b^T; 0e x 2e -> 2e; ...).
+    Unlike the linear readout it is second order in the features, and it reaches l = 2
+    from vectors alone."""
+
+    def __init__(self, irreps_in, irreps_target, channels, heads):
+        super().__init__()
+        mid = o3.Irreps([(channels, ir) for _, ir in irreps_in.simplify()])
+        self.pre = o3.Linear(irreps_in, mid)
+        self.tp = o3.FullyConnectedTensorProduct(mid, mid, irreps_target * heads)
+
+    def forward(self, h):
+        x = self.pre(h)
+        return self.tp(x, x)
+
+
+READOUTS = ("linear", "tensor_product")
+
+
 class TensorGNN(nn.Module):
     """Per-atom NMR tensors from a :class:`~dynnmr.graphs.Graph`.
 
@@ -171,8 +200,11 @@ class TensorGNN(nn.Module):
 
     def __init__(self, species, targets=("ms",), channels=32, vector_channels=None, lmax=2, layers=2,
                  cutoff=5.0, num_basis=8, radial_hidden=32, avg_neighbours=20.0, readout_hidden=0,
-                 products=0, heads=1):  # fmt: skip
+                 products=0, heads=1, readout="linear", readout_channels=8):  # fmt: skip
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, not {readout!r}")
+        self.readout = readout
         self.heads = int(heads)
         if self.heads < 1:
             raise ValueError(f"heads must be >= 1, not {heads}")
@@ -185,7 +217,17 @@ class TensorGNN(nn.Module):
         self.embedding = nn.Embedding(len(self.species), channels)
         self.radial_basis = RadialBasis(cutoff, num_basis)
         hidden = hidden_irreps(channels, lmax, vector_channels)
-        needed = {ir for t in self.targets for _, ir in o3.Irreps(TARGET_IRREPS[t])}
+        wanted = {ir for t in self.targets for _, ir in o3.Irreps(TARGET_IRREPS[t])}
+        carried = {ir for _, ir in hidden}
+        if readout == "tensor_product":  # scalars, vectors and l = 2 features: their products reach the targets
+            needed = {o3.Irrep(ir) for ir in ("0e", "1o", "1e", "2e")} & carried
+            reached = {ir for a in needed for b in needed for ir in a * b}
+        else:
+            needed, reached = wanted, carried
+        missing = sorted(str(ir) for ir in wanted - reached)
+        if missing:  # e.g. lmax 1 has no 2e features for a linear readout to map
+            raise ValueError(f"lmax={lmax} features give no {', '.join(missing)} through the {readout} readout of "
+                             f"{', '.join(self.targets)}; raise lmax or use readout: tensor_product")  # fmt: skip
         last = o3.Irreps([(m, ir) for m, ir in hidden if ir in needed])
         irreps = o3.Irreps(f"{channels}x0e")
         blocks = []
@@ -195,10 +237,15 @@ class TensorGNN(nn.Module):
             blocks.append(block)
             irreps = block.irreps_out
         self.blocks = nn.ModuleList(blocks)
+
         # one block of the target's irreps per committee member, members one after another
-        self.readouts = nn.ModuleDict(
-            {t: o3.Linear(irreps, o3.Irreps(TARGET_IRREPS[t]) * self.heads) for t in self.targets}
-        )
+        def make_readout(target):
+            out = o3.Irreps(TARGET_IRREPS[target])
+            if readout == "tensor_product":
+                return TensorProductReadout(irreps, out, readout_channels, self.heads)
+            return o3.Linear(irreps, out * self.heads)
+
+        self.readouts = nn.ModuleDict({t: make_readout(t) for t in self.targets})
         # optional nonlinear readout of the isotropic (0e) part: an MLP on the invariant
         # features, added to the linear readout; l > 0 stay linear (equivariance)
         self.scalar_slices = [

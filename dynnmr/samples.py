@@ -9,6 +9,7 @@ what it was tested on when trained (:func:`recorded_test_samples`).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +73,10 @@ def split_samples(samples, split):
     """``(train, val, test)`` lists of samples by a config's ``split`` section:
     :func:`split_indices` per data file with ``val``, ``test`` and ``seed``; structures
     named in ``test_structures`` (ids ``FILE:K``, e.g. frames labelled at random, kept
-    out of active learning's bias) go to the test part whole and are not drawn from."""
+    out of active learning's bias) go to the test part whole and are not drawn from.
+    ``train_fraction`` (0 < f <= 1) keeps that share of the training structures, drawn
+    with ``seed`` so that smaller shares are subsets of larger ones (learning curves);
+    validation and test stay the same."""
     fixed = list(split.get("test_structures") or [])
     ids = [s["id"] for s in samples]
     missing = sorted(set(fixed) - set(ids))
@@ -81,6 +85,12 @@ def split_samples(samples, split):
     pool = [s for s in samples if s["id"] not in fixed]
     parts = split_indices(len(pool), split["val"], split["test"], split["seed"], groups=[s["source"] for s in pool])
     train, val, test = ([pool[i] for i in parts[k]] for k in ("train", "val", "test"))
+    fraction = float(split.get("train_fraction", 1.0))
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"split.train_fraction must be in (0, 1], not {fraction}")
+    if fraction < 1.0:  # one fixed order: the first k of it nest
+        order = np.random.default_rng(split["seed"]).permutation(len(train))
+        train = [train[i] for i in sorted(order[: max(1, math.ceil(fraction * len(train)))])]
     return train, val, test + [s for s in samples if s["id"] in fixed]
 
 

@@ -160,7 +160,7 @@ def _config_changes(saved, cfg):
     return sorted(k for k in a.keys() | b.keys() if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k))
 
 
-def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_log):
+def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_fraction=None, log=_log):
     """Train (or resume) per the config; returns the path of the written model file.
 
     ``epochs`` and ``seed`` override the config's ``training.epochs`` and
@@ -171,6 +171,8 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
     the seed and its test structures). ``split.site_holdout`` (structure, axis, slab,
     buffer_A: :func:`hold_out_sites`) moves one structure out of the split and tests on
     a slab of its sites; metrics.json reports those sites on their own.
+    ``train_fraction`` overrides ``split.train_fraction`` (a nested share of the training
+    structures: :func:`~dynnmr.samples.split_samples`).
     """
     cfg = load_config(config_path)
     tr = cfg["training"]
@@ -178,6 +180,8 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, log=_lo
         tr["seed"] = int(seed)
     if split_seed is not None:
         cfg["split"]["seed"] = int(split_seed)
+    if train_fraction is not None:
+        cfg["split"]["train_fraction"] = float(train_fraction)
     if tr["loss"] not in ("mse", "l1"):
         raise ValueError(f"{config_path}: training.loss must be mse or l1, not {tr['loss']!r}")
     if len(tr["irrep_weights"]) != 3 or min(tr["irrep_weights"]) < 0 or any(

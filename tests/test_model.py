@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 from ase.build import molecule
+from e3nn import o3
 
 from dynnmr import tensorfiles
 from dynnmr import tensors as T
 from dynnmr.graphs import build_graph
-from dynnmr.model import TensorGNN
+from dynnmr.model import TensorGNN, TensorProductReadout
 
 from helpers import random_rotations
 
@@ -50,7 +51,8 @@ def assert_rel_close(a, b, rtol=1e-10):
     assert np.abs(a - b).max() <= rtol * scale, np.abs(a - b).max() / scale
 
 
-@pytest.mark.parametrize("layers, options", [(2, {}), (3, {}), (2, {"readout_hidden": 16}), (2, {"products": 4})])
+@pytest.mark.parametrize("layers, options", [(2, {}), (3, {}), (2, {"readout_hidden": 16}), (2, {"products": 4}),
+                                             (2, {"readout": "tensor_product", "readout_channels": 3})])  # fmt: skip
 def test_rotation_equivariance_periodic(layers, options):
     model = make_model(layers=layers, **options)
     atoms = rattled_quartz()
@@ -65,8 +67,9 @@ def test_rotation_equivariance_periodic(layers, options):
             assert_rel_close(out_r[t], rot @ out[t] @ rot.T)
 
 
-def test_committee_members_are_each_equivariant_and_forward_is_their_mean():
-    model = make_model(heads=3, readout_hidden=8)
+@pytest.mark.parametrize("readout", ["linear", "tensor_product"])
+def test_committee_members_are_each_equivariant_and_forward_is_their_mean(readout):
+    model = make_model(heads=3, readout_hidden=8, readout=readout)
     atoms = rattled_quartz()
     graph = build_graph([atoms], model.cutoff, dtype=torch.float64)
     with torch.no_grad():
@@ -86,7 +89,40 @@ def test_committee_members_are_each_equivariant_and_forward_is_their_mean():
         assert_rel_close(rotated[t].numpy(), rot @ members[t] @ rot.T)
 
 
-@pytest.mark.parametrize("options", [{}, {"products": 4}])
+def test_tensor_product_readout_is_an_outer_product_of_learned_vectors():
+    """From vector features alone, with one channel: the readout is the outer product
+    a a^T of one learned vector a (e3nn's 1o components are x, y, z): l=0 a fixed
+    multiple of |a|^2, l=2 of its symmetric traceless part, l=1 (a x a) zero."""
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        readout = TensorProductReadout(o3.Irreps("4x1o"), o3.Irreps("1x0e+1x1e+1x2e"), channels=1, heads=1)
+    finally:
+        torch.set_default_dtype(old)
+    h = torch.randn(6, 12, dtype=torch.float64)
+    with torch.no_grad():
+        a = readout.pre(h).numpy()
+        out = readout(h).numpy()
+    outer = a[:, :, None] * a[:, None, :]
+    assert np.abs(out[:, T.IRREP_SLICES[1]]).max() < 1e-12
+    for l in (0, 2):
+        ratio = out[:, T.IRREP_SLICES[l]] / T.irrep(outer, l)
+        np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-9)
+        assert abs(ratio.flat[0]) > 1e-3
+
+
+def test_unknown_readout_is_refused_and_lmax_1_needs_the_tensor_product_readout():
+    with pytest.raises(ValueError, match="readout must be one of"):
+        TensorGNN(species=[8], readout="cartesian")
+    with pytest.raises(ValueError, match="give no 2e"):  # a linear map of l <= 1 features has no l = 2 part
+        TensorGNN(species=[8], targets=("efg",), lmax=1)
+    model = make_model(lmax=1, readout="tensor_product")
+    out = predict(model, [rattled_quartz()])
+    assert np.abs(T.irrep(out["efg"], 2)).max() > 1e-6
+
+
+@pytest.mark.parametrize("options", [{}, {"products": 4}, {"readout": "tensor_product"}])
 def test_rotation_and_reflection_molecule_without_cell(options):
     model = make_model(**options)
     mol = molecule("CH3CH2OH")

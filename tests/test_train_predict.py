@@ -532,3 +532,34 @@ def test_config_base_and_site_holdout_run(tiny_config, tmp_path):
     )
     with pytest.raises(ValueError, match="'nope:1' is not among"):
         train(bad, tmp_path / "b", log=lambda m: None)
+
+
+def test_learning_curve_nests_training_shares_and_keeps_the_test(tiny_config, tmp_path):
+    """`dynnmr train --learning-curve`: smaller shares are subsets of larger ones, every run
+    tests on the same structures, and the summary has a point per share with its seeds."""
+    from dynnmr.learning_curve import run_folder
+
+    assert main(["train", str(tiny_config), "-o", str(tmp_path), "--learning-curve", "0.5", "1",
+                 "--seeds", "0", "1", "--epochs", "1"]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "learning_curve.json").read_text())
+    assert (tmp_path / "learning_curve.png").stat().st_size > 1000
+    infos = {
+        (f, s): modelfile.load_model(run_folder(tmp_path, f, s) / "tiny.pt")[1] for f in (0.5, 1.0) for s in (0, 1)
+    }
+    assert len({tuple(i["test_structures"]) for i in infos.values()}) == 1
+    n = {r["fraction"]: r["n_train"] for r in summary["runs"]}
+    assert 0 < n[0.5] < n[1.0]
+    points = summary["curves"]["ms"]["Si"]["delta_iso MAE (ppm)"]
+    assert [p["fraction"] for p in points] == [0.5, 1.0] and all(p["n_seeds"] == 2 and p["sd"] >= 0 for p in points)
+    # the same share and seed twice gives the same structures; a smaller share lies inside a larger one
+    from dynnmr.config import load_config
+    from dynnmr.samples import load_samples, split_samples
+
+    cfg = load_config(tiny_config)
+    samples = load_samples(cfg["data"], cfg["targets"], cfg["model"]["cutoff"])
+    ids = {
+        f: {s["id"] for s in split_samples(samples, dict(cfg["split"], train_fraction=f))[0]} for f in (0.3, 0.6, 1.0)
+    }
+    assert ids[0.3] < ids[0.6] < ids[1.0]
+    with pytest.raises(ValueError, match="train_fraction"):
+        split_samples(samples, dict(cfg["split"], train_fraction=0))
