@@ -9,4 +9,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.log"
 python3 -c "import torch, e3nn, numba, vesin_torch; print('torch', torch.__version__, 'e3nn', e3nn.__version__, 'numba', numba.__version__)" | tee -a "$OUT/gpu.log"
 python3 -m pytest -q -p no:cacheprovider -ra tests/test_model.py tests/test_engine.py tests/test_distributed.py -k "cuda or device_graphs or equivariance or gpu_worker" 2>&1 | tee "$OUT/pytest.log"
-python3 benchmarks/gpu.py --json "$OUT/gpu.json" 2>&1 | tee -a "$OUT/gpu.log"
+# the GPU target: the default architecture with its committee and the uncertainty stored
+for m in sio2-committee sio2; do
+  python3 benchmarks/gpu.py --model $m --json "$OUT/gpu-$m.json" 2>&1 | tee -a "$OUT/gpu.log"
+done

@@ -54,7 +54,7 @@ def main():
     rows = {}
     for name, sub in RUNS.items():
         folder = Path(args.runs) / sub
-        models = sorted(folder.glob("*.pt"))
+        models = sorted(p for p in folder.glob("*.pt") if p.name != "checkpoint.pt")
         if not (folder / "metrics.json").exists() or not models:
             print(f"{name}: no finished run in {folder}")
             continue

@@ -48,7 +48,8 @@ def families(path) -> dict:
     out = {"framework": [], "depolymerised": []}
     for k, atoms in enumerate(tensorfiles.read(path)):
         n = q_n(atoms)
-        out["framework" if len(n) and (n == 4).all() else "depolymerised"].append(f"{Path(path).name}:{k}")
+        sid = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"  # as dynnmr.samples names it
+        out["framework" if len(n) and (n == 4).all() else "depolymerised"].append(sid)
     return out
 
 
