@@ -23,6 +23,7 @@ path's (the float32 rounding inference accepts), next to float32 e3nn's.
 """
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -87,7 +88,7 @@ def float32_errors(atoms):
 
 def analyze_rate(model, trajectory, frames, out, uncertainty, fused):
     prof = Profile()
-    with tensorproduct.reference() if not fused else torch.enable_grad():
+    with tensorproduct.reference() if not fused else contextlib.nullcontext():
         analyze(trajectory, out, model=model, frames=frames, overwrite=True, progress=False, device="cpu",
                 uncertainty=uncertainty, profile=prof)  # fmt: skip
     return prof.atoms / prof.wall

@@ -130,14 +130,19 @@ def _eigh(sym, vectors=True):
     return np.where(bad[..., None], np.nan, vals), np.where(bad[..., None, None], np.nan, vecs)
 
 
+def _distance_order(vals, center):
+    """Indices sorting ascending eigenvalues by ``|lambda - center|``; a stable sort, so ties
+    keep the ascending order and degenerate cases are reproducible."""
+    return np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
+
+
 def _ordered_eigensystem(tensor, center):
     """Eigenvalues/vectors of the symmetric part, ascending in ``|lambda - center|``.
 
     Eigenvectors are columns; the frame is made right-handed (det = +1).
     """
     vals, vecs = _eigh(symmetric_part(tensor))
-    # stable sort: ties keep eigh's ascending order, so degenerate cases are reproducible
-    order = np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
+    order = _distance_order(vals, center)
     vals = np.take_along_axis(vals, order, axis=-1)
     vecs = np.take_along_axis(vecs, order[..., None, :], axis=-1)
     with np.errstate(invalid="ignore"):  # NaN rows stay NaN
@@ -174,10 +179,8 @@ def _scale(tensor):
 
 # Shielding and shift -----------------------------------------------------------------
 def _by_distance(vals, center):
-    """Eigenvalues reordered ascending in ``|lambda - center|`` (stable: ties keep the
-    ascending order, as :func:`_ordered_eigensystem` does)."""
-    order = np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
-    return np.take_along_axis(vals, order, axis=-1)
+    """Eigenvalues reordered ascending in ``|lambda - center|``."""
+    return np.take_along_axis(vals, _distance_order(vals, center), axis=-1)
 
 
 def eigenvalues(tensor):

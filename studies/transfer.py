@@ -71,9 +71,8 @@ def main():
     data = cfg["data"][0]["path"]
     fam = families(data)
     samples = {s["id"]: s for s in load_samples(cfg["data"], cfg["targets"], cfg["model"]["cutoff"])}
-    reference, _ = load_model(runs / f"readout-{args.readout}" / "train1-seed0" / f"{cfg['name']}.pt")
-    seen_test = set(load_model(runs / f"readout-{args.readout}" / "train1-seed0" / f"{cfg['name']}.pt")[1]
-                    ["test_structures"])  # fmt: skip
+    reference, info = load_model(runs / f"readout-{args.readout}" / "train1-seed0" / f"{cfg['name']}.pt")
+    seen_test = set(info["test_structures"])
     rows = {}
     for train_on, test_on in (("framework", "depolymerised"), ("depolymerised", "framework")):
         folder = runs / f"transfer-{args.readout}-{train_on}"
