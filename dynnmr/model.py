@@ -129,11 +129,11 @@ class Interaction(nn.Module):
         self.irreps_out = self.gate.irreps_out
         self.product = Product(irreps_sorted.simplify(), self.gate.irreps_in, products) if products else None
 
-    def forward(self, h, sh, radial, src, dst):
+    def forward(self, h, sh, radial, src, dst, edge_order=None):
         x = self.linear_up(h)
         weights = self.radial(radial)
         if tensorproduct.usable(x, sh, weights):
-            agg = self.fused(x, sh, weights, src, dst, h.shape[0])
+            agg = self.fused(x, sh, weights, src, dst, h.shape[0], edge_order)
         else:
             messages = self.tp(x[src], sh, weights)
             agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
@@ -302,13 +302,15 @@ class TensorGNN(nn.Module):
         radial = self.radial_basis(vec.norm(dim=1))
         src, dst = graph.edge_src, graph.edge_dst
         h = self.embedding(idx) * known[:, None]
+        edge_order = tensorproduct.EdgeOrder(dst, h.shape[0])  # the blocks on the same edges share it
         for k, block in enumerate(self.blocks):
             if sites is not None and k == len(self.blocks) - 1:
                 keep = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
                 keep[sites] = True
                 e = keep[dst]
                 sh, radial, src, dst = sh[e], radial[e], src[e], dst[e]
-            h = block(h, sh, radial, src, dst)
+                edge_order = tensorproduct.EdgeOrder(dst, h.shape[0])
+            h = block(h, sh, radial, src, dst, edge_order)
         if sites is not None:
             h, idx = h[sites], idx[sites]
         out = {t: self.readouts[t](h).reshape(h.shape[0], self.heads, -1) for t in self.targets}

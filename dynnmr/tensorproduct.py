@@ -24,6 +24,7 @@ float64. :func:`reference` switches the kernel off (benchmarks measure both in o
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,23 @@ def usable(*tensors) -> bool:
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
     return all(t.device.type == "cpu" for t in tensors)
+
+
+class EdgeOrder:
+    """The edges grouped by receiving atom, for the kernel: ``order`` (a stable sort of
+    the edges by ``dst``) and ``ptr`` (atom i's edges are ``order[ptr[i]:ptr[i + 1]]``).
+    Computed on first use, so one instance serves every block that sums over the same
+    edges, and the e3nn path never pays for it."""
+
+    def __init__(self, dst: torch.Tensor, n_atoms: int):
+        self.dst, self.n_atoms = dst, n_atoms
+
+    @functools.cached_property
+    def arrays(self) -> tuple[torch.Tensor, torch.Tensor]:
+        order = torch.argsort(self.dst, stable=True)
+        ptr = torch.zeros(self.n_atoms + 1, dtype=torch.long)
+        torch.cumsum(torch.bincount(self.dst, minlength=self.n_atoms), 0, out=ptr[1:])
+        return order, ptr
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -97,7 +115,8 @@ class FusedMessages(torch.nn.Module):
     product ``tp`` it replaces (same instructions, path weights and weight layout).
 
     Called as ``(x, sh, w, src, dst, n_atoms) -> (n_atoms, tp.irreps_out.dim)``, where e3nn
-    would compute ``zeros.index_add_(0, dst, tp(x[src], sh, w))``. A module without
+    would compute ``zeros.index_add_(0, dst, tp(x[src], sh, w))``; ``edge_order`` (an
+    :class:`EdgeOrder` of ``dst``) shares the grouping of the edges between blocks. A module without
     parameters or buffers (nothing of it enters a model file), so that profilers see it.
     """
 
@@ -138,11 +157,9 @@ class FusedMessages(torch.nn.Module):
         self.columns_out = torch.from_numpy(np.argsort(_component_major(io)))
         self.dim_out = io.dim
 
-    def forward(self, x, sh, w, src, dst, n_atoms):
+    def forward(self, x, sh, w, src, dst, n_atoms, edge_order=None):
         x = x.index_select(1, self.columns_in).contiguous()
-        order = torch.argsort(dst, stable=True)
-        ptr = torch.zeros(n_atoms + 1, dtype=torch.long)
-        torch.cumsum(torch.bincount(dst, minlength=n_atoms), 0, out=ptr[1:])
+        order, ptr = (edge_order or EdgeOrder(dst, n_atoms)).arrays
         out = np.zeros((n_atoms, self.dim_out), dtype=x.numpy().dtype)
         args = (x.numpy(), sh.contiguous().numpy(), w.contiguous().numpy(), src.numpy(), order.numpy(),
                 ptr.numpy(), *self.plan, self.coefficients.astype(out.dtype))  # fmt: skip
