@@ -59,6 +59,18 @@ def cmd_params(args):
 def cmd_train(args):
     from .train import train
 
+    if args.vary:
+        from .compare import compare
+        from .config import parse_setting
+
+        if args.seed is not None or args.split_seed is not None:
+            raise SystemExit("dynnmr train: --vary takes its seeds from --seeds, not --seed/--split-seed")
+        try:
+            vary = dict(parse_setting(v) for v in args.vary)
+        except ValueError as exc:
+            raise SystemExit(f"dynnmr train: {exc}") from None
+        compare(args.config, args.output, vary, args.learning_curve or [1.0], args.seeds, epochs=args.epochs)
+        return 0
     if args.learning_curve:
         from .learning_curve import learning_curve
 
@@ -447,8 +459,12 @@ def build_parser():
     q.add_argument("--learning-curve", type=float, nargs="+", metavar="FRACTION",
                    help="train on these nested shares of the training structures (e.g. 0.1 0.25 0.5 1), same "
                         "validation and test; writes learning_curve.json/.png in the output folder")  # fmt: skip
+    q.add_argument("--vary", action="append", metavar="SECTION.KEY=V1,V2",
+                   help="compare variants of the config, e.g. model.readout=linear,tensor_product (repeat for "
+                        "every combination, e.g. also model.lmax=1,2): each trains per --seeds (and "
+                        "--learning-curve shares); writes comparison.json/.md/.png, accuracy and atoms/s")  # fmt: skip
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="training seeds per share with --learning-curve (default 0 1 2)")  # fmt: skip
+                   help="training seeds per share with --learning-curve or --vary (default 0 1 2)")  # fmt: skip
     q.set_defaults(func=cmd_train)
 
     from . import DEFAULT_MODEL

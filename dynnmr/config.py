@@ -100,6 +100,28 @@ def load_config(path) -> dict:
     return cfg
 
 
+def parse_setting(text: str) -> tuple[str, list]:
+    """``"SECTION.KEY=V1,V2"`` -> ``("SECTION.KEY", [V1, V2])``, each value read as YAML
+    (``model.lmax=1,2`` gives integers, ``model.readout=linear,tensor_product`` strings)."""
+    key, sep, values = text.partition("=")
+    if not sep or "." not in key or not values:
+        raise ValueError(
+            f"a setting is SECTION.KEY=VALUE[,VALUE...] (e.g. model.readout=linear,tensor_product), not {text!r}"
+        )
+    return key.strip(), [yaml.safe_load(v) for v in values.split(",")]
+
+
+def apply_overrides(cfg: dict, overrides: dict, where="the command line") -> dict:
+    """Set ``{"SECTION.KEY": value}`` in a loaded config, each key checked against
+    :data:`SCHEMA` as a config file's are (a misspelt key is an error, not a no-op)."""
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        _check_keys(where, "the config", [section], {k for k, v in SCHEMA.items() if v is not None})
+        _check_keys(where, section, [key], SCHEMA[section])
+        cfg[section][key] = value
+    return cfg
+
+
 def data_entry(config_path, entry) -> dict:
     """A ``data`` item as ``{"path": absolute, "scale": {target: factor}, "species": {target: [Z]}}``.
 

@@ -39,10 +39,12 @@ def run_folder(out, fraction, seed) -> Path:
     return Path(out) / f"train{fraction:g}-seed{seed}"
 
 
-def learning_curve(config_path, out_dir, fractions=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2), epochs=None, log=print):
+def learning_curve(config_path, out_dir, fractions=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2), epochs=None,
+                   overrides=None, log=print):  # fmt: skip
     """Train every (fraction, seed), then write ``learning_curve.json`` and ``.png`` in
     ``out_dir``; returns the summary dict. Runs already finished are read back, and an
-    interrupted one resumes (each run checkpoints)."""
+    interrupted one resumes (each run checkpoints). ``overrides``: settings changed from
+    the config (:func:`dynnmr.train.train`), recorded in the summary."""
     from .train import train
 
     out = Path(out_dir)
@@ -53,12 +55,13 @@ def learning_curve(config_path, out_dir, fractions=(0.1, 0.25, 0.5, 1.0), seeds=
             folder = run_folder(out, fraction, seed)
             if not (folder / "metrics.json").exists():
                 log(f"learning curve: training on {fraction:g} of the training structures, seed {seed}")
-                train(config_path, folder, epochs=epochs, seed=seed, train_fraction=fraction, log=log)
+                train(config_path, folder, epochs=epochs, seed=seed, train_fraction=fraction, overrides=overrides,
+                      log=log)  # fmt: skip
             m = json.loads((folder / "metrics.json").read_text())
             runs.append({"fraction": fraction, "seed": int(seed), "n_train": m["n_structures"]["train"],
                          "test_metrics": m["test_metrics"]})  # fmt: skip
-    summary = {"config": str(config_path), "fractions": fractions, "seeds": [int(s) for s in seeds],
-               "curves": summarise(runs), "runs": runs}  # fmt: skip
+    summary = {"config": str(config_path), "overrides": dict(overrides or {}), "fractions": fractions,
+               "seeds": [int(s) for s in seeds], "curves": summarise(runs), "runs": runs}  # fmt: skip
     (out / "learning_curve.json").write_text(json.dumps(summary, indent=1))
     plot(summary, out / "learning_curve.png")
     log(f"wrote {out / 'learning_curve.json'} and {out / 'learning_curve.png'}")
@@ -89,6 +92,15 @@ def summarise(runs) -> dict:
     return curves
 
 
+def draw(ax, points, label, scale=1.0):
+    """One curve: mean test error (times ``scale``) against training structures, the
+    standard deviation over seeds as error bars."""
+    n = np.array([p["n_train"] for p in points], float)
+    mean = np.array([p["mean"] for p in points]) * scale
+    sd = np.array([p["sd"] if p["sd"] is not None else 0.0 for p in points]) * scale
+    ax.errorbar(n, mean, yerr=sd, marker="o", capsize=2, label=label)
+
+
 def plot(summary, path):
     """One panel per (target, species): every quantity's mean test error (error bars: sd
     over seeds) against the number of training structures, log-log, each quantity
@@ -102,11 +114,8 @@ def plot(summary, path):
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.6), squeeze=False)
     for ax, (target, sp, quantities) in zip(axes[0], panels):
         for label, points in quantities.items():
-            n = np.array([p["n_train"] for p in points], float)
-            mean = np.array([p["mean"] for p in points])
-            sd = np.array([p["sd"] if p["sd"] is not None else 0.0 for p in points])
-            ref = mean[-1] if mean[-1] > 0 else 1.0
-            ax.errorbar(n, mean / ref, yerr=sd / ref, marker="o", capsize=2, label=f"{label}: {mean[-1]:.3g} at full")
+            full = points[-1]["mean"]
+            draw(ax, points, f"{label}: {full:.3g} at full", scale=1.0 / full if full > 0 else 1.0)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("training structures")

@@ -24,7 +24,7 @@ import torch
 
 from . import tensorfiles, uncertainty
 from . import tensors as T
-from .config import load_config
+from .config import apply_overrides, load_config
 from .evaluate import predict_samples, split_metrics
 from .graphs import collate, structure_arrays
 from .model import TARGET_COMPONENTS, TensorGNN, target_irrep_columns
@@ -160,7 +160,8 @@ def _config_changes(saved, cfg):
     return sorted(k for k in a.keys() | b.keys() if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k))
 
 
-def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_fraction=None, log=_log):
+def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_fraction=None, overrides=None,
+          log=_log):  # fmt: skip
     """Train (or resume) per the config; returns the path of the written model file.
 
     ``epochs`` and ``seed`` override the config's ``training.epochs`` and
@@ -172,9 +173,11 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     buffer_A: :func:`hold_out_sites`) moves one structure out of the split and tests on
     a slab of its sites; metrics.json reports those sites on their own.
     ``train_fraction`` overrides ``split.train_fraction`` (a nested share of the training
-    structures: :func:`~dynnmr.samples.split_samples`).
+    structures: :func:`~dynnmr.samples.split_samples`). ``overrides`` ``{"SECTION.KEY":
+    value}`` changes settings of the config (:func:`~dynnmr.config.apply_overrides`), e.g.
+    one variant of an architecture comparison (:mod:`dynnmr.compare`).
     """
-    cfg = load_config(config_path)
+    cfg = apply_overrides(load_config(config_path), overrides or {})
     tr = cfg["training"]
     if seed is not None:
         tr["seed"] = int(seed)

@@ -14,14 +14,14 @@ best of 3), atoms/s.
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
 from _data import ROOT
 
 from dynnmr import tensorfiles
-from dynnmr.graphs import collate, structure_arrays
+from dynnmr.compare import forward_rate
+from dynnmr.graphs import structure_arrays
 from dynnmr.modelfile import load_model
 
 RUNS = {
@@ -31,17 +31,6 @@ RUNS = {
     "tensor-product readout, l <= 2, 3 layers": "ablation-l2_layers3",
     "tensor-product readout, l <= 1, 3 layers": "ablation-l1_layers3",
 }
-
-
-def forward_rate(model, graph, n_atoms, runs=3):
-    best = float("inf")
-    with torch.inference_mode():
-        model(graph)
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model(graph)
-            best = min(best, time.perf_counter() - t0)
-    return n_atoms / best
 
 
 def main():
@@ -61,14 +50,13 @@ def main():
         m = json.loads((folder / "metrics.json").read_text())
         si = m["test_metrics"]["ms"]["Si"]
         net, _ = load_model(models[0])
-        graph = collate([structure_arrays(atoms, net.cutoff)])
         rows[name] = {"run": str(folder), "best_epoch": m["best_epoch"],
                       "parameters": sum(p.numel() for p in net.parameters()),
                       "sigma_iso_mae_ppm": si["sigma_iso_ppm"]["mae"], "zeta_mae_ppm": si["zeta_ppm"]["mae"],
                       "eta_mae": si["eta"]["mae"],
                       **{f"{l}_pct_rmse": si["irreps"][l]["pct_rmse"] for l in ("l0", "l1", "l2")},
                       "orientation_median_deg": si["orientation_deg"]["median"],
-                      "forward_atoms_per_s": forward_rate(net, graph, len(atoms))}  # fmt: skip
+                      "forward_atoms_per_s": forward_rate(net, [structure_arrays(atoms, net.cutoff)])}  # fmt: skip
     print(f"29Si test set; forward pass on {len(atoms)} atoms, {args.threads} threads")
     print(
         "| architecture | parameters | sigma_iso MAE (ppm) | zeta MAE (ppm) | eta MAE | %RMSE l=0 / 1 / 2 | "

@@ -563,3 +563,34 @@ def test_learning_curve_nests_training_shares_and_keeps_the_test(tiny_config, tm
     assert ids[0.3] < ids[0.6] < ids[1.0]
     with pytest.raises(ValueError, match="train_fraction"):
         split_samples(samples, dict(cfg["split"], train_fraction=0))
+
+
+def test_vary_compares_variants_on_one_split(tiny_config, tmp_path, capsys):
+    """`dynnmr train --vary`: every combination of the varied settings trains on the same
+    test structures, the model file records its variant, and the table holds each
+    variant's test errors and cost; a misspelt setting is refused before any training."""
+    assert main(["train", str(tiny_config), "-o", str(tmp_path), "--vary", "model.readout=linear,tensor_product",
+                 "--seeds", "0", "1", "--epochs", "1"]) == 0  # fmt: skip
+    result = json.loads((tmp_path / "comparison.json").read_text())
+    names = [r["variant"] for r in result["variants"]]
+    assert names == ["readout=linear", "readout=tensor_product"]
+    infos = [modelfile.load_model(tmp_path / n / "train1-seed0" / "tiny.pt")[1] for n in names]
+    assert [i["training_config"]["model"].get("readout", "linear") for i in infos] == ["linear", "tensor_product"]
+    assert infos[0]["test_structures"] == infos[1]["test_structures"]
+    for r in result["variants"]:
+        point = r["curves"]["ms"]["Si"]["delta_iso MAE (ppm)"][-1]
+        assert point["n_seeds"] == 2 and point["sd"] >= 0 and r["forward_atoms_per_s"] > 0 and r["parameters"] > 0
+    tp, lin = result["variants"][1]["parameters"], result["variants"][0]["parameters"]
+    assert tp != lin  # the readouts are different networks
+    md = (tmp_path / "comparison.md").read_text()
+    assert "readout=tensor_product" in md and "forward atoms/s" in md and "+-" in md
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["train", str(tiny_config), "-o", str(tmp_path / "bad"), "--vary", "model.readuot=linear"]) != 0
+    assert "unknown key 'readuot' in model; did you mean 'readout'?" in capsys.readouterr().err
+    from dynnmr.config import parse_setting
+
+    assert parse_setting("model.lmax=1,2") == ("model.lmax", [1, 2])  # values read as YAML: integers here
+    with pytest.raises(SystemExit, match="SECTION.KEY=VALUE"):
+        main(["train", str(tiny_config), "-o", str(tmp_path / "bad"), "--vary", "readout=linear"])
+    assert not (tmp_path / "bad").exists()
