@@ -65,7 +65,7 @@ def compare(config_path, out_dir, vary: dict, fractions=(1.0,), seeds=(0, 1, 2),
     import torch
 
     from .config import apply_overrides, load_config
-    from .learning_curve import learning_curve, run_folder
+    from .learning_curve import learning_curve, model_file, run_folder
     from .modelfile import load_model
     from .samples import load_samples, split_samples
 
@@ -79,7 +79,7 @@ def compare(config_path, out_dir, vary: dict, fractions=(1.0,), seeds=(0, 1, 2),
         log(f"compare: variant {name}")
         summary = learning_curve(config_path, out / name, fractions, seeds, epochs=epochs, overrides=overrides, log=log)
         full = run_folder(out / name, max(summary["fractions"]), summary["seeds"][0])
-        model, _ = load_model(next(p for p in sorted(full.glob("*.pt")) if p.name != "checkpoint.pt"))
+        model, _ = load_model(model_file(full))
         test = split_samples(load_samples(cfg["data"], cfg["targets"], cfg["model"]["cutoff"]), cfg["split"])[2]
         torch.set_num_threads(int(cfg["training"]["threads"]))
         rows.append({"variant": name, "overrides": overrides, "parameters": sum(p.numel() for p in model.parameters()),

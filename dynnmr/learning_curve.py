@@ -39,6 +39,14 @@ def run_folder(out, fraction, seed) -> Path:
     return Path(out) / f"train{fraction:g}-seed{seed}"
 
 
+def model_file(folder) -> Path:
+    """The model file a finished training run wrote in ``folder`` (not its checkpoint)."""
+    found = sorted(p for p in Path(folder).glob("*.pt") if p.name != "checkpoint.pt")
+    if not found:
+        raise FileNotFoundError(f"{folder}: no finished model file")
+    return found[0]
+
+
 def learning_curve(config_path, out_dir, fractions=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2), epochs=None,
                    overrides=None, log=print):  # fmt: skip
     """Train every (fraction, seed), then write ``learning_curve.json`` and ``.png`` in

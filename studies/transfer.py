@@ -3,11 +3,11 @@
 Families of the GIPAW silicate set by connectivity: "framework" structures, whose every
 Si is Q4 (all four O bridge to another Si: silica polymorphs, framework silicates), and
 "depolymerised" ones, with at least one Si carrying non-bridging O (Q0-Q3). Each
-direction trains the study recipe (``studies/readout/{readout}.yaml``: the silicate-29si
-recipe at 80 epochs) on one family (validation drawn from it) and tests on the whole other
+direction trains the study recipe (``studies/readout/29si.yaml``: the silicate-29si
+recipe at 80 epochs, with the readout chosen) on one family (validation drawn from it) and tests on the whole other
 family (``split.test_structures``, ``split.test: 0``). The in-distribution reference is
 the same recipe trained on a random split (the learning curve's full run,
-``RUNS/readout-{readout}/train1-seed0``), evaluated on those of its test structures that
+``RUNS/readouts-29si/readout={readout}/train1-seed0``), evaluated on those of its test structures that
 belong to the family: what the model does on the family when it has seen its kind.
 
     python studies/transfer.py [--readout linear] [--runs /work/runs]
@@ -26,6 +26,7 @@ from _data import ROOT
 from dynnmr import tensorfiles
 from dynnmr.config import load_config
 from dynnmr.evaluate import predict_samples, split_metrics
+from dynnmr.learning_curve import model_file
 from dynnmr.modelfile import load_model
 from dynnmr.samples import load_samples
 from dynnmr.structure import si_o_bonds
@@ -66,18 +67,18 @@ def main():
     p.add_argument("--runs", default=str(ROOT.parent / "runs"))
     args = p.parse_args()
     runs = Path(args.runs)
-    recipe = ROOT / "studies" / "readout" / f"{args.readout}.yaml"
+    recipe = ROOT / "studies" / "readout" / "29si.yaml"
     cfg = load_config(recipe)
     data = cfg["data"][0]["path"]
     fam = families(data)
     samples = {s["id"]: s for s in load_samples(cfg["data"], cfg["targets"], cfg["model"]["cutoff"])}
-    reference, info = load_model(runs / f"readout-{args.readout}" / "train1-seed0" / f"{cfg['name']}.pt")
+    reference, info = load_model(model_file(runs / "readouts-29si" / f"readout={args.readout}" / "train1-seed0"))
     seen_test = set(info["test_structures"])
     rows = {}
     for train_on, test_on in (("framework", "depolymerised"), ("depolymerised", "framework")):
         folder = runs / f"transfer-{args.readout}-{train_on}"
         folder.mkdir(parents=True, exist_ok=True)
-        variant = {"base": str(recipe), "name": f"transfer-{train_on}",
+        variant = {"base": str(recipe), "name": f"transfer-{train_on}", "model": {"readout": args.readout},
                    "split": {"val": 0.1, "test": 0.0, "seed": 0, "test_structures": fam[test_on]}}  # fmt: skip
         (folder / "config.yaml").write_text(yaml.safe_dump(variant))
         if not (folder / "metrics.json").exists():
