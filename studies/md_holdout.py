@@ -1,0 +1,165 @@
+"""17O on the held-out frames of the realistic trajectories: error per glass density, and
+whether the committee's spread knows it.
+
+`trajectories/labels/sio2_md.extxyz` labels O sites of the BKS glass density series and
+the Vashishta cristobalite runs (trajectories/labels/run_md.sh). Its round-0 frames (every
+site drawn at random: no site ``chosen_by_spread``) are the unbiased test set of the
+active-learning rounds (#23); a model trained with them in `split.test_structures` (e.g.
+studies/active/round1.yaml) and the bundled models, which never saw the file, are scored
+here on the same sites, per trajectory file and over all:
+
+- |C_Q| (MHz, 17O), eta_Q: MAE, mean signed error (model - label), label spread;
+- 17O sigma_iso (ppm): MAE where shieldings are labelled;
+- for a committee: the spread's calibration on these sites (Spearman rank correlation
+  with the error, share within 1 and 2 scaled standard deviations;
+  `dynnmr.uncertainty.score` with the model file's own scale factors).
+
+`--spread` adds, per trajectory file, the committee's raw (uncalibrated) spread of 17O
+|C_Q| (MHz) over every O of a few frames, labelled or not: active learning should make
+it fall from one round's model to the next.
+
+The EFG labels carry the model's own cluster EFG scale (its record of
+sio2_clusters.extxyz: same method). The issue's targets: |C_Q| MAE <= 0.10 MHz, eta_Q
+MAE <= 0.04, 17O sigma_iso MAE <= 2.5 ppm.
+
+    python studies/md_holdout.py sio2 sio2-committee runs/active-round1/sio2-active-round1.pt --spread -o studies/active/md_holdout.json
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from glass_holdout import site_values
+
+from dynnmr import tensorfiles
+from dynnmr.evaluate import predict_samples
+from dynnmr.modelfile import load_model
+from dynnmr.samples import load_samples
+from dynnmr.uncertainty import PARAMETERS, score
+
+ROOT = Path(__file__).parents[1]
+LABELS = ROOT / "trajectories" / "labels" / "sio2_md.extxyz"
+#: Frames whose whole O population measures the committee's spread (file, frame slice).
+SPREAD_FRAMES = [*((f"trajectories/densities/glass_{rho}gcc.extxyz.gz", slice(None, None, 2)) for rho in ("2.0", "2.2", "2.4", "2.6")),
+                 ("trajectories/amorphous_sio2.extxyz.gz", slice(None, None, 10)),
+                 ("trajectories/cristobalite_900K.extxyz.gz", slice(None, None, 1000)),
+                 ("trajectories/cristobalite_ramp.extxyz.gz", slice(None, None, 268))]  # fmt: skip
+
+
+def round0_frames(labels=LABELS) -> list[int]:
+    """Indices of the label file's frames whose sites were all drawn at random."""
+    return [k for k, a in enumerate(tensorfiles.read(labels)) if not np.any(a.arrays.get("chosen_by_spread", False))]
+
+
+def cluster_efg_scale(info) -> float:
+    """The EFG scale this model applied to the cluster labels (1 when it recorded none)."""
+    for item in info["training_config"]["data"]:
+        if isinstance(item, dict) and Path(item["path"]).name in ("sio2_clusters.extxyz", "sio2_md.extxyz"):
+            return float(item.get("scale", {}).get("efg", 1.0))
+    return 1.0
+
+
+def report(model, info, frames, labels=LABELS) -> dict:
+    """Metrics of one model on the given frames of the label file (see module doc)."""
+    entry = {"path": str(labels), "scale": {"efg": cluster_efg_scale(info)}, "species": {"ms": [8]}}
+    samples = [
+        s for s in load_samples([entry], ["ms", "efg"], model.cutoff) if int(s["id"].rsplit(":", 1)[1]) in frames
+    ]
+    frames_atoms = tensorfiles.read(labels)
+    sources = [frames_atoms[int(s["id"].rsplit(":", 1)[1])].info.get("source", "?") for s in samples]
+    committee = bool(info.get("uncertainty"))
+    got = predict_samples(model, samples, ["efg", "ms"], spreads=committee)
+    pred, ref, species, structure = got[:4]
+    out = {"frames": frames, "efg_scale": cluster_efg_scale(info), "committee": committee, "by_file": {}}
+    for group in ["all", *sorted(set(sources))]:
+        rows = {}
+        for t in ("efg", "ms"):
+            o = (species[t] == 8) & (
+                True if group == "all" else np.isin(structure[t], [i for i, s in enumerate(sources) if s == group])
+            )
+            if not o.any():
+                continue
+            p, r = site_values(t, pred[t][o]), site_values(t, ref[t][o])
+            for key in p:
+                err = p[key] - r[key]
+                rows[key] = {"sites": int(o.sum()), "mae": float(np.abs(err).mean()),
+                             "mean_signed_error": float(err.mean()), "label_std": float(r[key].std())}  # fmt: skip
+            if committee:
+                part = tuple({t: x[t][o]} for x in (*got[:3], got[4]))  # pred, ref, species, spread
+                cal = score(part, info["uncertainty"]["scale"], [t])
+                rows[f"{t}_calibration"] = cal[t]["O"]
+        out["by_file"][group] = rows
+    return out
+
+
+def spread_on_frames(model, frames=SPREAD_FRAMES) -> dict:
+    """Per trajectory file: the RMS over its frames' O atoms of the members' unscaled
+    |C_Q| spread (MHz, 17O), and how many sites that is."""
+    from dynnmr.graphs import collate, structure_arrays
+    from dynnmr.inference import run_model
+    from dynnmr.isotopes import get_isotope
+    from dynnmr.label import frame_to_atoms
+    from dynnmr.reader import iread
+    from dynnmr.tensors import quadrupolar_coupling_hz
+
+    key = PARAMETERS["efg"].index("Vzz_au")
+    out = {}
+    for path, which in frames:
+        images = [frame_to_atoms(f) for f in iread(ROOT / path, frames=which)]
+        sds = []
+        for atoms in images:
+            graph = collate([structure_arrays(atoms, model.cutoff)])
+            sites = torch.from_numpy(np.flatnonzero(atoms.numbers == 8))
+            with torch.no_grad():
+                _, spread = run_model(model, graph, None, sites=sites, uncertainty=True)
+            sds.append(spread["efg"][1][:, key])
+        sd = np.abs(quadrupolar_coupling_hz(np.concatenate(sds), get_isotope("17O").quadrupole_moment_mb)) / 1e6
+        out[Path(path).name] = {
+            "frames": len(images),
+            "sites": int(sd.size),
+            "rms_abs_Cq_spread_MHz": float(np.sqrt(np.mean(sd**2))),
+        }
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", help="model files or bundled names")
+    ap.add_argument("--labels", default=str(LABELS))
+    ap.add_argument("--frames", type=int, nargs="*", help="frames of the label file (default: the round-0 frames)")
+    ap.add_argument("--spread", action="store_true", help="also the committee spread over whole frames (SPREAD_FRAMES)")
+    ap.add_argument("-o", "--output", help="JSON file for the results")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    frames = args.frames if args.frames else round0_frames(args.labels)
+    results = {}
+    for name in args.models:
+        model, info = load_model(name)
+        results[name] = report(model, info, frames, args.labels)
+        for group, rows in results[name]["by_file"].items():
+            line = "  ".join(f"{k} {v['mae']:.3f} ({v['sites']})" for k, v in rows.items() if "mae" in v)
+            print(f"{name:40s} {group:28s} {line}")
+            for t in ("efg", "ms"):
+                cal = rows.get(f"{t}_calibration")
+                if cal:
+                    key = "Vzz_au" if t == "efg" else "sigma_iso_ppm"
+                    c = {
+                        k: "n/a" if cal[key][k] is None else f"{cal[key][k]:.2f}"
+                        for k in ("spearman", "within_1sd", "within_2sd")
+                    }
+                    print(f"{'':40s} {'':28s} {t} spread: spearman {c['spearman']}, within 1/2 sd "
+                          f"{c['within_1sd']}/{c['within_2sd']}")  # fmt: skip
+        if args.spread and results[name]["committee"]:
+            results[name]["spread"] = spread_on_frames(model)
+            for f, v in results[name]["spread"].items():
+                print(
+                    f"{name:40s} {f:28s} RMS |C_Q| spread {v['rms_abs_Cq_spread_MHz']:.3f} MHz ({v['sites']} O sites)"
+                )
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
