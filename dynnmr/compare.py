@@ -33,8 +33,11 @@ def variants(vary: dict) -> list[dict]:
 
 
 def variant_name(overrides: dict) -> str:
-    """A folder name for one variant, e.g. ``readout=tensor_product,lmax=1``."""
-    return ",".join(f"{k.partition('.')[2]}={v}" for k, v in overrides.items()) or "config"
+    """A folder name for one variant, e.g. ``readout=tensor_product,lmax=1`` (the sections
+    kept, ``split.seed=1,training.seed=2``, when two varied keys share a name)."""
+    short = [k.partition(".")[2] for k in overrides]
+    names = short if len(set(short)) == len(short) else list(overrides)
+    return ",".join(f"{n}={v}" for n, v in zip(names, overrides.values())) or "config"
 
 
 def forward_rate(model, samples, batch_atoms=4000, repeats=3) -> float:

@@ -588,7 +588,10 @@ def test_vary_compares_variants_on_one_split(tiny_config, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(tiny_config), "-o", str(tmp_path / "bad"), "--vary", "model.readuot=linear"]) != 0
     assert "unknown key 'readuot' in model; did you mean 'readout'?" in capsys.readouterr().err
+    from dynnmr.compare import variant_name
     from dynnmr.config import parse_setting
+
+    assert variant_name({"split.seed": 1, "training.seed": 2}) == "split.seed=1,training.seed=2"
 
     assert parse_setting("model.lmax=1,2") == ("model.lmax", [1, 2])  # values read as YAML: integers here
     with pytest.raises(SystemExit, match="SECTION.KEY=VALUE"):
