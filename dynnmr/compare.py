@@ -111,7 +111,7 @@ def table(result) -> str:
     """A markdown table: per variant, each key test error at the largest training share
     (mean +- sd over seeds), the parameters and the forward cost."""
     cols = _columns(result)
-    head = ["variant", *(f"{t} {sp} {q}" for t, sp, q in cols), "parameters", "forward atoms/s"]
+    head = ["variant", *(f"{t} {sp} {q}".replace("|", "\\|") for t, sp, q in cols), "parameters", "forward atoms/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in result["variants"]:
         cells = [r["variant"]]

@@ -584,6 +584,16 @@ def test_vary_compares_variants_on_one_split(tiny_config, tmp_path, capsys):
     assert tp != lin  # the readouts are different networks
     md = (tmp_path / "comparison.md").read_text()
     assert "readout=tensor_product" in md and "forward atoms/s" in md and "+-" in md
+    rows = [line.replace("\\|", "") for line in md.splitlines() if line.startswith("|")]
+    assert len({row.count("|") for row in rows}) == 1  # every row has the header's columns
+    from dynnmr.compare import table
+
+    point = [{"fraction": 1.0, "n_train": 9, "mean": 0.1, "sd": 0.01, "n_seeds": 2}]
+    efg = {"variant": "v", "parameters": 1, "forward_atoms_per_s": 1.0, "threads": 1,
+           "curves": {"efg": {"O": {"|C_Q| MAE (MHz)": point}}}}  # fmt: skip
+    rows = [line.replace("\\|", "") for line in table({"variants": [efg], "fractions": [1.0], "seeds": [0, 1]}).splitlines()
+            if line.startswith("|")]  # fmt: skip
+    assert len(rows) == 3 and len({row.count("|") for row in rows}) == 1  # the |C_Q| label does not split a column
     assert (tmp_path / "comparison.png").stat().st_size > 1000
     capsys.readouterr()
     assert main(["train", str(tiny_config), "-o", str(tmp_path / "bad"), "--vary", "model.readuot=linear"]) != 0
