@@ -76,14 +76,19 @@ def compare(config_path, out_dir, vary: dict, fractions=(1.0,), seeds=(0, 1, 2),
         raise ValueError("compare needs at least one setting to vary")
     out = Path(out_dir)
     runs = [(o, apply_overrides(load_config(config_path), o)) for o in variants(vary)]  # every setting checked first
-    rows = []
+    rows, tests = [], {}  # test structures per data, split and cutoff: read once, not once per variant
     for overrides, cfg in runs:
         name = variant_name(overrides)
         log(f"compare: variant {name}")
         summary = learning_curve(config_path, out / name, fractions, seeds, epochs=epochs, overrides=overrides, log=log)
         full = run_folder(out / name, max(summary["fractions"]), summary["seeds"][0])
         model, _ = load_model(model_file(full))
-        test = split_samples(load_samples(cfg["data"], cfg["targets"], cfg["model"]["cutoff"]), cfg["split"])[2]
+        key = json.dumps([cfg["data"], cfg["targets"], cfg["model"]["cutoff"], cfg["split"]], sort_keys=True)
+        if key not in tests:
+            tests[key] = split_samples(load_samples(cfg["data"], cfg["targets"], cfg["model"]["cutoff"]), cfg["split"])[
+                2
+            ]
+        test = tests[key]
         torch.set_num_threads(int(cfg["training"]["threads"]))
         rows.append({"variant": name, "overrides": overrides, "parameters": sum(p.numel() for p in model.parameters()),
                      "forward_atoms_per_s": forward_rate(model, test), "threads": torch.get_num_threads(),

@@ -48,9 +48,9 @@ SPREAD_FRAMES = [*((f"trajectories/densities/glass_{rho}gcc.extxyz.gz", slice(No
                  ("trajectories/cristobalite_ramp.extxyz.gz", slice(None, None, 268))]  # fmt: skip
 
 
-def round0_frames(labels=LABELS) -> list[int]:
-    """Indices of the label file's frames whose sites were all drawn at random."""
-    return [k for k, a in enumerate(tensorfiles.read(labels)) if not np.any(a.arrays.get("chosen_by_spread", False))]
+def round0_frames(images) -> list[int]:
+    """Indices of the label file's frames (``images``) whose sites were all drawn at random."""
+    return [k for k, a in enumerate(images) if not np.any(a.arrays.get("chosen_by_spread", False))]
 
 
 def cluster_efg_scale(info) -> float:
@@ -61,14 +61,14 @@ def cluster_efg_scale(info) -> float:
     return 1.0
 
 
-def report(model, info, frames, labels=LABELS) -> dict:
-    """Metrics of one model on the given frames of the label file (see module doc)."""
+def report(model, info, frames, labels, images) -> dict:
+    """Metrics of one model on the given frames of the label file ``labels``, read as
+    ``images`` (see module doc)."""
     entry = {"path": str(labels), "scale": {"efg": cluster_efg_scale(info)}, "species": {"ms": [8]}}
     samples = [
         s for s in load_samples([entry], ["ms", "efg"], model.cutoff) if int(s["id"].rsplit(":", 1)[1]) in frames
     ]
-    frames_atoms = tensorfiles.read(labels)
-    sources = [frames_atoms[int(s["id"].rsplit(":", 1)[1])].info.get("source", "?") for s in samples]
+    sources = [images[int(s["id"].rsplit(":", 1)[1])].info.get("source", "?") for s in samples]
     committee = bool(info.get("uncertainty"))
     got = predict_samples(model, samples, ["efg", "ms"], spreads=committee)
     pred, ref, species, structure = got[:4]
@@ -133,11 +133,12 @@ def main():
     ap.add_argument("-o", "--output", help="JSON file for the results")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    frames = args.frames if args.frames else round0_frames(args.labels)
+    images = tensorfiles.read(args.labels)
+    frames = args.frames if args.frames else round0_frames(images)
     results = {}
     for name in args.models:
         model, info = load_model(name)
-        results[name] = report(model, info, frames, args.labels)
+        results[name] = report(model, info, frames, args.labels, images)
         for group, rows in results[name]["by_file"].items():
             line = "  ".join(f"{k} {v['mae']:.3f} ({v['sites']})" for k, v in rows.items() if "mae" in v)
             print(f"{name:40s} {group:28s} {line}")
