@@ -57,8 +57,9 @@ def cmd_params(args):
 
 
 def cmd_train(args):
-    from .train import train
+    from .train import log_stderr, train
 
+    log = (lambda message: None) if args.quiet else log_stderr
     if args.vary:
         from .compare import compare
         from .config import parse_setting
@@ -69,16 +70,16 @@ def cmd_train(args):
             vary = dict(parse_setting(v) for v in args.vary)
         except ValueError as exc:
             raise SystemExit(f"dynnmr train: {exc}") from None
-        compare(args.config, args.output, vary, args.learning_curve or [1.0], args.seeds, epochs=args.epochs)
+        compare(args.config, args.output, vary, args.learning_curve or [1.0], args.seeds, epochs=args.epochs, log=log)
         return 0
     if args.learning_curve:
         from .learning_curve import learning_curve
 
         if args.seed is not None or args.split_seed is not None:
             raise SystemExit("dynnmr train: --learning-curve takes its seeds from --seeds, not --seed/--split-seed")
-        learning_curve(args.config, args.output, args.learning_curve, args.seeds, epochs=args.epochs)
+        learning_curve(args.config, args.output, args.learning_curve, args.seeds, epochs=args.epochs, log=log)
         return 0
-    train(args.config, args.output, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed)
+    train(args.config, args.output, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed, log=log)
     return 0
 
 

@@ -61,7 +61,7 @@ def forward_rate(model, samples, batch_atoms=4000, repeats=3) -> float:
     return n_atoms / best
 
 
-def compare(config_path, out_dir, vary: dict, fractions=(1.0,), seeds=(0, 1, 2), epochs=None, log=print) -> dict:
+def compare(config_path, out_dir, vary: dict, fractions=(1.0,), seeds=(0, 1, 2), epochs=None, log=None) -> dict:
     """Train every variant's learning curve (resumable; finished runs are read back),
     measure each variant's cost, write ``comparison.json``, ``.md`` and ``.png`` in
     ``out_dir``; returns the summary."""
@@ -71,6 +71,9 @@ def compare(config_path, out_dir, vary: dict, fractions=(1.0,), seeds=(0, 1, 2),
     from .learning_curve import learning_curve, model_file, run_folder
     from .modelfile import load_model
     from .samples import load_samples, split_samples
+    from .train import log_stderr
+
+    log = log or log_stderr
 
     if not vary:
         raise ValueError("compare needs at least one setting to vary")

@@ -48,12 +48,14 @@ def model_file(folder) -> Path:
 
 
 def learning_curve(config_path, out_dir, fractions=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2), epochs=None,
-                   overrides=None, log=print):  # fmt: skip
+                   overrides=None, log=None):  # fmt: skip
     """Train every (fraction, seed), then write ``learning_curve.json`` and ``.png`` in
     ``out_dir``; returns the summary dict. Runs already finished are read back, and an
     interrupted one resumes (each run checkpoints). ``overrides``: settings changed from
     the config (:func:`dynnmr.train.train`), recorded in the summary."""
-    from .train import train
+    from .train import log_stderr, train
+
+    log = log or log_stderr
 
     out = Path(out_dir)
     fractions = sorted({float(f) for f in fractions})

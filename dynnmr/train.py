@@ -132,8 +132,9 @@ class WeightAverage:
             model.load_state_dict(own)
 
 
-def _log(msg):
-    print(msg, file=sys.stderr, flush=True)
+def log_stderr(message):
+    """A line of progress on stderr, flushed at once (training runs for hours)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 RESUME_MAY_CHANGE = {"training.epochs", "training.threads"}
@@ -161,7 +162,7 @@ def _config_changes(saved, cfg):
 
 
 def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_fraction=None, overrides=None,
-          log=_log):  # fmt: skip
+          log=log_stderr):  # fmt: skip
     """Train (or resume) per the config; returns the path of the written model file.
 
     ``epochs`` and ``seed`` override the config's ``training.epochs`` and
