@@ -1,6 +1,6 @@
 """GPU speed: model forward pass and end-to-end `dynnmr analyze`, on a CUDA machine.
 
-Usage: python benchmarks/gpu.py [--model silicate-29si] [--json results.json]
+Usage: python benchmarks/gpu.py [--model silicate-29si] [--kernel fused|e3nn] [--json results.json]
 
 1. Forward pass only (float32, all atoms predicted), alpha-quartz supercells of 3,087,
    24,696 and 98,784 atoms rattled by 0.05 A; graphs built on the GPU with vesin-torch
@@ -10,9 +10,13 @@ Usage: python benchmarks/gpu.py [--model silicate-29si] [--json results.json]
 3. `analyze` of a 24,000-atom glass (the bundled frames tiled 2x2x2, 300 frames).
 End-to-end rates count trajectory atoms (frames x atoms per frame) per second of wall
 time, model loading and store creation included; silicate-29si stores the Si sites.
+``--kernel e3nn`` runs everything on e3nn's tensor product (``tensorproduct.reference``);
+``fused`` (default) uses cuequivariance's kernel where it is installed (see
+``tensorproduct.cuda_kernels``, recorded in the JSON), so two calls compare the paths.
 """
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -22,6 +26,7 @@ import numpy as np
 import torch
 from inference_cpu import quartz_supercell, time_forward  # benchmarks/, beside this script
 
+from dynnmr import tensorproduct
 from dynnmr.engine import Profile, analyze
 from dynnmr.graphs import collate_on_device
 from dynnmr.modelfile import load_model
@@ -87,11 +92,18 @@ def main():
     p.add_argument("--glass-frames", help="start:stop:step of the 3,000-atom glass (default all)")
     p.add_argument("--sizes", default="7,14,22", help="quartz supercell repeats for the forward pass")
     p.add_argument("--device", default="cuda", help="cuda (cpu only to try the script)")
+    p.add_argument("--kernel", default="fused", choices=["fused", "e3nn"], help="message path (e3nn: the reference)")
     args = p.parse_args()
+    with tensorproduct.reference() if args.kernel == "e3nn" else contextlib.nullcontext():
+        run(args)
+
+
+def run(args):
     torch.backends.cuda.matmul.allow_tf32 = False  # report plain float32
     dev = args.device
     name = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
-    res = {"device": name, "torch": torch.__version__, "model": args.model, "date": time.strftime("%Y-%m-%d")}
+    res = {"device": name, "torch": torch.__version__, "model": args.model, "date": time.strftime("%Y-%m-%d"),
+           "kernel": args.kernel, "cuequivariance": tensorproduct.cuda_kernels()}  # fmt: skip
     model, info = load_model(args.model, device=dev)
     res["forward"] = [forward(model, int(n), dev) for n in args.sizes.split(",")]
     for r in res["forward"]:

@@ -16,9 +16,18 @@ products w_e[p, u] x[u, a] are formed once, and each output component k adds
 are laid out component-major inside each irrep block (``[a, u]``, channels contiguous)
 for that loop, and put back in e3nn's order (``[u, a]``) afterwards.
 
+On the GPU the same sums are one segmented polynomial of cuequivariance (NVIDIA's
+equivariance kernels, the ``gpu`` extra): the messages' gather by sender, product and
+scatter-add by receiver in its ``uniform_1d`` CUDA kernel, which needs every channel
+block the same width, so blocks are split into the common divisor of the multiplicities
+(32 and 16 channels become blocks of 16). :func:`cuda_polynomial` builds it from the e3nn
+instructions with e3nn's own Wigner 3j symbols and path weights, so the basis and the
+normalisation cannot drift; the tests evaluate that very polynomial with cuequivariance's
+plain-PyTorch method on the CPU against e3nn in float64.
+
 e3nn stays the reference and the training path: :func:`usable` sends anything that
-needs gradients (and anything not on the CPU) to it, and the tests hold the two equal in
-float64. :func:`reference` switches the kernel off (benchmarks measure both in one run).
+needs gradients (and GPU tensors when cuequivariance's kernels are not installed) to it.
+:func:`reference` switches the fused paths off (benchmarks measure both in one run).
 """
 
 from __future__ import annotations
@@ -48,13 +57,26 @@ def reference():
         _state.off = before
 
 
+@functools.cache
+def cuda_kernels() -> bool:
+    """Whether cuequivariance and its CUDA kernels are installed (``pip install dynnmr[gpu]``)."""
+    try:
+        import cuequivariance_ops_torch  # noqa: F401
+        import cuequivariance_torch  # noqa: F401
+    except (ImportError, OSError):  # not installed, or built for another CUDA
+        return False
+    return True
+
+
 def usable(*tensors) -> bool:
-    """Whether the fused kernel may serve: CPU tensors, no gradient wanted, not switched off."""
+    """Whether a fused path may serve: no gradient wanted, not switched off, and CPU
+    tensors (the numba kernel) or CUDA tensors with cuequivariance's kernels installed."""
     if getattr(_state, "off", False):
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
-    return all(t.device.type == "cpu" for t in tensors)
+    devices = {t.device.type for t in tensors}
+    return devices == {"cpu"} or (devices == {"cuda"} and cuda_kernels())
 
 
 class EdgeOrder:
@@ -110,9 +132,36 @@ def _component_major(irreps: o3.Irreps) -> np.ndarray:
     return np.asarray(cols, dtype=np.int64)
 
 
+def cuda_polynomial(tp: o3.TensorProduct):
+    """The e3nn ``uvu`` tensor product ``tp`` as a cuequivariance segmented polynomial,
+    inputs (weights, x, Y) -> messages, the features component-major (``[a, u]`` blocks)
+    and every channel block split to the common width that ``uniform_1d`` needs."""
+    import cuequivariance as cue
+
+    i1, i2, io = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
+    stp = cue.SegmentedTensorProduct.from_subscripts("u,iu,j,ku+ijk")
+    for mul, ir in i1:
+        stp.add_segment(1, (ir.dim, mul))
+    for _, ir in i2:
+        stp.add_segment(2, (ir.dim,))
+    for mul, ir in io:
+        stp.add_segment(3, (ir.dim, mul))
+    for ins in tp.instructions:  # weights in e3nn's instruction order, one per channel
+        if ins.connection_mode != "uvu" or not ins.has_weight:
+            raise ValueError(f"the fused paths compute weighted 'uvu' paths, not {ins}")
+        l1, l2, l3 = i1[ins.i_in1].ir.l, i2[ins.i_in2].ir.l, io[ins.i_out].ir.l
+        cg = o3.wigner_3j(l1, l2, l3, dtype=torch.float64).numpy() * ins.path_weight
+        w = stp.add_segment(0, (i1[ins.i_in1].mul,))
+        stp.add_path(w, ins.i_in1, ins.i_in2, ins.i_out, c=cg)
+    width = math.gcd(*(mul for mul, _ in i1), *(mul for mul, _ in io))
+    stp = stp.flatten_coefficient_modes().split_mode("u", width)
+    return cue.SegmentedPolynomial.eval_last_operand(stp)
+
+
 class FusedMessages(torch.nn.Module):
-    """One block's summed messages, computed by the fused kernel from the e3nn tensor
-    product ``tp`` it replaces (same instructions, path weights and weight layout).
+    """One block's summed messages, computed by a fused path from the e3nn tensor
+    product ``tp`` it replaces (same instructions, path weights and weight layout): the
+    numba kernel on the CPU, cuequivariance's ``uniform_1d`` kernel on the GPU.
 
     Called as ``(x, sh, w, src, dst, n_atoms) -> (n_atoms, tp.irreps_out.dim)``, where e3nn
     would compute ``zeros.index_add_(0, dst, tp(x[src], sh, w))``; ``edge_order`` (an
@@ -156,8 +205,32 @@ class FusedMessages(torch.nn.Module):
         self.columns_in = torch.from_numpy(_component_major(i1))
         self.columns_out = torch.from_numpy(np.argsort(_component_major(io)))
         self.dim_out = io.dim
+        self._build_polynomial = functools.partial(cuda_polynomial, tp)
+        self._operations = {}  # (method, device) -> cuequivariance module; not in the state dict
+
+    @functools.cached_property
+    def polynomial(self):
+        """:func:`cuda_polynomial` of the block, built on first use (CPU runs never import
+        cuequivariance)."""
+        return self._build_polynomial()
+
+    def polynomial_forward(self, x, sh, w, src, dst, n_atoms, method="uniform_1d"):
+        """The summed messages by cuequivariance (``method``: ``uniform_1d`` on the GPU,
+        ``naive``, plain PyTorch, anywhere)."""
+        key = (method, x.device)
+        if key not in self._operations:
+            import cuequivariance_torch as cuet
+
+            self._operations[key] = cuet.SegmentedPolynomial(self.polynomial, method=method).to(x.device)
+        x = x.index_select(1, self.columns_in.to(x.device))
+        (out,) = self._operations[key](
+            [w, x, sh], input_indices={1: src}, output_shapes={0: x.new_empty(n_atoms, 0)}, output_indices={0: dst}
+        )
+        return out.index_select(1, self.columns_out.to(x.device))
 
     def forward(self, x, sh, w, src, dst, n_atoms, edge_order=None):
+        if x.device.type == "cuda":
+            return self.polynomial_forward(x, sh, w, src, dst, n_atoms)
         x = x.index_select(1, self.columns_in).contiguous()
         order, ptr = (edge_order or EdgeOrder(dst, n_atoms)).arrays
         out = np.zeros((n_atoms, self.dim_out), dtype=x.numpy().dtype)

@@ -1,4 +1,5 @@
-"""The fused CPU message kernel against e3nn's tensor product and scatter (the reference)."""
+"""The fused message paths (the numba CPU kernel; cuequivariance's polynomial for the GPU)
+against e3nn's tensor product and scatter (the reference)."""
 
 import numpy as np
 import pytest
@@ -35,12 +36,27 @@ def test_block_sums_equal_e3nn_in_float64(irreps_in):
     x = torch.randn(n, irreps_in.dim, dtype=torch.float64)
     sh = o3.spherical_harmonics(tp.irreps_in2, torch.randn(e, 3, dtype=torch.float64), normalize=True)
     w = torch.randn(e, tp.weight_numel, dtype=torch.float64)
+    fused = tensorproduct.FusedMessages(tp)
     with torch.no_grad():
         ref = reference_sums(tp, x, sh, w, src, dst, n)
-        fused = tensorproduct.FusedMessages(tp)(x, sh, w, src, dst, n)
-    assert fused.dtype == torch.float64
-    assert_rel_close(fused.numpy(), ref.numpy(), rtol=1e-13)
-    assert fused[-3:].abs().max() == 0 and ref[:-3].abs().max() > 0
+        cpu = fused(x, sh, w, src, dst, n)
+        polynomial = fused.polynomial_forward(x, sh, w, src, dst, n, method="naive")
+    for out in (cpu, polynomial):
+        assert out.dtype == torch.float64
+        assert_rel_close(out.numpy(), ref.numpy(), rtol=1e-13)
+        assert out[-3:].abs().max() == 0 and ref[:-3].abs().max() > 0
+    assert fused.state_dict() == {}  # nothing of either path enters a model file
+
+
+def test_gpu_polynomial_has_one_channel_width():
+    """cuequivariance's uniform_1d CUDA kernel takes one channel width: the default
+    model's 32- and 16-channel blocks are split into blocks of 16."""
+    block = Interaction(
+        o3.Irreps("32x0e+16x1o+16x2e"), hidden_irreps(32, 2, 16), o3.Irreps.spherical_harmonics(2), 8, 16, 10.0
+    )
+    ((_, stp),) = tensorproduct.FusedMessages(block.tp).polynomial.operations
+    widths = {seg for operand in stp.operands for seg in operand.segments}
+    assert widths == {(16,), ()}  # channel blocks of 16; the harmonics' components are scalars
 
 
 @pytest.mark.parametrize("layers, options", [(2, {}), (3, {"products": 4}), (2, {"heads": 3, "readout_hidden": 8})])
@@ -106,3 +122,22 @@ def test_threads_split_the_atoms_without_changing_the_sums():
         torch.set_num_threads(before)
     for t in one:
         assert torch.equal(one[t], two[t])
+
+
+@pytest.mark.skipif(not (torch.cuda.is_available() and tensorproduct.cuda_kernels()),
+                    reason="needs a CUDA GPU and cuequivariance's kernels (pip install dynnmr[gpu] and "
+                    "cuequivariance-ops-torch-cu12 or -cu13; run on the device machine)")  # fmt: skip
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_cuda_kernel_equals_e3nn(dtype, rtol):
+    """On the GPU a whole model through cuequivariance's uniform_1d kernel gives e3nn's
+    answers (float64: rounding; float32: float32 rounding of the largest component)."""
+    model = make_model(products=4).to(device="cuda", dtype=dtype)
+    graph = build_graph([rattled_quartz(repeat=(2, 2, 1))], model.cutoff, dtype=dtype).to("cuda")
+    with torch.no_grad():
+        assert tensorproduct.usable(graph.positions)
+        fused = model(graph)
+        with tensorproduct.reference():
+            ref = model(graph)
+    for t in ref:
+        a, b = fused[t].double().cpu().numpy(), ref[t].double().cpu().numpy()
+        assert np.abs(a - b).max() <= rtol * np.abs(b).max(), t
