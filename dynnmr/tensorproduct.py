@@ -224,7 +224,10 @@ class FusedMessages(torch.nn.Module):
             self._operations[key] = cuet.SegmentedPolynomial(self.polynomial, method=method).to(x.device)
         x = x.index_select(1, self.columns_in.to(x.device))
         (out,) = self._operations[key](
-            [w, x, sh], input_indices={1: src}, output_shapes={0: x.new_empty(n_atoms, 0)}, output_indices={0: dst}
+            [w.contiguous(), x, sh.contiguous()],
+            input_indices={1: src},
+            output_shapes={0: x.new_empty(n_atoms, 0)},
+            output_indices={0: dst},
         )
         return out.index_select(1, self.columns_out.to(x.device))
 
