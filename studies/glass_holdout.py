@@ -21,26 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from compare_models import LABELS, labels_as_trained
+from compare_models import LABELS, labels_as_trained, site_values
 from scipy.stats import linregress
 
 from dynnmr import tensorfiles
-from dynnmr import tensors as T
 from dynnmr.evaluate import predict_samples
-from dynnmr.isotopes import get_isotope
 from dynnmr.modelfile import load_model
 from dynnmr.samples import hold_out_sites
 from dynnmr.structure import bonds as bond_map
 from dynnmr.structure import bridging_geometry
-
-
-def site_values(target, tensors):
-    """Per-site scalars of O tensors: |C_Q| (MHz) and eta_Q of an EFG (au), sigma_iso (ppm)."""
-    if target == "efg":
-        p = T.efg_parameters(tensors)
-        cq = np.abs(T.quadrupolar_coupling_hz(p["Vzz"], get_isotope("17O").quadrupole_moment_mb)) / 1e6
-        return {"abs_Cq_MHz": cq, "eta_Q": p["eta_Q"]}
-    return {"sigma_iso_ppm": T.isotropic(tensors)}
 
 
 def holdout_report(model, info, labels=LABELS):

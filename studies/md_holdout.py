@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from glass_holdout import site_values
+from compare_models import site_values
 
 from dynnmr import tensorfiles
 from dynnmr.evaluate import predict_samples
