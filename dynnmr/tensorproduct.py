@@ -206,7 +206,7 @@ class FusedMessages(torch.nn.Module):
         self.columns_out = torch.from_numpy(np.argsort(_component_major(io)))
         self.dim_out = io.dim
         self._build_polynomial = functools.partial(cuda_polynomial, tp)
-        self._operations = {}  # (method, device) -> cuequivariance module; not in the state dict
+        self._operations = {}  # (method, device) -> (cuequivariance module, column orders); not in the state dict
 
     @functools.cached_property
     def polynomial(self):
@@ -221,15 +221,17 @@ class FusedMessages(torch.nn.Module):
         if key not in self._operations:
             import cuequivariance_torch as cuet
 
-            self._operations[key] = cuet.SegmentedPolynomial(self.polynomial, method=method).to(x.device)
-        x = x.index_select(1, self.columns_in.to(x.device))
-        (out,) = self._operations[key](
+            op = cuet.SegmentedPolynomial(self.polynomial, method=method).to(x.device)
+            self._operations[key] = (op, self.columns_in.to(x.device), self.columns_out.to(x.device))
+        op, columns_in, columns_out = self._operations[key]  # column orders moved to the device once
+        x = x.index_select(1, columns_in)
+        (out,) = op(
             [w.contiguous(), x, sh.contiguous()],
             input_indices={1: src},
             output_shapes={0: x.new_empty(n_atoms, 0)},
             output_indices={0: dst},
         )
-        return out.index_select(1, self.columns_out.to(x.device))
+        return out.index_select(1, columns_out)
 
     def forward(self, x, sh, w, src, dst, n_atoms, edge_order=None):
         if x.device.type == "cuda":
