@@ -4,9 +4,10 @@ whether the committee's spread knows it.
 `trajectories/labels/sio2_md.extxyz` labels O sites of the BKS glass density series and
 the Vashishta cristobalite runs (trajectories/labels/run_md.sh). Its round-0 frames (every
 site drawn at random: no site ``chosen_by_spread``) are the unbiased test set of the
-active-learning rounds (#23); a model trained with them in `split.test_structures` (e.g.
-studies/active/round1.yaml) and the bundled models, which never saw the file, are scored
-here on the same sites, per trajectory file and over all:
+active-learning rounds (#23); a model trained with some of them in `split.test_structures`
+(e.g. studies/active/round1.yaml) and the bundled models, which never saw the file, are
+scored here on the same sites (by default the frames that every model trained on the file
+held out), per trajectory file and over all:
 
 - |C_Q| (MHz, 17O), eta_Q: MAE, mean signed error (model - label), label spread;
 - 17O sigma_iso (ppm): MAE where shieldings are labelled;
@@ -51,6 +52,20 @@ SPREAD_FRAMES = [*((f"trajectories/densities/glass_{rho}gcc.extxyz.gz", slice(No
 def round0_frames(images) -> list[int]:
     """Indices of the label file's frames (``images``) whose sites were all drawn at random."""
     return [k for k, a in enumerate(images) if not np.any(a.arrays.get("chosen_by_spread", False))]
+
+
+def held_out_frames(infos, labels, images) -> list[int]:
+    """The label file's frames that every model trained on it held out whole
+    (``split.test_structures`` ids ``NAME:K``); the round-0 frames when none trained on it."""
+    name, held = Path(labels).name, None
+    for info in infos:
+        cfg = info["training_config"]
+        if not any(Path(d["path"] if isinstance(d, dict) else d).name == name for d in cfg["data"]):
+            continue  # never saw the file: every frame is new to it
+        ids = cfg.get("split", {}).get("test_structures") or []
+        mine = {int(i.rsplit(":", 1)[1]) for i in ids if i.rsplit(":", 1)[0] == name}
+        held = mine if held is None else held & mine
+    return round0_frames(images) if held is None else sorted(held)
 
 
 def cluster_efg_scale(info) -> float:
@@ -128,16 +143,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="model files or bundled names")
     ap.add_argument("--labels", default=str(LABELS))
-    ap.add_argument("--frames", type=int, nargs="*", help="frames of the label file (default: the round-0 frames)")
+    ap.add_argument(
+        "--frames",
+        type=int,
+        nargs="*",
+        help="frames of the label file (default: those every model that trained on it held out whole)",
+    )
     ap.add_argument("--spread", action="store_true", help="also the committee spread over whole frames (SPREAD_FRAMES)")
     ap.add_argument("-o", "--output", help="JSON file for the results")
     args = ap.parse_args()
     torch.set_num_threads(1)
     images = tensorfiles.read(args.labels)
-    frames = args.frames if args.frames else round0_frames(images)
+    loaded = {name: load_model(name) for name in args.models}
+    frames = args.frames or held_out_frames([info for _, info in loaded.values()], args.labels, images)
+    if not frames:
+        raise SystemExit(f"{args.labels}: no frame is held out by every model that trained on it; give --frames")
     results = {}
-    for name in args.models:
-        model, info = load_model(name)
+    for name, (model, info) in loaded.items():
         results[name] = report(model, info, frames, args.labels, images)
         for group, rows in results[name]["by_file"].items():
             line = "  ".join(f"{k} {v['mae']:.3f} ({v['sites']})" for k, v in rows.items() if "mae" in v)
