@@ -22,10 +22,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+from compare_models import site_values
 
 from dynnmr import tensorfiles
-from dynnmr import tensors as T
-from dynnmr.isotopes import get_isotope
 
 ROOT = Path(__file__).parents[1]
 TWO_SHELLS = [ROOT / "trajectories" / "labels" / n for n in ("sio2_md.extxyz", "sio2_clusters.extxyz")]
@@ -33,17 +32,15 @@ TWO_SHELLS = [ROOT / "trajectories" / "labels" / n for n in ("sio2_md.extxyz", "
 
 def efg_sites(path):
     """``{(source, source frame, atom): (|C_Q| MHz, eta_Q)}`` of every O EFG label in a file (raw)."""
-    q = get_isotope("17O").quadrupole_moment_mb
     out = {}
     for atoms in tensorfiles.read(path):
         sites = np.flatnonzero((atoms.numbers == 8) & (atoms.arrays["label_status"] == 1))
         efg = atoms.arrays["efg"].reshape(len(atoms), 3, 3)[sites]
         if not len(sites) or not np.isfinite(efg).all():
             continue
-        p = T.efg_parameters(efg)
-        cq = np.abs(T.quadrupolar_coupling_hz(p["Vzz"], q)) / 1e6
+        v = site_values("efg", efg)
         key = (Path(str(atoms.info.get("source", "?"))).name, int(atoms.info.get("source_frame", 0)))
-        for i, c, e in zip(sites, cq, p["eta_Q"]):
+        for i, c, e in zip(sites, v["abs_Cq_MHz"], v["eta_Q"]):
             out[(*key, int(i))] = (float(c), float(e))
     return out
 

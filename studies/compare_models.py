@@ -27,6 +27,7 @@ from dynnmr import tensors as T
 from dynnmr.evaluate import predict_samples, split_metrics
 from dynnmr.isotopes import get_isotope
 from dynnmr.modelfile import load_model
+from dynnmr.params import QuadrupolarParameters
 from dynnmr.samples import load_samples, recorded_data
 
 LABELS = Path(__file__).parents[1] / "trajectories" / "labels" / "sio2_clusters.extxyz"
@@ -43,9 +44,8 @@ def labels_as_trained(info, labels):
 def site_values(target, tensors):
     """Per-site scalars of O tensors: |C_Q| (MHz) and eta_Q of an EFG (au), sigma_iso (ppm)."""
     if target == "efg":
-        p = T.efg_parameters(tensors)
-        cq = np.abs(T.quadrupolar_coupling_hz(p["Vzz"], get_isotope("17O").quadrupole_moment_mb)) / 1e6
-        return {"abs_Cq_MHz": cq, "eta_Q": p["eta_Q"]}
+        p = QuadrupolarParameters.of(tensors, get_isotope("17O").quadrupole_moment_mb)
+        return {"abs_Cq_MHz": p.abs_Cq_MHz, "eta_Q": p.eta_Q}
     return {"sigma_iso_ppm": T.isotropic(tensors)}
 
 

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 from ase.io import read
+from compare_models import site_values
 
 from dynnmr import label
-from dynnmr import tensors as T
-from dynnmr.isotopes import get_isotope
 
 ROOT = Path(__file__).parents[1]
 BASES = {
@@ -46,13 +45,11 @@ def site_row(path, frame, atom, threads):
     if atoms.numbers[atom] != 8:
         raise ValueError(f"{path}: frame {frame} atom {atom} is not O")
     cluster = label.carve_cluster(atoms, atom, shells=2)
-    q = get_isotope("17O").quadrupole_moment_mb
     row = {"source": Path(path).name, "frame": frame, "atom": atom, "cluster_atoms": len(cluster)}
     for name, (basis, centre) in BASES.items():
         lab = label.compute_site(cluster, properties=("efg",), basis=basis, centre_basis=centre, threads=threads)
-        p = T.efg_parameters(lab.efg_au[None])
-        row[name] = {"abs_Cq_MHz": float(abs(T.quadrupolar_coupling_hz(p["Vzz"], q)[0]) / 1e6),
-                     "eta_Q": float(p["eta_Q"][0]), "n_basis": lab.n_basis,
+        v = site_values("efg", lab.efg_au)
+        row[name] = {"abs_Cq_MHz": float(v["abs_Cq_MHz"]), "eta_Q": float(v["eta_Q"]), "n_basis": lab.n_basis,
                      "seconds": round(lab.seconds_scf + lab.seconds_efg, 1)}  # fmt: skip
         print(Path(path).name, atom, name, row[name], flush=True)
     for name in BASES:

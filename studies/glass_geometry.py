@@ -24,10 +24,9 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
+from compare_models import site_values
 
 from dynnmr import tensorfiles
-from dynnmr import tensors as T
-from dynnmr.isotopes import get_isotope
 from dynnmr.structure import bonds, bridging_geometry, si_o_bonds
 
 ROOT = Path(__file__).parents[1]
@@ -48,7 +47,6 @@ def labelled_sites():
     """Every O EFG label: its source trajectory (sites an active-learning round chose by the
     committee's spread marked apart from the random ones), Si-O-Si angle (deg), mean Si-O
     (A), |C_Q| (MHz)."""
-    q = get_isotope("17O").quadrupole_moment_mb
     rows = []
     for path in LABELS:
         for atoms in tensorfiles.read(path):
@@ -56,7 +54,7 @@ def labelled_sites():
             if not len(sites):
                 continue
             efg = atoms.arrays["efg"].reshape(len(atoms), 3, 3)[sites] * EFG_SCALE
-            cq = np.abs(T.quadrupolar_coupling_hz(T.efg_parameters(efg)["Vzz"], q)) / 1e6
+            cq = site_values("efg", efg)["abs_Cq_MHz"]
             bond_map = bonds(atoms)
             chosen = atoms.arrays.get("chosen_by_spread", np.zeros(len(atoms), bool))
             for o, c in zip(sites, cq):

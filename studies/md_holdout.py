@@ -6,8 +6,8 @@ the Vashishta cristobalite runs (trajectories/labels/run_md.sh). Its round-0 fra
 site drawn at random: no site ``chosen_by_spread``) are the unbiased test set of the
 active-learning rounds (#23); a model trained with some of them in `split.test_structures`
 (e.g. studies/active/round1.yaml) and the bundled models, which never saw the file, are
-scored here on the same sites (by default the frames that every model trained on the file
-held out), per trajectory file and over all:
+scored here on the same sites (by default the round-0 frames in the recorded test set of
+every model that trained on the file), per trajectory file and over all:
 
 - |C_Q| (MHz, 17O), eta_Q: MAE, mean signed error (model - label), label spread;
 - 17O sigma_iso (ppm): MAE where shieldings are labelled;
@@ -37,7 +37,7 @@ from compare_models import site_values
 from dynnmr import tensorfiles
 from dynnmr.evaluate import predict_samples
 from dynnmr.modelfile import load_model
-from dynnmr.samples import load_samples
+from dynnmr.samples import load_samples, recorded_data
 from dynnmr.uncertainty import PARAMETERS, score
 
 ROOT = Path(__file__).parents[1]
@@ -54,26 +54,27 @@ def round0_frames(images) -> list[int]:
     return [k for k, a in enumerate(images) if not np.any(a.arrays.get("chosen_by_spread", False))]
 
 
+def trained_item(info, names):
+    """The data item (path: file name) a model recorded for the first of the files ``names``
+    it trained on; None when it trained on none of them."""
+    return next((item for item in recorded_data(info, lambda name: name) if item["path"] in names), None)
+
+
 def held_out_frames(infos, labels, images) -> list[int]:
-    """The label file's frames that every model trained on it held out whole
-    (``split.test_structures`` ids ``NAME:K``); the round-0 frames when none trained on it."""
-    name, held = Path(labels).name, None
+    """The round-0 (random) frames of the label file that every model trained on it kept
+    in its recorded test set; all round-0 frames when none trained on it."""
+    name = Path(labels).name
+    frames = set(round0_frames(images))
     for info in infos:
-        cfg = info["training_config"]
-        if not any(Path(d["path"] if isinstance(d, dict) else d).name == name for d in cfg["data"]):
-            continue  # never saw the file: every frame is new to it
-        ids = cfg.get("split", {}).get("test_structures") or []
-        mine = {int(i.rsplit(":", 1)[1]) for i in ids if i.rsplit(":", 1)[0] == name}
-        held = mine if held is None else held & mine
-    return round0_frames(images) if held is None else sorted(held)
+        if trained_item(info, (name,)):
+            frames &= {int(i.rsplit(":", 1)[1]) for i in info["test_structures"] if i.rsplit(":", 1)[0] == name}
+    return sorted(frames)
 
 
 def cluster_efg_scale(info) -> float:
     """The EFG scale this model applied to the cluster labels (1 when it recorded none)."""
-    for item in info["training_config"]["data"]:
-        if isinstance(item, dict) and Path(item["path"]).name in ("sio2_clusters.extxyz", "sio2_md.extxyz"):
-            return float(item.get("scale", {}).get("efg", 1.0))
-    return 1.0
+    item = trained_item(info, ("sio2_clusters.extxyz", "sio2_md.extxyz")) or {}
+    return float(item.get("scale", {}).get("efg", 1.0))
 
 
 def report(model, info, frames, labels, images) -> dict:
@@ -147,7 +148,7 @@ def main():
         "--frames",
         type=int,
         nargs="*",
-        help="frames of the label file (default: those every model that trained on it held out whole)",
+        help="frames of the label file (default: the round-0 frames every model that trained on it tested on)",
     )
     ap.add_argument("--spread", action="store_true", help="also the committee spread over whole frames (SPREAD_FRAMES)")
     ap.add_argument("-o", "--output", help="JSON file for the results")
