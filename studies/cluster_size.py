@@ -21,8 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-from compare_models import site_values
+from compare_models import efg_labelled_o, site_values
 
 from dynnmr import tensorfiles
 
@@ -34,9 +33,8 @@ def efg_sites(path):
     """``{(source, source frame, atom): (|C_Q| MHz, eta_Q)}`` of every O EFG label in a file (raw)."""
     out = {}
     for atoms in tensorfiles.read(path):
-        sites = np.flatnonzero((atoms.numbers == 8) & (atoms.arrays["label_status"] == 1))
-        efg = atoms.arrays["efg"].reshape(len(atoms), 3, 3)[sites]
-        if not len(sites) or not np.isfinite(efg).all():
+        sites, efg = efg_labelled_o(atoms)
+        if not len(sites):
             continue
         v = site_values("efg", efg)
         key = (Path(str(atoms.info.get("source", "?"))).name, int(atoms.info.get("source_frame", 0)))

@@ -41,6 +41,15 @@ def labels_as_trained(info, labels):
     return load_samples([entry], ["ms", "efg"], info["hyperparameters"]["cutoff"])
 
 
+def efg_labelled_o(atoms):
+    """O sites of a label frame with an EFG label: their indices and raw EFG tensors (au).
+    A site labelled for its shielding only carries NaN in ``efg`` and is left out."""
+    efg = atoms.arrays["efg"].reshape(len(atoms), 3, 3)
+    labelled = (atoms.numbers == 8) & (atoms.arrays["label_status"] == 1) & np.isfinite(efg).all(axis=(1, 2))
+    sites = np.flatnonzero(labelled)
+    return sites, efg[sites]
+
+
 def site_values(target, tensors):
     """Per-site scalars of O tensors: |C_Q| (MHz) and eta_Q of an EFG (au), sigma_iso (ppm)."""
     if target == "efg":

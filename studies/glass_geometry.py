@@ -24,7 +24,7 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-from compare_models import site_values
+from compare_models import efg_labelled_o, site_values
 
 from dynnmr import tensorfiles
 from dynnmr.structure import bonds, bridging_geometry, si_o_bonds
@@ -50,11 +50,10 @@ def labelled_sites():
     rows = []
     for path in LABELS:
         for atoms in tensorfiles.read(path):
-            sites = np.flatnonzero((atoms.numbers == 8) & (atoms.arrays["label_status"] == 1))
+            sites, efg = efg_labelled_o(atoms)
             if not len(sites):
                 continue
-            efg = atoms.arrays["efg"].reshape(len(atoms), 3, 3)[sites] * EFG_SCALE
-            cq = site_values("efg", efg)["abs_Cq_MHz"]
+            cq = site_values("efg", efg * EFG_SCALE)["abs_Cq_MHz"]
             bond_map = bonds(atoms)
             chosen = atoms.arrays.get("chosen_by_spread", np.zeros(len(atoms), bool))
             for o, c in zip(sites, cq):
