@@ -34,6 +34,7 @@ from ase import Atoms
 from ase.data import covalent_radii
 
 from . import structure
+from .isotopes import isotope_for
 from .structure import coordination_defect
 
 CAP_DISTANCE_A = {"O": 0.96, "Si": 1.48}  # X-H distance of a cap replacing a cut bond
@@ -328,14 +329,23 @@ def _same_structure(a, b, tol_A=1e-4):
             and np.allclose(a.positions, b.positions, atol=tol_A))  # fmt: skip
 
 
+def _efg_for_free(rec: Atoms, i: int, want) -> bool:
+    """Whether a shielding label of site ``i`` should bring its EFG along (quadrupolar, none yet)."""
+    iso = isotope_for(rec.get_chemical_symbols()[i])
+    return "ms" in want and "efg" not in want and iso is not None and iso.is_quadrupolar \
+        and not np.isfinite(rec.arrays["efg"][i]).all()  # fmt: skip
+
+
 def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms"), max_sites=None,
                 shells=2, xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2", seed=0, select_by=None,
                 random_share=0.25, log=None) -> list[Atoms]:  # fmt: skip
     """Label up to ``max_sites`` sites of ``species`` per frame; resumable.
 
-    ``select_by``: a committee model; the sites are then taken in order of its spread,
-    with ``random_share`` of them at random (:func:`candidate_sites`); the per-atom array
-    ``chosen_by_spread`` records which.
+    ``select_by``: a committee model; the sites are then taken in order of its spread
+    for the first of ``properties``, with ``random_share`` of them at random
+    (:func:`candidate_sites`); the per-atom array ``chosen_by_spread`` records which.
+    A site of a quadrupolar nucleus labelled for shielding also gets its EFG when it has
+    none: after the SCF it costs well under a second.
 
     ``frames`` yields ``(frame_index, ase.Atoms)``. The output extended XYZ file holds
     each periodic frame with ``efg`` (au) and ``ms`` (ppm) per atom, NaN where not
@@ -353,7 +363,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
             a.arrays.setdefault(t, np.full((len(a), 3, 3), np.nan))
         drop_defect_labels(a)
     index = {(a.info.get("source"), int(a.info.get("source_frame", -1))): k for k, a in enumerate(done)}
-    want = [p for p in ("efg", "ms") if p in properties]
+    want = [p for p in properties if p in ("efg", "ms")]
     seconds: list[float] = []  # per labelled site, for the ETA
     for frame_index, atoms in frames:
         key = (str(source), int(frame_index))
@@ -391,9 +401,10 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
                 _save(out_path, done)
                 continue
             cluster = carve_cluster(rec, i, shells, bonds)
+            props = [*want, "efg"] if _efg_for_free(rec, i, want) else want
             t0 = time.perf_counter()
             try:
-                res = compute_site(cluster, want, xc=xc, basis=basis, centre_basis=centre_basis)
+                res = compute_site(cluster, props, xc=xc, basis=basis, centre_basis=centre_basis)
             except (ValueError, RuntimeError) as exc:
                 rec.arrays["label_status"][i] = -1
                 print(f"{source} frame {frame_index} atom {i}: skipped ({exc})", file=log, flush=True)

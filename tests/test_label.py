@@ -286,3 +286,28 @@ def test_label_sites_chosen_by_a_committee_are_recorded(tmp_path, monkeypatch):
     assert list(done) == [int(np.argmax(spread))]
     assert out[0].arrays["chosen_by_spread"][done[0]] == 1
     assert ase.io.read(tmp_path / "l.extxyz").arrays["chosen_by_spread"].sum() == 1
+
+
+def test_shielding_sites_bring_their_efg_and_select_by_the_first_property(tmp_path, monkeypatch):
+    crystal = ase.io.read(QUARTZ)
+    asked, spread_of = [], []
+
+    def fake_site(cluster, props, **kw):
+        asked.append((cluster.get_chemical_symbols()[0], sorted(props)))
+        eye = np.eye(3)
+        return label.SiteLabel(eye if "efg" in props else None, eye if "ms" in props else None, len(cluster), 1,
+                               0.0, 0.0, 0.0)  # fmt: skip
+
+    monkeypatch.setattr(label, "compute_site", fake_site)
+    monkeypatch.setattr(label, "committee_spread", lambda atoms, model, prop: spread_of.append(prop) or
+                        np.arange(len(atoms), dtype=float))  # fmt: skip
+    log = open(tmp_path / "log", "w")
+    out = label.label_sites([(0, crystal)], tmp_path / "l.extxyz", "quartz", ("O", "Si"), ("ms",), None, log=log)
+    # 17O is quadrupolar: its shielding label brings the EFG; 29Si (I = 1/2) does not get one
+    assert sorted(asked) == [("O", ["efg", "ms"])] * 6 + [("Si", ["ms"])] * 3
+    done = np.flatnonzero(out[0].arrays["label_status"] == 1)
+    for i in done:
+        assert np.isfinite(out[0].arrays["efg"][i]).all() == (crystal[i].symbol == "O")
+    label.label_sites([(0, crystal)], tmp_path / "l2.extxyz", "quartz", ("O",), ("ms", "efg"), 1,
+                      select_by="any", log=log)  # fmt: skip
+    assert spread_of == ["ms"]  # ordered by the spread of the first property asked for

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 L="${DYNNMR:-.venv/bin/dynnmr} label --threads ${THREADS:-1}"
 A="$L --select-by ${SELECT_BY:-sio2-committee}"
-OUT=trajectories/labels/sio2_md.extxyz
+OUT=${LABELS_OUT:-trajectories/labels/sio2_md.extxyz}  # another path: label a copy while a model trains on this one
 D=trajectories/densities
 RHO="2.0 2.2 2.4 2.6"
 # round 0, EFG: the density series (648 atoms, frames 0, 2, 4 of 5)
@@ -37,14 +37,17 @@ $L trajectories/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-s
 $L trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-sites 2
 $L trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:537:134 --max-sites 2
 $L trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 0:20:10 --max-sites 2
+# round 2, shielding first (the furthest from the issue's 150; each O shielding label brings its EFG):
+# committee-chosen sites on the round-1 frames of the density series and new frames of the
+# 3,000-atom glass (a frame's labelled sites count towards --max-sites)
+for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 12 --properties ms; done
+$A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 6 --properties ms
 # Si-centred clusters (29Si trends against density; about 6 min each): one per density
 for rho in $RHO; do $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:1 --species Si --max-sites 1 --properties ms; done
-# round 2, toward the issue's >= 400 O EFG and >= 150 O shielding labels: more committee-chosen
-# sites on the round-1 frames of the density series, and new frames of the hot crystal, the
-# ramp and the 3,000-atom glass (a frame's labelled sites count towards --max-sites)
+# round 2, EFG, toward the issue's >= 400 O EFG labels: more committee-chosen sites on the
+# round-1 frames of the density series, and new frames of the hot crystal, the ramp and the
+# 3,000-atom glass
 for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 16 --properties efg; done
 $A trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 250:2000:500 --max-sites 8 --properties efg
 $A trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 33:537:134 --max-sites 8 --properties efg
 $A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 16 --properties efg
-for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 12 --properties ms; done
-$A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 6 --properties ms
