@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _data import ROOT, locate
+from md_holdout import cluster_efg_scale
 
 from dynnmr import tensorfiles
 from dynnmr import uncertainty as U
@@ -88,7 +89,8 @@ def main(argv=None):
         assert info["test_structures"] == hinfo["test_structures"], "members were tested on other structures"
     extra = []
     for path in args.extra:  # the EFG scale and shielding species of the cluster labels, as trained
-        extra += load_samples([{"path": path, "scale": {"efg": 0.91}, "species": {"ms": [8]}}], targets,
+        scale = {"efg": cluster_efg_scale(hinfo)}
+        extra += load_samples([{"path": path, "scale": scale, "species": {"ms": [8]}}], targets,
                               hinfo["hyperparameters"]["cutoff"])  # fmt: skip
     nets = [m for m, _ in members]
     result = {"heads": scored(*(heads_predictions(heads, p, targets) for p in (val, test)), targets,

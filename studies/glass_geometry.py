@@ -31,7 +31,7 @@ from dynnmr.structure import bonds, bridging_geometry, si_o_bonds
 
 ROOT = Path(__file__).parents[1]
 LABELS = [ROOT / "trajectories" / "labels" / n for n in ("sio2_clusters.extxyz", "sio2_md.extxyz")]
-EFG_SCALE = 0.91  # the scale every 17O model here trains the cluster EFG labels with (configs/sio2.yaml)
+EFG_SCALE = 0.91  # the cluster EFG label scale of the models of this study (configs/sio2-clusters.yaml)
 #: Vitreous silica, measured: Si-O-Si angle mean and standard deviation (deg), with source.
 EXPERIMENT = {"17O NMR (Charpentier, Kroll, Mauri, J. Phys. Chem. C 113, 7917 (2009))": (147.1, 11.2),
               "29Si NMR (same work)": (148.4, 10.8),

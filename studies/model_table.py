@@ -8,7 +8,7 @@ sites, MAE of sigma_iso (= of delta_iso: a reference moves both alike), span and
 the reference components x 100, the seed paper's measure) and the spectrum L1 distance.
 ``--write`` stores the metrics in the model's metrics JSON (``test_metrics``) and file.
 
-    python studies/model_table.py sio2 sio2-committee silicate-29si [--write]
+    python studies/model_table.py sio2 silicate-29si [--write]
 """
 
 import argparse

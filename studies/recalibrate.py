@@ -5,8 +5,8 @@ For a model file whose calibration was fitted by an older rule (one factor for e
 element of a target; now one per element, :func:`dynnmr.uncertainty.calibrate`). The
 split is rebuilt from the recorded config and must give the recorded test structures.
 
-    python studies/recalibrate.py dynnmr/data/models/sio2-committee.pt \\
-        --metrics dynnmr/data/models/sio2-committee.metrics.json
+    python studies/recalibrate.py dynnmr/data/models/sio2.pt \\
+        --metrics dynnmr/data/models/sio2.metrics.json
 """
 
 import argparse
