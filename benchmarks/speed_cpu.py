@@ -14,9 +14,9 @@ Rows, all on the same machine state (configurations interleaved, the faster of
   convolutions, as our two interaction blocks), the yardstick, and e3nn's ``layers=2``
   (three convolutions), for reference;
 * `analyze` end to end (whole call: model load, reading, graphs, model, store) with the
-  bundled default `sio2` and the bundled committee `sio2-committee` (uncertainty on:
-  the member spread and the members' parameters stored), each with the fused message
-  kernel and with e3nn's tensor product (``tensorproduct.reference()``).
+  bundled default `sio2`, a committee of 4 heads, with the uncertainty on (the member
+  spread and the members' parameters stored, the default) and off, each with the fused
+  message kernel and with e3nn's tensor product (``tensorproduct.reference()``).
 Rates are trajectory atoms per second. Accuracy, on the same frame with the bundled
 `sio2`: the largest difference of the float32 kernel's tensors from the float64 e3nn
 path's (the float32 rounding inference accepts), next to float32 e3nn's.
@@ -104,10 +104,10 @@ def main():
     torch.set_num_threads(args.threads)
     atoms = tensorfiles.read(args.trajectory, index="0")[0]
     configs = {
-        "sio2, fused kernel": ("sio2", False, True),
-        "sio2, e3nn tensor product": ("sio2", False, False),
-        "sio2-committee + uncertainty, fused kernel": ("sio2-committee", True, True),
-        "sio2-committee + uncertainty, e3nn tensor product": ("sio2-committee", True, False),
+        "sio2 + uncertainty, fused kernel": ("sio2", True, True),
+        "sio2 + uncertainty, e3nn tensor product": ("sio2", True, False),
+        "sio2 --no-uncertainty, fused kernel": ("sio2", False, True),
+        "sio2 --no-uncertainty, e3nn tensor product": ("sio2", False, False),
     }
     plain = {"plain e3nn forward, 2 message-passing layers": 1, "plain e3nn forward, 3 (e3nn layers=2)": 2}
     best = {}

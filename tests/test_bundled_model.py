@@ -1,5 +1,6 @@
-"""The bundled models `silicate-29si` and `sio2` (the default): self-description, their test
-metrics reproduce, shift references, and sio2's 17O against experiment."""
+"""The bundled models `silicate-29si` and `sio2` (the default, a committee): self-description,
+their test metrics reproduce, shift references, the committee's spread, and sio2's 17O
+against experiment."""
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ QUARTZ = tensorfiles.read(BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
 CRISTOBALITE = tensorfiles.read(BUNDLED_DIR.parent / "alpha_cristobalite.extxyz")[0]
 
 
-@pytest.fixture(scope="module", params=["silicate-29si", "sio2", "sio2-committee"])
+@pytest.fixture(scope="module", params=["silicate-29si", "sio2"])
 def bundled(request):
     return load_model(request.param)
 
@@ -100,7 +101,9 @@ def test_config_is_the_bundled_models_recipe(bundled):
     assert {k: v for k, v in info["hyperparameters"].items() if k != "avg_neighbours"} == cfg["model"]
     scales = [(d["scale"] or None, d["offset"] or None) for d in cfg["data"]]
     gipaw = ({"ms": -1.0}, {"ms": 833.0})  # the GIPAW labels are C - sigma: negated, on the B3LYP cluster level
-    assert scales == ([gipaw, ({"efg": 0.91}, None)] if info["name"].startswith("sio2") else [gipaw])
+    # 17O EFG labels x 0.957: the basis and cluster limit from theory (configs/sio2.yaml)
+    labels = [({"efg": 0.957}, None)] * 2  # the first cluster labels, those of the realistic trajectories
+    assert scales == ([gipaw, *labels] if info["name"] == "sio2" else [gipaw])
 
 
 def test_29si_runs_the_way_shielding_does(bundled, shared_data):
@@ -126,8 +129,10 @@ def test_29si_runs_the_way_shielding_does(bundled, shared_data):
 def test_room_temperature_cristobalite_md_against_experiment():
     """The 300 K alpha-cristobalite isotherm (Vashishta 1994), 20 frames 1 ps apart, time-
     averaged tensors through the default model, against experiment: 29Si about -108.5 ppm,
-    17O C_Q about 5.3 MHz, eta_Q 0.125 (README, "The default model"). Measured here: -107.7
-    ppm, 5.37 MHz, 0.166 (from 200 frames; these 20 give the same within 0.1)."""
+    17O C_Q about 5.3 MHz, eta_Q 0.125 (README, "The default model"). C_Q is not calibrated
+    to experiment: the labels are B3LYP at their basis and cluster limit, 3-7% above the
+    measured crystal C_Q, so the prediction must lie above experiment by about that, not
+    on it and not beyond 10%."""
     import itertools
 
     from ase import Atoms
@@ -147,20 +152,20 @@ def test_room_temperature_cristobalite_md_against_experiment():
     p = T.efg_parameters(efg[o])
     cq = np.abs(T.quadrupolar_coupling_hz(p["Vzz"], get_isotope("17O").quadrupole_moment_mb)).mean() / 1e6
     assert delta_si == pytest.approx(-108.5, abs=1.5)
-    assert cq == pytest.approx(5.3, abs=0.15)
+    assert 5.3 < cq < 1.10 * 5.3
     assert p["eta_Q"].mean() == pytest.approx(0.125, abs=0.06)
 
 
 def test_committee_model_spread_is_calibrated_and_symmetric():
-    """sio2-committee: its spread carries the calibration fitted at training, and sites that
+    """sio2, a committee: its spread carries the calibration fitted at training, and sites that
     symmetry makes equivalent get equal spreads (the members are each equivariant)."""
     from dynnmr.inference import predict
 
-    _, info = load_model("sio2-committee")
+    _, info = load_model("sio2")
     u = info["uncertainty"]
     assert u["scale"]["ms"]["Si"] > 0 and u["scale"]["ms"]["O"] > 0 and u["scale"]["efg"]["O"] > 0
     assert u["test"]["ms"]["Si"]["sigma_iso_ppm"]["n"] > 100
-    out = predict(QUARTZ, model="sio2-committee")
+    out = predict(QUARTZ, model="sio2")
     o = QUARTZ.numbers == 8
     sd = out.arrays["efg_param_std"][o, 0]
     assert (sd > 0).all() and np.ptp(sd) < 1e-3 * sd.mean()  # float32 members
