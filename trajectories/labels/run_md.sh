@@ -6,13 +6,15 @@
 #     nohup bash trajectories/labels/run_md.sh > trajectories/labels/run_md.log 2>&1 &
 # Round 0 labels sites in the labeller's fixed random order (seed 0) on frames 0, 2, 4 of
 # the density series (and a few frames of each other file): an unbiased sample, and the
-# frames to test on. Round 1 is active learning on other frames: the bundled committee
-# (sio2-committee) picks the sites where its members disagree most, a quarter still at random
-# (--select-by; the file records chosen_by_spread per site).
+# frames to test on. Rounds 1 and 2 are active learning on other frames: the bundled
+# committee (the default sio2; rounds 1 and the first sites of round 2 were picked by the
+# committee bundled before it, in git history as sio2-committee) picks the sites where its
+# members disagree most, a quarter still at random (--select-by; the file records
+# chosen_by_spread per site). SELECT_BY=MODEL picks by another model file.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 L="${DYNNMR:-.venv/bin/dynnmr} label --threads ${THREADS:-1}"
-A="$L --select-by ${SELECT_BY:-sio2-committee}"
+A="$L --select-by ${SELECT_BY:-sio2}"
 OUT=${LABELS_OUT:-trajectories/labels/sio2_md.extxyz}  # another path: label a copy while a model trains on this one
 D=trajectories/densities
 RHO="2.0 2.2 2.4 2.6"
