@@ -40,7 +40,7 @@ SCHEMA = {
     "split": {"val", "test", "seed", "site_holdout", "test_structures", "train_fraction"},
     "model": {"channels", "vector_channels", "lmax", "layers", "cutoff", "num_basis", "radial_hidden",
               "readout_hidden", "products", "heads", "readout", "readout_channels"},
-    "training": set(DEFAULTS["training"]),
+    "training": set(DEFAULTS["training"]) | {"bootstrap"},  # bootstrap: absent means true
     "references": None,
 }  # fmt: skip
 REFERENCE_KEYS = {"structure", "shift_ppm"}

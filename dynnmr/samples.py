@@ -176,17 +176,19 @@ def batch_inputs(batch, targets, dtype=torch.float32):
     return graph, torch.from_numpy(sites), labels
 
 
-def bootstrap_weights(samples, targets, heads, seed):
+def bootstrap_weights(samples, targets, heads, seed, resample=True):
     """Give each training structure ``member_weights``: per target, (sites, heads) counts
     drawn from Poisson(1), the bootstrap resample of the labelled sites that each
     committee member trains on (a member sees about 63% of the sites, some of them more
     than once), so that the members disagree where the data do not pin them down. Fixed
     for the run (``seed`` and the structure's position), so a resumed run sees the same
-    resamples; with one head every weight is 1 (plain training)."""
+    resamples. With one head, or ``resample`` False (members that differ only by their
+    initial weights: every member sees every site), every weight is 1."""
     for k, s in enumerate(samples):
         rng = np.random.default_rng([seed, k])
         s["member_weights"] = {
-            t: (rng.poisson(1.0, (len(s[t][0]), heads)) if heads > 1 else np.ones((len(s[t][0]), 1))).astype(np.float32)
+            t: (rng.poisson(1.0, (len(s[t][0]), heads)) if heads > 1 and resample else np.ones((len(s[t][0]), heads)))
+            .astype(np.float32)
             for t in targets
         }
 

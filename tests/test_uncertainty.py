@@ -69,6 +69,8 @@ def test_bootstrap_weights_are_fixed_poisson_resamples():
     np.testing.assert_array_equal(again[0]["member_weights"]["ms"], w)  # a resumed run sees the same
     bootstrap_weights(again, ["ms"], 1, seed=0)
     assert (again[0]["member_weights"]["ms"] == 1).all()
+    bootstrap_weights(again, ["ms"], 4, seed=0, resample=False)  # training.bootstrap: false
+    assert again[0]["member_weights"]["ms"].shape == (2000, 4) and (again[0]["member_weights"]["ms"] == 1).all()
 
 
 @pytest.fixture(scope="module")
