@@ -187,8 +187,9 @@ def bootstrap_weights(samples, targets, heads, seed, resample=True):
     for k, s in enumerate(samples):
         rng = np.random.default_rng([seed, k])
         s["member_weights"] = {
-            t: (rng.poisson(1.0, (len(s[t][0]), heads)) if heads > 1 and resample else np.ones((len(s[t][0]), heads)))
-            .astype(np.float32)
+            t: (
+                rng.poisson(1.0, (len(s[t][0]), heads)) if heads > 1 and resample else np.ones((len(s[t][0]), heads))
+            ).astype(np.float32)
             for t in targets
         }
 
