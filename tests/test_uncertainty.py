@@ -73,6 +73,36 @@ def test_bootstrap_weights_are_fixed_poisson_resamples():
     assert again[0]["member_weights"]["ms"].shape == (2000, 4) and (again[0]["member_weights"]["ms"] == 1).all()
 
 
+@pytest.mark.parametrize("setting, resample", [(None, True), (True, True), (False, False), ("no", None)])
+def test_training_bootstrap_setting_reaches_the_resamples(tiny_config, tmp_path, monkeypatch, setting, resample):
+    """training.bootstrap (absent: true) decides whether the heads train on resamples;
+    anything but true or false is refused, naming the config."""
+    import dynnmr.train as train_module
+
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [str(tiny_config.parent / d) for d in cfg["data"]]
+    cfg["model"]["heads"] = 2
+    if setting is not None:
+        cfg["training"]["bootstrap"] = setting
+    path = tmp_path / "boot.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    seen = []
+
+    def record(samples, targets, heads, seed, resample=True):
+        seen.append((heads, resample))
+        raise StopIteration  # the choice is made; no need to train
+
+    monkeypatch.setattr(train_module, "bootstrap_weights", record)
+    if resample is None:
+        with pytest.raises(ValueError, match="boot.yaml: training.bootstrap must be true or false"):
+            train(path, tmp_path / "out")
+        assert seen == []
+    else:
+        with pytest.raises(StopIteration):
+            train(path, tmp_path / "out")
+        assert seen == [(2, resample)]
+
+
 @pytest.fixture(scope="module")
 def committee(tiny_config, tmp_path_factory):
     cfg = yaml.safe_load(tiny_config.read_text())
