@@ -219,10 +219,10 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     avg_nb = float(np.mean([len(s["dst"]) / len(s["numbers"]) for s in train_s]))
     hp = dict(cfg["model"], avg_neighbours=avg_nb)
     model = TensorGNN(species=species, targets=targets, **hp)
-    # training.bootstrap (default true): each committee member on its own resample of the sites
-    if not isinstance(tr.get("bootstrap", True), bool):
-        raise ValueError(f"{config_path}: training.bootstrap must be true or false, not {tr['bootstrap']!r}")
-    bootstrap_weights(train_s, targets, model.heads, tr["seed"], resample=tr.get("bootstrap", True))
+    resample = tr.get("bootstrap", True)  # default: each committee member on its own resample of the sites
+    if not isinstance(resample, bool):
+        raise ValueError(f"{config_path}: training.bootstrap must be true or false, not {resample!r}")
+    bootstrap_weights(train_s, targets, model.heads, tr["seed"], resample=resample)
     covered = {}
     for t in targets:
         scale, shift, covered[t] = normalisation(train_s, t, species)
