@@ -17,13 +17,17 @@ from . import tensors as T
 from .params import QuadrupolarParameters, ShieldingParameters
 
 
-def _err(pred, ref):
+def errors(pred, ref):
+    """MAE with its standard error (``mae_sem``, over sites taken as independent; sites of
+    one structure are not quite, so read it as a lower bound; None below two sites), RMSE."""
     d = np.asarray(pred, float) - np.asarray(ref, float)
-    return {"mae": float(np.mean(np.abs(d))), "rmse": float(np.sqrt(np.mean(d**2)))}
+    per_site = np.abs(d).reshape(len(d), -1).mean(axis=1)  # a tensor's components are one site
+    sem = float(np.std(per_site, ddof=1) / np.sqrt(len(d))) if len(d) >= 2 else None
+    return {"mae": float(np.mean(np.abs(d))), "mae_sem": sem, "rmse": float(np.sqrt(np.mean(d**2)))}
 
 
 def _pct(pred, ref):
-    e = _err(pred, ref)
+    e = errors(pred, ref)
     std = float(np.std(ref))
     e["pct_rmse"] = float(100 * e["rmse"] / std) if std > 0 else float("nan")
     return e
@@ -83,11 +87,11 @@ def shielding_metrics(pred, ref, min_zeta_ppm=5.0, groups=None):
         "irreps": irrep_metrics(pred, ref),
         "sigma_iso_ppm": _pct(hp.sigma_iso_ppm, hr.sigma_iso_ppm),
         "zeta_ppm": _pct(hp.zeta_ppm, hr.zeta_ppm),
-        "eta": _err(hp.eta, hr.eta),
+        "eta": errors(hp.eta, hr.eta),
         "span_ppm": _pct(hp.span_ppm, hr.span_ppm),
-        "skew": _err(hp.skew, hr.skew),
-        "tensor_component_mae_ppm": _err(pred, ref)["mae"],
-        "symmetric_component_mae_ppm": _err(sym_p, sym_r)["mae"],
+        "skew": errors(hp.skew, hr.skew),
+        "tensor_component_mae_ppm": errors(pred, ref)["mae"],
+        "symmetric_component_mae_ppm": errors(sym_p, sym_r)["mae"],
         "orientation_deg": _orientation(pred, ref, oriented, "shielding", min_abs_zeta_ppm=min_zeta_ppm),
         **({"offset_free": offset_free_metrics(pred, ref, groups)} if groups is not None else {}),
     }
@@ -103,8 +107,8 @@ def efg_metrics(pred, ref, quadrupole_moment_mb, min_cq_mhz=0.5):
         "irreps": {"l2": irrep_metrics(pred, ref)["l2"]},
         "Cq_MHz": _pct(pp.Cq_MHz, pr.Cq_MHz),
         "abs_Cq_MHz": _pct(pp.abs_Cq_MHz, pr.abs_Cq_MHz),
-        "eta_Q": _err(pp.eta_Q, pr.eta_Q),
-        "component_mae_au": _err(pred, ref)["mae"],
+        "eta_Q": errors(pp.eta_Q, pr.eta_Q),
+        "component_mae_au": errors(pred, ref)["mae"],
         "orientation_deg": _orientation(pred, ref, oriented, "efg", min_abs_Cq_MHz=min_cq_mhz),
     }
 

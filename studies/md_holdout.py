@@ -9,7 +9,7 @@ active-learning rounds (#23); a model trained with some of them in `split.test_s
 scored here on the same sites (by default the round-0 frames in the recorded test set of
 every model that trained on the file), per trajectory file and over all:
 
-- |C_Q| (MHz, 17O), eta_Q: MAE, mean signed error (model - label), label spread;
+- |C_Q| (MHz, 17O), eta_Q: MAE (with its standard error over sites), mean signed error (model - label), label spread;
 - 17O sigma_iso (ppm): MAE where shieldings are labelled;
 - for a committee: the spread's calibration on these sites (Spearman rank correlation
   with the error, share within 1 and 2 scaled standard deviations;
@@ -35,7 +35,7 @@ import torch
 from compare_models import site_values
 
 from dynnmr import tensorfiles
-from dynnmr.evaluate import predict_samples
+from dynnmr.evaluate import errors, predict_samples
 from dynnmr.modelfile import load_model
 from dynnmr.samples import load_samples, recorded_data
 from dynnmr.uncertainty import PARAMETERS, score
@@ -100,7 +100,7 @@ def report(model, info, frames, labels, images) -> dict:
             p, r = site_values(t, pred[t][o]), site_values(t, ref[t][o])
             for key in p:
                 err = p[key] - r[key]
-                rows[key] = {"sites": int(o.sum()), "mae": float(np.abs(err).mean()),
+                rows[key] = {"sites": int(o.sum()), **errors(p[key], r[key]),
                              "mean_signed_error": float(err.mean()), "label_std": float(r[key].std())}  # fmt: skip
             if committee:
                 part = tuple({t: x[t][o]} for x in (*got[:3], got[4]))  # pred, ref, species, spread
@@ -163,7 +163,11 @@ def main():
     for name, (model, info) in loaded.items():
         results[name] = report(model, info, frames, args.labels, images)
         for group, rows in results[name]["by_file"].items():
-            line = "  ".join(f"{k} {v['mae']:.3f} ({v['sites']})" for k, v in rows.items() if "mae" in v)
+            line = "  ".join(
+                f"{k} {v['mae']:.3f} +- {v['mae_sem'] or float('nan'):.3f} ({v['sites']})"
+                for k, v in rows.items()
+                if "mae" in v and "sites" in v
+            )
             print(f"{name:40s} {group:28s} {line}")
             for t in ("efg", "ms"):
                 cal = rows.get(f"{t}_calibration")

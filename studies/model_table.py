@@ -4,8 +4,9 @@ Re-evaluates each model file on its recorded test structures (the same sites as 
 training) with every metric of :func:`dynnmr.evaluate.split_metrics`, the spectrum L1
 distance included, and prints a markdown table: per species and target, the number of
 sites, MAE of sigma_iso (= of delta_iso: a reference moves both alike), span and skew or
-|C_Q| and eta_Q, median orientation error, %RMSE per irrep (RMSE / standard deviation of
-the reference components x 100, the seed paper's measure) and the spectrum L1 distance.
+|C_Q| and eta_Q (each ± its standard error over sites), median orientation error, %RMSE
+per irrep (RMSE / standard deviation of the reference components x 100, the seed
+paper's measure) and the spectrum L1 distance.
 ``--write`` stores the metrics in the model's metrics JSON (``test_metrics``) and file.
 
     python studies/model_table.py sio2 silicate-29si [--write]
@@ -22,6 +23,12 @@ from dynnmr.modelfile import BUNDLED_DIR, load_model, update_metadata
 from dynnmr.samples import recorded_data, recorded_test_samples
 
 
+def mae(err, digits):
+    """``MAE +- its standard error`` (:func:`dynnmr.evaluate.errors`)."""
+    sem = err.get("mae_sem")
+    return f"{err['mae']:.{digits}f}" + ("" if sem is None else f" ± {sem:.{digits}f}")
+
+
 def rows(name, metrics):
     """Markdown rows of one model's test metrics."""
     out = []
@@ -34,10 +41,10 @@ def rows(name, metrics):
             spec = f"{l1['value']:.3f} ({l1['isotope']} {l1['kind'].removeprefix('static ')})" if l1 else "-"
             orient = m["orientation_deg"]["median"]
             if t == "ms":
-                cells = [f"sigma_iso {m['sigma_iso_ppm']['mae']:.2f} ppm", f"span {m['span_ppm']['mae']:.2f} ppm",
-                         f"skew {m['skew']['mae']:.3f}"]  # fmt: skip
+                cells = [f"sigma_iso {mae(m['sigma_iso_ppm'], 2)} ppm", f"span {mae(m['span_ppm'], 2)} ppm",
+                         f"skew {mae(m['skew'], 3)}"]  # fmt: skip
             else:
-                cells = [f"\\|C_Q\\| {m['abs_Cq_MHz']['mae']:.3f} MHz", f"eta_Q {m['eta_Q']['mae']:.3f}", ""]
+                cells = [f"\\|C_Q\\| {mae(m['abs_Cq_MHz'], 3)} MHz", f"eta_Q {mae(m['eta_Q'], 3)}", ""]
             out.append(f"| {name} | {el} {t} | {m['n_sites']} | " + " | ".join(cells)
                        + f" | {orient:.1f} | {irreps} | {spec} |")  # fmt: skip
     return out

@@ -36,6 +36,16 @@ def test_isotropic_offset_moves_only_l0_and_sigma_iso():
     assert m["irreps"]["l0"]["pct_rmse"] == pytest.approx(100 * 2.0 / np.std(T.isotropic(ref)))
 
 
+def test_mae_standard_error_is_that_of_the_mean_over_sites():
+    """Isotropic errors of +-1 and +-3 ppm: |error| 1, 1, 3, 3, MAE 2, sample sd
+    sqrt(4/3), standard error sqrt(4/3) / 2; one site carries no error bar."""
+    ref = shielding_set(4)
+    m = evaluate.shielding_metrics(ref + np.array([1, -1, 3, -3])[:, None, None] * np.eye(3), ref)
+    assert m["sigma_iso_ppm"]["mae"] == pytest.approx(2.0)
+    assert m["sigma_iso_ppm"]["mae_sem"] == pytest.approx(np.sqrt(4 / 3) / 2)
+    assert evaluate.shielding_metrics(ref[:1] + np.eye(3), ref[:1])["sigma_iso_ppm"]["mae_sem"] is None
+
+
 def test_offset_free_errors_remove_each_structures_isotropic_offset():
     """A constant isotropic offset per structure is invisible to the offset-free measure;
     an error that varies within a structure is not, and one-site structures do not count."""
