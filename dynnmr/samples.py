@@ -177,21 +177,27 @@ def batch_inputs(batch, targets, dtype=torch.float32):
 
 
 def bootstrap_weights(samples, targets, heads, seed, resample=True):
-    """Give each training structure ``member_weights``: per target, (sites, heads) counts
-    drawn from Poisson(1), the bootstrap resample of the labelled sites that each
-    committee member trains on (a member sees about 63% of the sites, some of them more
-    than once), so that the members disagree where the data do not pin them down. Fixed
-    for the run (``seed`` and the structure's position), so a resumed run sees the same
-    resamples. With one head, or ``resample`` False (members that differ only by their
-    initial weights: every member sees every site), every weight is 1."""
+    """Give each training structure ``member_weights``: per target, (sites, heads) weights
+    of the labelled sites in each committee member's loss, so that the members disagree
+    where the data do not pin them down. ``resample`` True: counts drawn from Poisson(1),
+    the bootstrap resample (a member sees about 63% of the sites, some of them more than
+    once); ``"bayesian"``: weights drawn from Exponential(1), the Bayesian bootstrap
+    (Dirichlet weights once normalised: every member sees every site, with its own
+    emphasis); False: every weight 1 (members that differ only by their initial
+    weights), as with one head. Fixed for the run (``seed`` and the structure's
+    position), so a resumed run sees the same weights."""
+    if not (isinstance(resample, bool) or resample == "bayesian"):
+        raise ValueError(f"resample must be True, False or 'bayesian', not {resample!r}")
+
+    def draw(rng, n):
+        if heads == 1 or resample is False:
+            return np.ones((n, heads), np.float32)
+        w = rng.poisson(1.0, (n, heads)) if resample is True else rng.exponential(1.0, (n, heads))
+        return w.astype(np.float32)
+
     for k, s in enumerate(samples):
         rng = np.random.default_rng([seed, k])
-        s["member_weights"] = {
-            t: (
-                rng.poisson(1.0, (len(s[t][0]), heads)) if heads > 1 and resample else np.ones((len(s[t][0]), heads))
-            ).astype(np.float32)
-            for t in targets
-        }
+        s["member_weights"] = {t: draw(rng, len(s[t][0])) for t in targets}
 
 
 def recorded_data(info, locate):

@@ -54,8 +54,9 @@ def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0,
     ``irrep_weights`` (l = 0, 1, 2) weight the components' mean errors; equal weights give
     the plain mean over components, and a larger l = 0 weight steers training towards
     sigma_iso, a smaller l = 1 weight away from the antisymmetric part, which NMR spectra
-    do not see to first order. Each member's mean is over its own bootstrap resample when
-    the labels carry member weights (:func:`bootstrap_weights`)."""
+    do not see to first order. Each member's mean is weighted by its own site weights
+    (a bootstrap resample or Bayesian-bootstrap weights) when the labels carry them
+    (:func:`bootstrap_weights`)."""
     out, idx = model.normalised(graph, sites=sites)
     losses = []
     for t, (pos, y, w_site) in labels.items():
@@ -220,8 +221,8 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     hp = dict(cfg["model"], avg_neighbours=avg_nb)
     model = TensorGNN(species=species, targets=targets, **hp)
     resample = tr.get("bootstrap", True)  # default: each committee member on its own resample of the sites
-    if not isinstance(resample, bool):
-        raise ValueError(f"{config_path}: training.bootstrap must be true or false, not {resample!r}")
+    if not (isinstance(resample, bool) or resample == "bayesian"):
+        raise ValueError(f"{config_path}: training.bootstrap must be true, false or bayesian, not {resample!r}")
     bootstrap_weights(train_s, targets, model.heads, tr["seed"], resample=resample)
     covered = {}
     for t in targets:

@@ -73,10 +73,28 @@ def test_bootstrap_weights_are_fixed_poisson_resamples():
     assert again[0]["member_weights"]["ms"].shape == (2000, 4) and (again[0]["member_weights"]["ms"] == 1).all()
 
 
-@pytest.mark.parametrize("setting, resample", [(None, True), (True, True), (False, False), ("no", None)])
+def test_bayesian_bootstrap_weights_keep_every_site():
+    """Exponential(1) weights (Dirichlet once normalised): none zero, mean 1, variance 1,
+    each member its own; one head trains unweighted; an unknown mode is refused."""
+    samples = [{"ms": (np.arange(4000), None)}]
+    bootstrap_weights(samples, ["ms"], 4, seed=0, resample="bayesian")
+    w = samples[0]["member_weights"]["ms"]
+    assert w.shape == (4000, 4) and (w > 0).all()
+    assert w.mean() == pytest.approx(1.0, abs=0.03) and w.var() == pytest.approx(1.0, abs=0.1)
+    assert np.corrcoef(w[:, 0], w[:, 1])[0, 1] == pytest.approx(0.0, abs=0.05)
+    bootstrap_weights(samples, ["ms"], 1, seed=0, resample="bayesian")
+    assert (samples[0]["member_weights"]["ms"] == 1).all()
+    with pytest.raises(ValueError, match="'dirichlet'"):
+        bootstrap_weights(samples, ["ms"], 4, seed=0, resample="dirichlet")
+
+
+@pytest.mark.parametrize(
+    "setting, resample", [(None, True), (True, True), (False, False), ("bayesian", "bayesian"), ("no", None), (1, None)]
+)
 def test_training_bootstrap_setting_reaches_the_resamples(tiny_config, tmp_path, monkeypatch, setting, resample):
-    """training.bootstrap (absent: true) decides whether the heads train on resamples;
-    anything but true or false is refused, naming the config."""
+    """training.bootstrap (absent: true) decides whether the heads train on resamples,
+    Bayesian-bootstrap weights or every site alike; anything but true, false or bayesian
+    is refused, naming the config."""
     import dynnmr.train as train_module
 
     cfg = yaml.safe_load(tiny_config.read_text())
@@ -94,7 +112,7 @@ def test_training_bootstrap_setting_reaches_the_resamples(tiny_config, tmp_path,
 
     monkeypatch.setattr(train_module, "bootstrap_weights", record)
     if resample is None:
-        with pytest.raises(ValueError, match="boot.yaml: training.bootstrap must be true or false"):
+        with pytest.raises(ValueError, match="boot.yaml: training.bootstrap must be true, false or bayesian"):
             train(path, tmp_path / "out")
         assert seen == []
     else:
