@@ -335,7 +335,8 @@ def cmd_label(args):
     images = label_sites(frames, args.output, Path(args.input).name, species=species.split(","),
                          properties=args.properties.split(","), max_sites=args.max_sites, shells=args.shells,
                          xc=args.xc, basis=args.basis, centre_basis=args.centre_basis, seed=args.seed,
-                         select_by=args.select_by, random_share=args.random_share)  # fmt: skip
+                         select_by=args.select_by, random_share=args.random_share,
+                         new_atoms=args.new_atoms)  # fmt: skip
     n = sum(int((a.arrays["label_status"] == 1).sum()) for a in images)
     _info(args, f"{args.output}: {n} labelled sites in {len(images)} frames")
     return 0
@@ -623,6 +624,12 @@ def build_parser():
         type=_number(float, 0.0, 1.0),
         default=0.25,
         help="with --select-by, the share of sites still taken in random order (default 0.25)",
+    )
+    q.add_argument(
+        "--new-atoms",
+        action="store_true",
+        help="pass over atoms another frame of the same trajectory in the output file already labels "
+        "(frames ps apart are one network: the same atom is nearly the same site, and a held-out one leaks)",
     )
     q.add_argument("--threads", type=COUNT, help="PySCF threads (default: all cores)")
     q.set_defaults(func=cmd_label)

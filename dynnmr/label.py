@@ -336,9 +336,20 @@ def _efg_for_free(rec: Atoms, i: int, want) -> bool:
         and not np.isfinite(rec.arrays["efg"][i]).all()  # fmt: skip
 
 
+def _labelled_elsewhere(images, rec, source) -> set[int]:
+    """Atoms with an EFG or shielding label in frames of ``source`` other than ``rec``."""
+    return {
+        int(i)
+        for a in images
+        if a is not rec and a.info.get("source") == source
+        for p in ("efg", "ms")
+        for i in np.flatnonzero(np.isfinite(a.arrays[p].reshape(len(a), -1)).all(axis=1))
+    }
+
+
 def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms"), max_sites=None,
                 shells=2, xc="b3lyp", basis="pcSseg-1", centre_basis="pcSseg-2", seed=0, select_by=None,
-                random_share=0.25, log=None) -> list[Atoms]:  # fmt: skip
+                random_share=0.25, new_atoms=False, log=None) -> list[Atoms]:  # fmt: skip
     """Label up to ``max_sites`` sites of ``species`` per frame; resumable.
 
     ``select_by``: a committee model; the sites are then taken in order of its spread
@@ -346,6 +357,11 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
     (:func:`candidate_sites`); the per-atom array ``chosen_by_spread`` records which.
     A site of a quadrupolar nucleus labelled for shielding also gets its EFG when it has
     none: after the SCF it costs well under a second.
+
+    ``new_atoms``: pass over atoms that another frame of the same trajectory in the output
+    file already labels (EFG or shielding). Frames of one run a few ps apart are
+    one network, so the same atom there is nearly the same site: relabelling it adds
+    little, and a label on an atom of a held-out frame leaks that test site into training.
 
     ``frames`` yields ``(frame_index, ase.Atoms)``. The output extended XYZ file holds
     each periodic frame with ``efg`` (au) and ``ms`` (ppm) per atom, NaN where not
@@ -385,10 +401,11 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
         chosen = dict(zip(todo, by_spread))
         labelled = lambda i: all(np.isfinite(rec.arrays[p][i]).all() for p in want)  # noqa: E731
         n_done = sum(labelled(i) for i in todo)
+        elsewhere = _labelled_elsewhere(done, rec, str(source)) if new_atoms else set()
         for i in todo:
             if max_sites is not None and n_done >= max_sites:
                 break
-            if labelled(i) or rec.arrays["label_status"][i] < 0:
+            if labelled(i) or rec.arrays["label_status"][i] < 0 or i in elsewhere:
                 continue
             defect = coordination_defect(rec, i, bonds)
             if defect:

@@ -77,9 +77,34 @@ def cluster_efg_scale(info) -> float:
     return float(item.get("scale", {}).get("efg", 1.0))
 
 
-def report(model, info, frames, labels, images) -> dict:
+def labelled_atoms(images, frames, target) -> dict:
+    """``{source trajectory: O atom indices}`` labelled with ``target`` in ``frames``."""
+    out = {}
+    for k in frames:
+        a = images[k]
+        if target in a.arrays:
+            ok = np.isfinite(a.arrays[target].reshape(len(a), -1)).all(axis=1) & (a.numbers == 8)
+            out.setdefault(a.info.get("source", "?"), set()).update(np.flatnonzero(ok).tolist())
+    return out
+
+
+def unseen_sites(samples, images, frames, target) -> np.ndarray:
+    """Per labelled site of ``samples`` (in :func:`predict_samples`' order): True where the
+    same atom of the same trajectory carries no ``target`` label in any frame outside
+    ``frames``. A glass's frames are one network a few ps apart, so an atom labelled in a
+    training frame is nearly the same site in a held-out one."""
+    other = labelled_atoms(images, [k for k in range(len(images)) if k not in set(frames)], target)
+    keep = []
+    for s in samples:
+        source = images[int(s["id"].rsplit(":", 1)[1])].info.get("source", "?")
+        keep += [int(i) not in other.get(source, ()) for i in s[target][0]]
+    return np.array(keep, dtype=bool)
+
+
+def report(model, info, frames, labels, images, unseen=False) -> dict:
     """Metrics of one model on the given frames of the label file ``labels``, read as
-    ``images`` (see module doc)."""
+    ``images`` (see module doc); with ``unseen`` only on the sites of
+    :func:`unseen_sites`."""
     entry = {"path": str(labels), "scale": {"efg": cluster_efg_scale(info)}, "species": {"ms": [8]}}
     samples = [
         s for s in load_samples([entry], ["ms", "efg"], model.cutoff) if int(s["id"].rsplit(":", 1)[1]) in frames
@@ -88,12 +113,16 @@ def report(model, info, frames, labels, images) -> dict:
     committee = bool(info.get("uncertainty"))
     got = predict_samples(model, samples, ["efg", "ms"], spreads=committee)
     pred, ref, species, structure = got[:4]
-    out = {"frames": frames, "efg_scale": cluster_efg_scale(info), "committee": committee, "by_file": {}}
+    out = {"frames": frames, "efg_scale": cluster_efg_scale(info), "committee": committee, "unseen_only": unseen,
+           "by_file": {}}  # fmt: skip
+    keep = {t: unseen_sites(samples, images, frames, t) if unseen else np.ones(len(species[t]), bool) for t in species}
     for group in ["all", *sorted(set(sources))]:
         rows = {}
         for t in ("efg", "ms"):
-            o = (species[t] == 8) & (
-                True if group == "all" else np.isin(structure[t], [i for i, s in enumerate(sources) if s == group])
+            o = (
+                keep[t]
+                & (species[t] == 8)
+                & (True if group == "all" else np.isin(structure[t], [i for i, s in enumerate(sources) if s == group]))
             )
             if not o.any():
                 continue
@@ -150,6 +179,7 @@ def main():
         nargs="*",
         help="frames of the label file (default: the round-0 frames every model that trained on it tested on)",
     )
+    ap.add_argument("--unseen", action="store_true", help="only sites whose atom no other frame labels (unseen_sites)")
     ap.add_argument("--spread", action="store_true", help="also the committee spread over whole frames (SPREAD_FRAMES)")
     ap.add_argument("-o", "--output", help="JSON file for the results")
     args = ap.parse_args()
@@ -161,7 +191,7 @@ def main():
         raise SystemExit(f"{args.labels}: no frame is held out by every model that trained on it; give --frames")
     results = {}
     for name, (model, info) in loaded.items():
-        results[name] = report(model, info, frames, args.labels, images)
+        results[name] = report(model, info, frames, args.labels, images, unseen=args.unseen)
         for group, rows in results[name]["by_file"].items():
             line = "  ".join(
                 f"{k} {v['mae']:.3f} +- {v['mae_sem'] or float('nan'):.3f} ({v['sites']})"

@@ -311,3 +311,28 @@ def test_shielding_sites_bring_their_efg_and_select_by_the_first_property(tmp_pa
     label.label_sites([(0, crystal)], tmp_path / "l2.extxyz", "quartz", ("O",), ("ms", "efg"), 1,
                       select_by="any", log=log)  # fmt: skip
     assert spread_of == ["ms"]  # ordered by the spread of the first property asked for
+
+
+def test_new_atoms_passes_over_atoms_another_frame_of_the_trajectory_labels(tmp_path, monkeypatch):
+    """With new_atoms, a second frame of the same trajectory labels other atoms than the
+    first did; another trajectory's labels do not count; without it the same random
+    order picks the same atoms again."""
+    crystal = ase.io.read(QUARTZ)
+    moved = crystal.copy()
+    moved.rattle(0.02, seed=1)
+
+    def fake_site(cluster, props, **kw):
+        return label.SiteLabel(np.eye(3), None, len(cluster), 1, 0.0, 0.0, 0.0)
+
+    monkeypatch.setattr(label, "compute_site", fake_site)
+    log = open(tmp_path / "log", "w")
+    picked = lambda a: set(np.flatnonzero(a.arrays["label_status"] == 1).tolist())  # noqa: E731
+    out = tmp_path / "l.extxyz"
+    label.label_sites([(0, crystal)], out, "run.xyz", ("O",), ("efg",), 2, log=log)
+    label.label_sites([(0, crystal)], out, "other.xyz", ("O",), ("efg",), 2, log=log)
+    images = label.label_sites([(1, moved)], out, "run.xyz", ("O",), ("efg",), 2, new_atoms=True, log=log)
+    first, other, second = (picked(a) for a in images)
+    assert len(first) == len(second) == 2 and not first & second
+    assert other == first  # the other trajectory labelled the same atoms, in its own frame
+    again = label.label_sites([(1, moved)], tmp_path / "m.extxyz", "run.xyz", ("O",), ("efg",), 2, log=log)
+    assert picked(again[0]) == first

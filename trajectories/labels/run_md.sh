@@ -10,11 +10,15 @@
 # committee (the default sio2; rounds 1 and the first sites of round 2 were picked by the
 # committee bundled before it, in git history as sio2-committee) picks the sites where its
 # members disagree most, a quarter still at random (--select-by; the file records
-# chosen_by_spread per site). SELECT_BY=MODEL picks by another model file.
+# chosen_by_spread per site). SELECT_BY=MODEL picks by another model file. Frames of one
+# run a few ps apart are one network: the rounds before --new-atoms relabelled atoms of the
+# round-0 (test) frames in training frames (python studies/md_holdout.py MODEL --unseen
+# tests on the others); from round 2's 2.4 g/cm3 frame 3 on, active rounds pass over
+# atoms labelled in any frame of the same file.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 L="${DYNNMR:-.venv/bin/dynnmr} label --threads ${THREADS:-1}"
-A="$L --select-by ${SELECT_BY:-sio2}"
+A="$L --select-by ${SELECT_BY:-sio2} --new-atoms"  # --new-atoms: held-out frames' atoms stay out of training
 OUT=${LABELS_OUT:-trajectories/labels/sio2_md.extxyz}  # another path: label a copy while a model trains on this one
 D=trajectories/densities
 RHO="2.0 2.2 2.4 2.6"
