@@ -43,6 +43,14 @@ $L trajectories/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-s
 $L trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-sites 2
 $L trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:537:134 --max-sites 2
 $L trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 0:20:10 --max-sites 2
+# the test glass (trajectories/make.py test-glass: another quench, never trained on): EFG
+# and shielding on distinct atoms drawn at random over its five frames, the independent
+# test set (studies/README.md, "Held-out frames of one glass are not independent"), in a
+# file of its own that no training config names
+T=$D/test_glass_2.2gcc.extxyz.gz
+TEST=trajectories/labels/test_glass.extxyz
+$L $T -o $TEST --frames 0:5 --max-sites 4 --new-atoms
+$L $T -o $TEST --frames 0:5 --max-sites 8 --new-atoms --properties efg
 # round 2, shielding first (the furthest from the 150; each O shielding label brings its EFG):
 # committee-chosen sites on the round-1 frames of the density series and new frames of the
 # 3,000-atom glass (a frame's labelled sites count towards --max-sites)
