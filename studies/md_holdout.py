@@ -24,6 +24,10 @@ sio2_clusters.extxyz: same method). The issue's targets: |C_Q| MAE <= 0.10 MHz, 
 MAE <= 0.04, 17O sigma_iso MAE <= 2.5 ppm.
 
     python studies/md_holdout.py sio2 sio2-committee runs/active-round1/sio2-active-round1.pt --spread -o studies/active/md_holdout.json
+    python studies/md_holdout.py sio2 studies/active/round3.pt --labels trajectories/labels/test_glass.extxyz
+
+The second scores on the test glass (trajectories/labels/README.md), which no model
+trained on: every labelled site there is a test site.
 """
 
 import argparse
