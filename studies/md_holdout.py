@@ -9,7 +9,9 @@ active-learning rounds (#23); a model trained with some of them in `split.test_s
 scored here on the same sites (by default the round-0 frames in the recorded test set of
 every model that trained on the file), per trajectory file and over all:
 
-- |C_Q| (MHz, 17O), eta_Q: MAE (with its standard error over sites), mean signed error (model - label), label spread;
+- |C_Q| (MHz, 17O), eta_Q: MAE with its standard error over sites and over distinct atoms
+  (one atom labelled in several frames is one sample: the honest error bar), mean signed
+  error (model - label), label spread;
 - 17O sigma_iso (ppm): MAE where shieldings are labelled;
 - for a committee: the spread's calibration on these sites (Spearman rank correlation
   with the error, share within 1 and 2 scaled standard deviations;
@@ -92,17 +94,32 @@ def labelled_atoms(images, frames, target) -> dict:
     return out
 
 
+def site_atoms(samples, images, target) -> list[tuple[str, int]]:
+    """Per labelled site of ``samples`` (in :func:`predict_samples`' order): its trajectory
+    and atom index, the same for one atom in every frame of a file."""
+    return [
+        (images[int(s["id"].rsplit(":", 1)[1])].info.get("source", "?"), int(i)) for s in samples for i in s[target][0]
+    ]
+
+
 def unseen_sites(samples, images, frames, target) -> np.ndarray:
     """Per labelled site of ``samples`` (in :func:`predict_samples`' order): True where the
     same atom of the same trajectory carries no ``target`` label in any frame outside
     ``frames``. A glass's frames are one network a few ps apart, so an atom labelled in a
     training frame is nearly the same site in a held-out one."""
     other = labelled_atoms(images, [k for k in range(len(images)) if k not in set(frames)], target)
-    keep = []
-    for s in samples:
-        source = images[int(s["id"].rsplit(":", 1)[1])].info.get("source", "?")
-        keep += [int(i) not in other.get(source, ()) for i in s[target][0]]
-    return np.array(keep, dtype=bool)
+    return np.array([i not in other.get(source, ()) for source, i in site_atoms(samples, images, target)], bool)
+
+
+def per_atom_sem(abs_err, atoms) -> tuple[int, float | None]:
+    """Distinct atoms among the sites, and the standard error of the MAE with each atom
+    (over its frames) one independent sample: the honest error bar when one atom is
+    labelled in several frames."""
+    keys = [f"{s}:{i}" for s, i in atoms]
+    _, inv = np.unique(keys, return_inverse=True)
+    per_atom = np.bincount(inv, abs_err) / np.bincount(inv)
+    n = len(per_atom)
+    return n, float(np.std(per_atom, ddof=1) / np.sqrt(n)) if n >= 2 else None
 
 
 def report(model, info, frames, labels, images, unseen=False) -> dict:
@@ -120,6 +137,7 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
     out = {"frames": frames, "efg_scale": cluster_efg_scale(info), "committee": committee, "unseen_only": unseen,
            "by_file": {}}  # fmt: skip
     keep = {t: unseen_sites(samples, images, frames, t) if unseen else np.ones(len(species[t]), bool) for t in species}
+    atoms = {t: np.array(site_atoms(samples, images, t), dtype=object).reshape(-1, 2) for t in species}
     for group in ["all", *sorted(set(sources))]:
         rows = {}
         for t in ("efg", "ms"):
@@ -133,8 +151,10 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
             p, r = site_values(t, pred[t][o]), site_values(t, ref[t][o])
             for key in p:
                 err = p[key] - r[key]
-                rows[key] = {"sites": int(o.sum()), **errors(p[key], r[key]),
-                             "mean_signed_error": float(err.mean()), "label_std": float(r[key].std())}  # fmt: skip
+                n_atoms, sem_atoms = per_atom_sem(np.abs(err), atoms[t][o])
+                rows[key] = {"sites": int(o.sum()), **errors(p[key], r[key]), "atoms": n_atoms,
+                             "mae_sem_atoms": sem_atoms, "mean_signed_error": float(err.mean()),
+                             "label_std": float(r[key].std())}  # fmt: skip
             if committee:
                 part = tuple({t: x[t][o]} for x in (*got[:3], got[4]))  # pred, ref, species, spread
                 cal = score(part, info["uncertainty"]["scale"], [t])
@@ -173,6 +193,10 @@ def spread_on_frames(model, frames=SPREAD_FRAMES) -> dict:
     return out
 
 
+def nan_if_none(x):
+    return float("nan") if x is None else x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="model files or bundled names")
@@ -198,7 +222,8 @@ def main():
         results[name] = report(model, info, frames, args.labels, images, unseen=args.unseen)
         for group, rows in results[name]["by_file"].items():
             line = "  ".join(
-                f"{k} {v['mae']:.3f} +- {v['mae_sem'] or float('nan'):.3f} ({v['sites']})"
+                f"{k} {v['mae']:.3f} +- {nan_if_none(v['mae_sem']):.3f} ({v['sites']} sites), "
+                f"+- {nan_if_none(v['mae_sem_atoms']):.3f} ({v['atoms']} atoms)"
                 for k, v in rows.items()
                 if "mae" in v and "sites" in v
             )
