@@ -336,15 +336,16 @@ def _efg_for_free(rec: Atoms, i: int, want) -> bool:
         and not np.isfinite(rec.arrays["efg"][i]).all()  # fmt: skip
 
 
-def _labelled_elsewhere(images, rec, source) -> set[int]:
-    """Atoms with an EFG or shielding label in frames of ``source`` other than ``rec``."""
-    return {
-        int(i)
-        for a in images
-        if a is not rec and a.info.get("source") == source
-        for p in ("efg", "ms")
-        for i in np.flatnonzero(np.isfinite(a.arrays[p].reshape(len(a), -1)).all(axis=1))
-    }
+def labelled_atoms(images, properties=("efg", "ms")) -> dict[str, set[int]]:
+    """``{source trajectory: indices of the atoms with a label of any of properties}`` over
+    ``images`` (labelled frames, ``info['source']`` naming their trajectory)."""
+    out: dict[str, set[int]] = {}
+    for a in images:
+        for p in properties:
+            if p in a.arrays:
+                ok = np.isfinite(a.arrays[p].reshape(len(a), -1)).all(axis=1)
+                out.setdefault(a.info.get("source", "?"), set()).update(np.flatnonzero(ok).tolist())
+    return out
 
 
 def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms"), max_sites=None,
@@ -401,7 +402,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
         chosen = dict(zip(todo, by_spread))
         labelled = lambda i: all(np.isfinite(rec.arrays[p][i]).all() for p in want)  # noqa: E731
         n_done = sum(labelled(i) for i in todo)
-        elsewhere = _labelled_elsewhere(done, rec, str(source)) if new_atoms else set()
+        elsewhere = labelled_atoms(a for a in done if a is not rec).get(str(source), set()) if new_atoms else set()
         for i in todo:
             if max_sites is not None and n_done >= max_sites:
                 break

@@ -176,6 +176,11 @@ def batch_inputs(batch, targets, dtype=torch.float32):
     return graph, torch.from_numpy(sites), labels
 
 
+def is_resample_mode(value) -> bool:
+    """Whether ``value`` is a ``resample`` that :func:`bootstrap_weights` knows."""
+    return isinstance(value, bool) or value == "bayesian"
+
+
 def bootstrap_weights(samples, targets, heads, seed, resample=True):
     """Give each training structure ``member_weights``: per target, (sites, heads) weights
     of the labelled sites in each committee member's loss, so that the members disagree
@@ -186,7 +191,7 @@ def bootstrap_weights(samples, targets, heads, seed, resample=True):
     emphasis); False: every weight 1 (members that differ only by their initial
     weights), as with one head. Fixed for the run (``seed`` and the structure's
     position), so a resumed run sees the same weights."""
-    if not (isinstance(resample, bool) or resample == "bayesian"):
+    if not is_resample_mode(resample):
         raise ValueError(f"resample must be True, False or 'bayesian', not {resample!r}")
 
     def draw(rng, n):

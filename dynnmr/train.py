@@ -34,6 +34,7 @@ from .samples import (
     batches,
     bootstrap_weights,
     hold_out_sites,
+    is_resample_mode,
     load_samples,
     normalisation,
     split_samples,
@@ -221,7 +222,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     hp = dict(cfg["model"], avg_neighbours=avg_nb)
     model = TensorGNN(species=species, targets=targets, **hp)
     resample = tr.get("bootstrap", True)  # default: each committee member on its own resample of the sites
-    if not (isinstance(resample, bool) or resample == "bayesian"):
+    if not is_resample_mode(resample):
         raise ValueError(f"{config_path}: training.bootstrap must be true, false or bayesian, not {resample!r}")
     bootstrap_weights(train_s, targets, model.heads, tr["seed"], resample=resample)
     covered = {}

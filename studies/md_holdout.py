@@ -42,6 +42,7 @@ from compare_models import site_values
 
 from dynnmr import tensorfiles
 from dynnmr.evaluate import errors, predict_samples
+from dynnmr.label import labelled_atoms
 from dynnmr.modelfile import load_model
 from dynnmr.samples import load_samples, recorded_data
 from dynnmr.uncertainty import PARAMETERS, score
@@ -83,17 +84,6 @@ def cluster_efg_scale(info) -> float:
     return float(item.get("scale", {}).get("efg", 1.0))
 
 
-def labelled_atoms(images, frames, target) -> dict:
-    """``{source trajectory: O atom indices}`` labelled with ``target`` in ``frames``."""
-    out = {}
-    for k in frames:
-        a = images[k]
-        if target in a.arrays:
-            ok = np.isfinite(a.arrays[target].reshape(len(a), -1)).all(axis=1) & (a.numbers == 8)
-            out.setdefault(a.info.get("source", "?"), set()).update(np.flatnonzero(ok).tolist())
-    return out
-
-
 def site_atoms(samples, images, target) -> list[tuple[str, int]]:
     """Per labelled site of ``samples`` (in :func:`predict_samples`' order): its trajectory
     and atom index, the same for one atom in every frame of a file."""
@@ -102,13 +92,13 @@ def site_atoms(samples, images, target) -> list[tuple[str, int]]:
     ]
 
 
-def unseen_sites(samples, images, frames, target) -> np.ndarray:
-    """Per labelled site of ``samples`` (in :func:`predict_samples`' order): True where the
-    same atom of the same trajectory carries no ``target`` label in any frame outside
-    ``frames``. A glass's frames are one network a few ps apart, so an atom labelled in a
-    training frame is nearly the same site in a held-out one."""
-    other = labelled_atoms(images, [k for k in range(len(images)) if k not in set(frames)], target)
-    return np.array([i not in other.get(source, ()) for source, i in site_atoms(samples, images, target)], bool)
+def unseen_sites(atoms, images, frames, target) -> np.ndarray:
+    """Per site of ``atoms`` (:func:`site_atoms`): True where the same atom of the same
+    trajectory carries no ``target`` label in any frame outside ``frames``. A glass's
+    frames are one network a few ps apart, so an atom labelled in a training frame is
+    nearly the same site in a held-out one."""
+    other = labelled_atoms((a for k, a in enumerate(images) if k not in set(frames)), (target,))
+    return np.array([i not in other.get(source, ()) for source, i in atoms], bool)
 
 
 def per_atom_sem(abs_err, atoms) -> tuple[int, float | None]:
@@ -136,8 +126,8 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
     pred, ref, species, structure = got[:4]
     out = {"frames": frames, "efg_scale": cluster_efg_scale(info), "committee": committee, "unseen_only": unseen,
            "by_file": {}}  # fmt: skip
-    keep = {t: unseen_sites(samples, images, frames, t) if unseen else np.ones(len(species[t]), bool) for t in species}
-    atoms = {t: np.array(site_atoms(samples, images, t), dtype=object).reshape(-1, 2) for t in species}
+    atoms = {t: site_atoms(samples, images, t) for t in species}
+    keep = {t: unseen_sites(atoms[t], images, frames, t) if unseen else np.ones(len(species[t]), bool) for t in species}
     for group in ["all", *sorted(set(sources))]:
         rows = {}
         for t in ("efg", "ms"):
@@ -151,7 +141,7 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
             p, r = site_values(t, pred[t][o]), site_values(t, ref[t][o])
             for key in p:
                 err = p[key] - r[key]
-                n_atoms, sem_atoms = per_atom_sem(np.abs(err), atoms[t][o])
+                n_atoms, sem_atoms = per_atom_sem(np.abs(err), [x for x, k in zip(atoms[t], o) if k])
                 rows[key] = {"sites": int(o.sum()), **errors(p[key], r[key]), "atoms": n_atoms,
                              "mae_sem_atoms": sem_atoms, "mean_signed_error": float(err.mean()),
                              "label_std": float(r[key].std())}  # fmt: skip
@@ -225,7 +215,7 @@ def main():
                 f"{k} {v['mae']:.3f} +- {nan_if_none(v['mae_sem']):.3f} ({v['sites']} sites), "
                 f"+- {nan_if_none(v['mae_sem_atoms']):.3f} ({v['atoms']} atoms)"
                 for k, v in rows.items()
-                if "mae" in v and "sites" in v
+                if "mae" in v
             )
             print(f"{name:40s} {group:28s} {line}")
             for t in ("efg", "ms"):
