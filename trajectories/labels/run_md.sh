@@ -56,8 +56,6 @@ $L $T -o $TEST --frames 0:5 --max-sites 8 --new-atoms --properties efg
 # 3,000-atom glass (a frame's labelled sites count towards --max-sites)
 for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 12 --properties ms; done
 $A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 6 --properties ms
-# Si-centred clusters (29Si trends against density; about 6 min each): one per density
-for rho in $RHO; do $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:1 --species Si --max-sites 1 --properties ms; done
 # round 2, EFG, toward the issue's >= 400 O EFG labels: more committee-chosen sites on the
 # round-1 frames of the density series, and new frames of the hot crystal, the ramp and the
 # 3,000-atom glass
@@ -65,3 +63,6 @@ for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max
 $A trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 250:2000:500 --max-sites 8 --properties efg
 $A trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 33:537:134 --max-sites 8 --properties efg
 $A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 16 --properties efg
+# Si-centred clusters (29Si trends against density; about 6 min each): one per density,
+# after the 17O labels the issue counts
+for rho in $RHO; do $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:1 --species Si --max-sites 1 --properties ms; done
