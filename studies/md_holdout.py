@@ -13,6 +13,8 @@ every model that trained on the file), per trajectory file and over all:
   (one atom labelled in several frames is one sample: the honest error bar), mean signed
   error (model - label), label spread;
 - 17O sigma_iso (ppm): MAE where shieldings are labelled;
+- with several models: each one's MAE minus the first's on the same sites (paired), with
+  its standard error over sites and over distinct atoms;
 - for a committee: the spread's calibration on these sites (Spearman rank correlation
   with the error, share within 1 and 2 scaled standard deviations;
   `dynnmr.uncertainty.score` with the model file's own scale factors).
@@ -125,7 +127,7 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
     got = predict_samples(model, samples, ["efg", "ms"], spreads=committee)
     pred, ref, species, structure = got[:4]
     out = {"frames": frames, "efg_scale": cluster_efg_scale(info), "committee": committee, "unseen_only": unseen,
-           "by_file": {}}  # fmt: skip
+           "by_file": {}, "site_errors": {}}  # fmt: skip
     atoms = {t: site_atoms(samples, images, t) for t in species}
     keep = {t: unseen_sites(atoms[t], images, frames, t) if unseen else np.ones(len(species[t]), bool) for t in species}
     for group in ["all", *sorted(set(sources))]:
@@ -145,11 +147,36 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
                 rows[key] = {"sites": int(o.sum()), **errors(p[key], r[key]), "atoms": n_atoms,
                              "mae_sem_atoms": sem_atoms, "mean_signed_error": float(err.mean()),
                              "label_std": float(r[key].std())}  # fmt: skip
+                if group == "all":
+                    out["site_errors"][key] = {
+                        "abs_err": np.abs(err).tolist(),
+                        "atoms": [f"{s}:{i}" for (s, i), k in zip(atoms[t], o) if k],
+                    }
             if committee:
                 part = tuple({t: x[t][o]} for x in (*got[:3], got[4]))  # pred, ref, species, spread
                 cal = score(part, info["uncertainty"]["scale"], [t])
                 rows[f"{t}_calibration"] = cal[t]["O"]
         out["by_file"][group] = rows
+    return out
+
+
+def paired(base: dict, other: dict) -> dict:
+    """Per parameter: ``other``'s MAE minus ``base``'s on the same sites (the reports of
+    :func:`report`), with the standard error of that difference over sites and over
+    distinct atoms. Pairing removes the sites' shared difficulty, so it tells two models
+    apart where their separate error bars overlap."""
+    out = {}
+    for key, a in base["site_errors"].items():
+        b = other["site_errors"].get(key)
+        if b is None:
+            continue
+        if a["atoms"] != b["atoms"]:
+            raise ValueError(f"{key}: the two models were scored on different sites")
+        d = np.asarray(b["abs_err"]) - np.asarray(a["abs_err"])
+        n_atoms, sem_atoms = per_atom_sem(d, [tuple(x.rsplit(":", 1)) for x in a["atoms"]])
+        out[key] = {"sites": int(d.size), "mae_difference": float(d.mean()),
+                    "sem": float(d.std(ddof=1) / np.sqrt(d.size)) if d.size >= 2 else None,
+                    "atoms": n_atoms, "sem_atoms": sem_atoms}  # fmt: skip
     return out
 
 
@@ -234,6 +261,15 @@ def main():
                 print(
                     f"{name:40s} {f:28s} RMS |C_Q| spread {v['rms_abs_Cq_spread_MHz']:.3f} MHz ({v['sites']} O sites)"
                 )
+    first, *others = args.models
+    for name in others:
+        results[name]["paired_minus_" + first] = diff = paired(results[first], results[name])
+        line = "  ".join(
+            f"{k} {v['mae_difference']:+.3f} +- {nan_if_none(v['sem']):.3f} ({v['sites']} sites), "
+            f"+- {nan_if_none(v['sem_atoms']):.3f} ({v['atoms']} atoms)"
+            for k, v in diff.items()
+        )
+        print(f"{name + ' - ' + first:40s} {'paired, all':28s} {line}")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
 
