@@ -87,7 +87,7 @@ def bootstrap_interval(diff, n=10000, seed=0):
 
 def paired(errors: list[dict]) -> list[dict]:
     """Per model: MAE per quantity, and (after the first) the mean paired difference to the
-    first model with its 95% bootstrap interval."""
+    first model with its standard error and 95% bootstrap interval over the sites."""
     rows = []
     for err in errors:
         row = {}
@@ -95,7 +95,9 @@ def paired(errors: list[dict]) -> list[dict]:
             row[key] = {"n_sites": len(e), "mae": float(e.mean())}
             if rows:
                 diff = e - errors[0][key]
-                row[key].update(minus_first=float(diff.mean()), minus_first_95=bootstrap_interval(diff))
+                sem = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else None
+                row[key].update(minus_first=float(diff.mean()), minus_first_sem=sem,
+                                minus_first_95=bootstrap_interval(diff))  # fmt: skip
         rows.append(row)
     return rows
 

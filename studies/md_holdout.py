@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from compare_models import paired as paired_sites
 from compare_models import site_values
 
 from dynnmr import tensorfiles
@@ -160,24 +161,23 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
     return out
 
 
-def paired(base: dict, other: dict) -> dict:
-    """Per parameter: ``other``'s MAE minus ``base``'s on the same sites (the reports of
-    :func:`report`), with the standard error of that difference over sites and over
-    distinct atoms. Pairing removes the sites' shared difficulty, so it tells two models
-    apart where their separate error bars overlap."""
-    out = {}
-    for key, a in base["site_errors"].items():
-        b = other["site_errors"].get(key)
-        if b is None:
-            continue
-        if a["atoms"] != b["atoms"]:
-            raise ValueError(f"{key}: the two models were scored on different sites")
-        d = np.asarray(b["abs_err"]) - np.asarray(a["abs_err"])
-        n_atoms, sem_atoms = per_atom_sem(d, [tuple(x.rsplit(":", 1)) for x in a["atoms"]])
-        out[key] = {"sites": int(d.size), "mae_difference": float(d.mean()),
-                    "sem": float(d.std(ddof=1) / np.sqrt(d.size)) if d.size >= 2 else None,
-                    "atoms": n_atoms, "sem_atoms": sem_atoms}  # fmt: skip
-    return out
+def paired(reports: list[dict]) -> list[dict]:
+    """Per model after the first (reports of :func:`report` on the same sites): per
+    parameter its MAE minus the first's (``compare_models.paired``: standard error and
+    95% bootstrap interval over sites), and the standard error over distinct atoms.
+    Pairing removes the sites' shared difficulty, so it tells two models apart where their
+    separate error bars overlap."""
+    first = reports[0]["site_errors"]
+    for r in reports[1:]:
+        if any(r["site_errors"][k]["atoms"] != v["atoms"] for k, v in first.items()):
+            raise ValueError("the models were scored on different sites")
+    rows = paired_sites([{k: np.asarray(v["abs_err"]) for k, v in r["site_errors"].items()} for r in reports])
+    for r, row in zip(reports[1:], rows[1:]):
+        for key, v in row.items():
+            d = np.asarray(r["site_errors"][key]["abs_err"]) - np.asarray(first[key]["abs_err"])
+            atoms = [tuple(x.rsplit(":", 1)) for x in first[key]["atoms"]]
+            v["atoms"], v["minus_first_sem_atoms"] = per_atom_sem(d, atoms)
+    return rows[1:]
 
 
 def spread_on_frames(model, frames=SPREAD_FRAMES) -> dict:
@@ -262,11 +262,11 @@ def main():
                     f"{name:40s} {f:28s} RMS |C_Q| spread {v['rms_abs_Cq_spread_MHz']:.3f} MHz ({v['sites']} O sites)"
                 )
     first, *others = args.models
-    for name in others:
-        results[name]["paired_minus_" + first] = diff = paired(results[first], results[name])
+    for name, diff in zip(others, paired([results[m] for m in args.models]) if others else []):
+        results[name]["paired_minus_first"] = diff
         line = "  ".join(
-            f"{k} {v['mae_difference']:+.3f} +- {nan_if_none(v['sem']):.3f} ({v['sites']} sites), "
-            f"+- {nan_if_none(v['sem_atoms']):.3f} ({v['atoms']} atoms)"
+            f"{k} {v['minus_first']:+.3f} +- {nan_if_none(v['minus_first_sem']):.3f} ({v['n_sites']} sites), "
+            f"+- {nan_if_none(v['minus_first_sem_atoms']):.3f} ({v['atoms']} atoms)"
             for k, v in diff.items()
         )
         print(f"{name + ' - ' + first:40s} {'paired, all':28s} {line}")
