@@ -43,14 +43,15 @@ $L trajectories/cristobalite_300K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-s
 $L trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 0:2000:1000 --max-sites 2
 $L trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 0:537:134 --max-sites 2
 $L trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 0:20:10 --max-sites 2
-# the test glass (trajectories/make.py test-glass: another quench, never trained on): EFG
-# and shielding on distinct atoms drawn at random over its five frames, the independent
-# test set (studies/README.md, "Held-out frames of one glass are not independent"), in a
-# file of its own that no training config names
-T=$D/test_glass_2.2gcc.extxyz.gz
+# the test glasses (trajectories/make.py test-glass: other quenches at 2.2 and 2.6 g/cm3,
+# never trained on): EFG and shielding on distinct atoms drawn at random over their five
+# frames, the independent test set (studies/README.md, "Held-out frames of one glass are
+# not independent"), in a file of its own that no training config names
 TEST=trajectories/labels/test_glass.extxyz
-$L $T -o $TEST --frames 0:5 --max-sites 4 --new-atoms
-$L $T -o $TEST --frames 0:5 --max-sites 8 --new-atoms --properties efg
+for rho in 2.2 2.6; do
+  $L $D/test_glass_${rho}gcc.extxyz.gz -o $TEST --frames 0:5 --max-sites 4 --new-atoms
+  $L $D/test_glass_${rho}gcc.extxyz.gz -o $TEST --frames 0:5 --max-sites 8 --new-atoms --properties efg
+done
 # round 2, shielding first (the furthest from the issue's 150; each O shielding label brings its EFG):
 # committee-chosen sites on the round-1 frames of the density series and new frames of the
 # 3,000-atom glass (a frame's labelled sites count towards --max-sites)
