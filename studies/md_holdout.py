@@ -104,11 +104,15 @@ def unseen_sites(atoms, images, frames, target) -> np.ndarray:
     return np.array([i not in other.get(source, ()) for source, i in atoms], bool)
 
 
-def per_atom_sem(abs_err, atoms) -> tuple[int, float | None]:
-    """Distinct atoms among the sites, and the standard error of the MAE with each atom
-    (over its frames) one independent sample: the honest error bar when one atom is
-    labelled in several frames."""
-    keys = [f"{s}:{i}" for s, i in atoms]
+def atom_keys(atoms) -> list[str]:
+    """``"source:index"`` per site of ``atoms`` (:func:`site_atoms`): one key per atom."""
+    return [f"{s}:{i}" for s, i in atoms]
+
+
+def per_atom_sem(abs_err, keys) -> tuple[int, float | None]:
+    """Distinct atoms among the sites (their :func:`atom_keys`), and the standard error of
+    the mean of ``abs_err`` with each atom (over its frames) one independent sample: the
+    honest error bar when one atom is labelled in several frames."""
     _, inv = np.unique(keys, return_inverse=True)
     per_atom = np.bincount(inv, abs_err) / np.bincount(inv)
     n = len(per_atom)
@@ -144,14 +148,15 @@ def report(model, info, frames, labels, images, unseen=False) -> dict:
             p, r = site_values(t, pred[t][o]), site_values(t, ref[t][o])
             for key in p:
                 err = p[key] - r[key]
-                n_atoms, sem_atoms = per_atom_sem(np.abs(err), [x for x, k in zip(atoms[t], o) if k])
+                keys = atom_keys(x for x, k in zip(atoms[t], o) if k)
+                n_atoms, sem_atoms = per_atom_sem(np.abs(err), keys)
                 rows[key] = {"sites": int(o.sum()), **errors(p[key], r[key]), "atoms": n_atoms,
                              "mae_sem_atoms": sem_atoms, "mean_signed_error": float(err.mean()),
                              "label_std": float(r[key].std())}  # fmt: skip
                 if group == "all":
                     out["site_errors"][key] = {
                         "abs_err": np.abs(err).tolist(),
-                        "atoms": [f"{s}:{i}" for (s, i), k in zip(atoms[t], o) if k],
+                        "atoms": keys,
                     }
             if committee:
                 part = tuple({t: x[t][o]} for x in (*got[:3], got[4]))  # pred, ref, species, spread
@@ -175,8 +180,7 @@ def paired(reports: list[dict]) -> list[dict]:
     for r, row in zip(reports[1:], rows[1:]):
         for key, v in row.items():
             d = np.asarray(r["site_errors"][key]["abs_err"]) - np.asarray(first[key]["abs_err"])
-            atoms = [tuple(x.rsplit(":", 1)) for x in first[key]["atoms"]]
-            v["atoms"], v["minus_first_sem_atoms"] = per_atom_sem(d, atoms)
+            v["atoms"], v["minus_first_sem_atoms"] = per_atom_sem(d, first[key]["atoms"])
     return rows[1:]
 
 

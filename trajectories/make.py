@@ -390,17 +390,20 @@ def main():
         name = "amorphous_sio2" if args.atoms == 3000 else f"amorphous_sio2_{args.atoms}"
         make_amorphous(out / f"{name}.extxyz.gz", work, glass, n_atoms=args.atoms, melt_ps=GLASS_MELT_PS,
                        quench=quench)  # fmt: skip
+
+    def small_glass(name, density, seed=SEED):
+        """A 648-atom glass of the density series' protocol: 5 frames 2 ps apart."""
+        (out / "densities").mkdir(exist_ok=True)
+        make_amorphous(out / "densities" / f"{name}_{density:.1f}gcc.extxyz.gz", work, glass, n_atoms=DENSITY_ATOMS,
+                       density=density, melt_ps=GLASS_MELT_PS, quench=quench, n_frames=5, stride_fs=2000,
+                       seed=seed)  # fmt: skip
+
     if args.what in ("all", "densities"):
-        (out / "densities").mkdir(exist_ok=True)
         for d in DENSITIES:
-            make_amorphous(out / "densities" / f"glass_{d:.1f}gcc.extxyz.gz", work, glass, n_atoms=DENSITY_ATOMS,
-                           density=d, melt_ps=GLASS_MELT_PS, quench=quench, n_frames=5, stride_fs=2000)  # fmt: skip
+            small_glass("glass", d)
     if args.what in ("all", "test-glass"):
-        (out / "densities").mkdir(exist_ok=True)
         for d, seed in TEST_GLASSES.items():
-            make_amorphous(out / "densities" / f"test_glass_{d:.1f}gcc.extxyz.gz", work, glass, n_atoms=DENSITY_ATOMS,
-                           density=d, melt_ps=GLASS_MELT_PS, quench=quench, n_frames=5, stride_fs=2000,
-                           seed=seed)  # fmt: skip
+            small_glass("test_glass", d, seed)
     if args.what in ("all", "plot"):
         from inversion import plot_ramp
 
