@@ -53,17 +53,20 @@ for rho in 2.2 2.6; do
   $L $D/test_glass_${rho}gcc.extxyz.gz -o $TEST --frames 0:5 --max-sites 8 --new-atoms --properties efg
 done
 # round 2, shielding first (the furthest from the issue's 150; each O shielding label brings its EFG):
-# committee-chosen sites on the round-1 frames of the density series and new frames of the
-# 3,000-atom glass (a frame's labelled sites count towards --max-sites)
+# committee-chosen sites on the round-1 frames of the density series (a frame's labelled
+# sites count towards --max-sites)
 for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 12 --properties ms; done
-$A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 6 --properties ms
 # round 2, EFG, toward the issue's >= 400 O EFG labels: more committee-chosen sites on the
-# round-1 frames of the density series, and new frames of the hot crystal, the ramp and the
-# 3,000-atom glass
-for rho in $RHO; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 16 --properties efg; done
+# round-1 frames of the density series (13-15 EFG sites a frame already, those of the
+# shieldings included), the densest glass first, where the test glass misses eta_Q and
+# C_Q most; then new frames of the hot crystal, the ramp and the 3,000-atom glass
+$A $D/glass_2.6gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 30 --properties efg
+for rho in 2.0 2.2 2.4; do $A $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 1:5:2 --max-sites 24 --properties efg; done
 $A trajectories/cristobalite_900K.extxyz.gz -o $OUT --frames 250:2000:500 --max-sites 8 --properties efg
 $A trajectories/cristobalite_ramp.extxyz.gz -o $OUT --frames 33:537:134 --max-sites 8 --properties efg
 $A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 16 --properties efg
+# round 2, shielding on new frames of the 3,000-atom glass
+$A trajectories/amorphous_sio2.extxyz.gz -o $OUT --frames 2:20:5 --max-sites 6 --properties ms
 # Si-centred clusters (29Si trends against density; about 6 min each): one per density,
 # after the 17O labels the issue counts
 for rho in $RHO; do $L $D/glass_${rho}gcc.extxyz.gz -o $OUT --frames 0:1 --species Si --max-sites 1 --properties ms; done
