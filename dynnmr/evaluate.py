@@ -269,3 +269,14 @@ def split_metrics(pred, ref, species, structure=None, plot_dir=None, name=""):
             if plot_dir is not None:
                 parity_plots(pred[t][m], ref[t][m], t, Path(plot_dir) / f"parity_{t}_{el}.png", f"{name}: {t} {el}")
     return out
+
+
+def metrics_by_source(model, test, targets) -> dict:
+    """:func:`split_metrics` for each data file's test structures, when they come from
+    several files (GIPAW 29Si and cluster labels mean different things): what a model's
+    metrics file reports per source."""
+    sources = sorted({s["source"] for s in test})
+    if len(sources) < 2:
+        return {}
+    return {src: split_metrics(*predict_samples(model, [s for s in test if s["source"] == src], targets))
+            for src in sources}  # fmt: skip

@@ -300,9 +300,11 @@ DEFECT = -2  # label_status of a site skipped for a coordination defect (-1: DFT
 def drop_defect_labels(atoms: Atoms) -> list[int]:
     """Withdraw labels of sites that :func:`dynnmr.structure.coordination_defect` rejects (labelled before
     the rule existed): their status becomes ``DEFECT`` and their tensors NaN."""
-    bonds = structure.bonds(atoms)
+    bonds, contacts = structure.bonds(atoms), structure.si_o_contacts(atoms)
     dropped = [
-        int(i) for i in np.flatnonzero(atoms.arrays["label_status"] == 1) if coordination_defect(atoms, i, bonds)
+        int(i)
+        for i in np.flatnonzero(atoms.arrays["label_status"] == 1)
+        if coordination_defect(atoms, i, bonds, contacts)
     ]
     for i in dropped:
         atoms.arrays["label_status"][i] = DEFECT
@@ -394,7 +396,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
         if rec.info.get("label_method") != method:
             raise ValueError(f"{out_path}: frame {frame_index} was labelled with {rec.info.get('label_method')!r}, "
                              f"not {method!r}; write to another file")  # fmt: skip
-        bonds = structure.bonds(rec)
+        bonds, contacts = structure.bonds(rec), structure.si_o_contacts(rec)
         rec.arrays.setdefault("chosen_by_spread", np.zeros(len(rec), dtype=int))
         spread = committee_spread(rec, select_by, want[0]) if select_by else None
         order, by_spread = candidate_sites(rec, species, seed, spread, random_share)
@@ -408,7 +410,7 @@ def label_sites(frames, out_path, source, species=("O",), properties=("efg", "ms
                 break
             if labelled(i) or rec.arrays["label_status"][i] < 0 or i in elsewhere:
                 continue
-            defect = coordination_defect(rec, i, bonds)
+            defect = coordination_defect(rec, i, bonds, contacts)
             if defect:
                 rec.arrays["label_status"][i] = DEFECT
                 print(

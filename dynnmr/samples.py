@@ -218,13 +218,22 @@ def recorded_data(info, locate):
     return items
 
 
-def recorded_test_samples(info, data, targets=None):
+def test_site_record(samples, targets) -> dict:
+    """Which sites of each test structure carry labels: ``{id: {target: [atom, ...]}}``,
+    what a model file records as ``test_sites``."""
+    return {s["id"]: {t: s[t][0].tolist() for t in targets} for s in samples}
+
+
+def recorded_test_samples(info, data, targets=None, withdrawn_ok=False):
     """The test structures a model file records, with the labels it was tested on.
 
     ``data``: the training data files (or :func:`dynnmr.config.data_entry` dicts) as they are now.
     A label file that grows after training (new sites are appended, labelled sites never
     change) still gives the recorded test set: only the sites in ``info["test_sites"]``
     are kept (files without that record: all labelled sites of the test structures).
+    A recorded site without its label is an error, unless ``withdrawn_ok``: the labeller
+    withdraws the labels of sites it finds irregular (:func:`dynnmr.label.drop_defect_labels`),
+    and the test set is then what remains (re-record it with :func:`test_site_record`).
     """
     targets = list(targets or info["targets"])
     hp = info["hyperparameters"]
@@ -237,7 +246,7 @@ def recorded_test_samples(info, data, targets=None):
         record = info.get("test_sites", {}).get(s["id"])
         for t in targets if record is not None else ():
             keep = np.isin(s[t][0], record.get(t, []))
-            if keep.sum() != len(record.get(t, [])):
+            if keep.sum() != len(record.get(t, [])) and not withdrawn_ok:
                 raise ValueError(f"{s['id']}: {t} labels recorded at training are missing from the data")
             s[t] = (s[t][0][keep], s[t][1][keep])
     return test

@@ -4,7 +4,8 @@ What decides whether an MD trajectory can carry NMR conclusions: 29Si and 17O te
 follow the local geometry (Si-O distance, Si-O-Si angle, coordination), so a trajectory
 is checked by these numbers before its NMR is read. Bonds are Si-O pairs closer than
 ``cutoff`` (A; default 2.0, inside the gap of g_SiO between the first shell at about
-1.6 A and the second neighbours beyond 2.8 A in vitreous silica). Only ase and numpy are
+1.6 A and the second neighbours beyond 2.8 A in vitreous silica; densified glasses put
+a few pairs into that gap, :data:`SI_O_CONTACT`). Only ase and numpy are
 needed, so the MD scripts of ``trajectories/`` use this module without torch.
 """
 
@@ -19,6 +20,12 @@ from ase.neighborlist import neighbor_list
 SI_O_CUTOFF = 2.0
 #: A bond for the cluster labels: distance < BOND_SCALE x the sum of covalent radii (Si-O: 2.12 A).
 BOND_SCALE = 1.2
+#: Si-O contact (A) for the labels' regularity check. In the densified glasses some Si-O
+#: pairs lie at 2.1-2.5 A, between the bonds (up to about 1.75 A) and the second
+#: neighbours (3.2 A and beyond around regular sites): a bond being made or broken. The
+#: bond rule leaves such a partner out of the two-shell cluster, so its label would
+#: describe another site; it counts towards the coordination here.
+SI_O_CONTACT = 2.5
 _AVOGADRO = 6.02214076e23
 
 
@@ -134,7 +141,14 @@ def bonds(atoms: Atoms):
 REGULAR_NEIGHBOURS = {"Si": ("O", 4), "O": ("Si", 2)}
 
 
-def coordination_defect(atoms: Atoms, centre: int, bond_map=None) -> str | None:
+def si_o_contacts(atoms: Atoms, cutoff: float = SI_O_CONTACT) -> np.ndarray:
+    """Per atom, the number of Si-O partners (the O of a Si, the Si of an O) closer than
+    ``cutoff`` (A), periodic images followed."""
+    i, _, _ = si_o_bonds(atoms, cutoff)
+    return np.bincount(i, minlength=len(atoms))
+
+
+def coordination_defect(atoms: Atoms, centre: int, bond_map=None, contacts=None) -> str | None:
     """Why an atom of the site's two-shell cluster is not regularly coordinated, else None.
 
     The labels describe regular bridging O (and Si in regular tetrahedra): a cluster
@@ -145,10 +159,13 @@ def coordination_defect(atoms: Atoms, centre: int, bond_map=None) -> str | None:
     the caps turn an irregular outer atom into an unphysical group: a 3-coordinated outer
     Si of a Si-centred cluster into SiH2 (29Si sigma_iso 543 ppm, regular sites 430-441),
     a 3-coordinated outer O of an O-centred cluster into OH2 with its two H 1.2 A apart
-    (17O sigma_iso 173 ppm, below every regular site's). Elements without a rule are not
+    (17O sigma_iso 173 ppm, below every regular site's). A Si-O partner within
+    :data:`SI_O_CONTACT` beyond the bonds (``contacts``: :func:`si_o_contacts`) makes an
+    atom irregular too: the cluster would leave it out. Elements without a rule are not
     checked.
     """
     bond_map = bonds(atoms) if bond_map is None else bond_map
+    contacts = si_o_contacts(atoms) if contacts is None else contacts
     symbols = atoms.get_chemical_symbols()
     first = [nb for nb, _ in bond_map.get(centre, [])]
     second = [nb2 for nb in first for nb2, _ in bond_map.get(nb, []) if nb2 != centre]
@@ -161,6 +178,9 @@ def coordination_defect(atoms: Atoms, centre: int, bond_map=None) -> str | None:
             return (
                 f"{symbols[k]} atom {k} bonded to {len(got)} atoms ({''.join(got) or 'none'}), not {rule[1]} {rule[0]}"
             )
+        if contacts[k] > rule[1]:
+            return (f"{symbols[k]} atom {k} has {contacts[k]} {rule[0]} within {SI_O_CONTACT} A, not {rule[1]}: "
+                    "a contact the cluster leaves out")  # fmt: skip
     return None
 
 

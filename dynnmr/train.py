@@ -25,7 +25,7 @@ import torch
 from . import tensorfiles, uncertainty
 from . import tensors as T
 from .config import apply_overrides, load_config
-from .evaluate import predict_samples, split_metrics
+from .evaluate import metrics_by_source, predict_samples, split_metrics
 from .graphs import collate, structure_arrays
 from .model import TARGET_COMPONENTS, TensorGNN, target_irrep_columns
 from .modelfile import save_model, sha256_files
@@ -38,6 +38,7 @@ from .samples import (
     load_samples,
     normalisation,
     split_samples,
+    test_site_record,
 )
 
 
@@ -296,11 +297,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     model.load_state_dict(state["best_state"])
     model.eval()
     metrics = split_metrics(*predict_samples(model, test, targets), plot_dir=out, name=cfg["name"])
-    by_source = {}
-    sources = sorted({s["source"] for s in test})
-    if len(sources) > 1:  # the same metrics for each data file's test structures
-        for src in sources:
-            by_source[src] = split_metrics(*predict_samples(model, [s for s in test if s["source"] == src], targets))
+    by_source = metrics_by_source(model, test, targets)
     if holdout:  # and for the held-out sites alone
         by_source[f"{holdout['structure']} held-out sites"] = split_metrics(*predict_samples(model, [held], targets))
     refs = shift_references(model, cfg)
@@ -322,6 +319,6 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
                training_data_sha256=data_sha256, training_config=cfg,
                test_structures=[s["id"] for s in test], **extra,
-               test_sites={s["id"]: {t: s[t][0].tolist() for t in targets} for s in test})  # fmt: skip
+               test_sites=test_site_record(test, targets))  # fmt: skip
     log(f"wrote {path} and {out / 'metrics.json'}")
     return path

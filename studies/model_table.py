@@ -7,7 +7,9 @@ sites, MAE of sigma_iso (= of delta_iso: a reference moves both alike), span and
 |C_Q| and eta_Q (each ± its standard error over sites), median orientation error, %RMSE
 per irrep (RMSE / standard deviation of the reference components x 100, the seed
 paper's measure) and the spectrum L1 distance.
-``--write`` stores the metrics in the model's metrics JSON (``test_metrics``) and file.
+``--write`` stores the metrics in the model's metrics JSON (``test_metrics``, and
+``test_metrics_by_source`` where the test sites come from several files) and file: after
+labels were withdrawn (a site found irregular) the recorded test set is what remains.
 
     python studies/model_table.py sio2 silicate-29si [--write]
 """
@@ -18,9 +20,9 @@ import json
 import torch
 from _data import locate
 
-from dynnmr.evaluate import predict_samples, split_metrics
+from dynnmr.evaluate import metrics_by_source, predict_samples, split_metrics
 from dynnmr.modelfile import BUNDLED_DIR, load_model, update_metadata
-from dynnmr.samples import recorded_data, recorded_test_samples
+from dynnmr.samples import recorded_data, recorded_test_samples, test_site_record
 
 
 def mae(err, digits):
@@ -61,15 +63,17 @@ def main(argv=None):
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.models:
         net, info = load_model(name)
-        test = recorded_test_samples(info, recorded_data(info, locate))
+        test = recorded_test_samples(info, recorded_data(info, locate), withdrawn_ok=args.write)
         metrics = split_metrics(*predict_samples(net, test, info["targets"]))
         print("\n".join(rows(info["name"], metrics)))
         if args.write:
-            update_metadata(info["path"], metrics=metrics)
+            update_metadata(info["path"], metrics=metrics, test_sites=test_site_record(test, info["targets"]))
             path = BUNDLED_DIR / f"{info['name']}.metrics.json"
             if path.exists():
                 stored = json.loads(path.read_text())
                 stored["test_metrics"] = metrics
+                if "test_metrics_by_source" in stored:
+                    stored["test_metrics_by_source"] = metrics_by_source(net, test, info["targets"])
                 path.write_text(json.dumps(stored, indent=1))
 
 

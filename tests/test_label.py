@@ -336,3 +336,20 @@ def test_new_atoms_passes_over_atoms_another_frame_of_the_trajectory_labels(tmp_
     assert other == first  # the other trajectory labelled the same atoms, in its own frame
     again = label.label_sites([(1, moved)], tmp_path / "m.extxyz", "run.xyz", ("O",), ("efg",), 2, log=log)
     assert picked(again[0]) == first
+
+
+def test_o_with_a_si_contact_beyond_its_bonds_is_a_defect():
+    """Test-glass O 452 (2.6 g/cm3, frame 0) is bonded to two Si (1.65 A) by the bond rule, but
+    a third Si sits 2.16 A away, between the bonds and the second neighbours (3.2 A and
+    beyond): its two-shell cluster would leave that Si out, so it is not a regular site.
+    In quartz every atom has its regular count of contacts."""
+    glass = ase.io.read(REPO / "trajectories" / "densities" / "test_glass_2.6gcc.extxyz.gz", index=0)
+    bonds = structure.bonds(glass)
+    assert sorted(glass.numbers[[nb for nb, _ in bonds[452]]]) == [14, 14]
+    si = np.flatnonzero(glass.numbers == 14)
+    third = np.sort(glass.get_distances(452, si, mic=True))[2]
+    assert 2.1 < third < structure.SI_O_CONTACT
+    assert structure.si_o_contacts(glass)[452] == 3
+    assert "O atom 452 has 3 Si within 2.5 A, not 2" in structure.coordination_defect(glass, 452, bonds)
+    quartz = ase.io.read(QUARTZ)
+    assert (structure.si_o_contacts(quartz) == np.where(quartz.numbers == 14, 4, 2)).all()
