@@ -218,7 +218,7 @@ def recorded_data(info, locate):
     return items
 
 
-def test_site_record(samples, targets) -> dict:
+def sites_record(samples, targets) -> dict:
     """Which sites of each test structure carry labels: ``{id: {target: [atom, ...]}}``,
     what a model file records as ``test_sites``."""
     return {s["id"]: {t: s[t][0].tolist() for t in targets} for s in samples}
@@ -233,7 +233,7 @@ def recorded_test_samples(info, data, targets=None, withdrawn_ok=False):
     are kept (files without that record: all labelled sites of the test structures).
     A recorded site without its label is an error, unless ``withdrawn_ok``: the labeller
     withdraws the labels of sites it finds irregular (:func:`dynnmr.label.drop_defect_labels`),
-    and the test set is then what remains (re-record it with :func:`test_site_record`).
+    and the test set is then what remains (re-record it with :func:`sites_record`).
     """
     targets = list(targets or info["targets"])
     hp = info["hyperparameters"]

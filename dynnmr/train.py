@@ -37,8 +37,8 @@ from .samples import (
     is_resample_mode,
     load_samples,
     normalisation,
+    sites_record,
     split_samples,
-    test_site_record,
 )
 
 
@@ -319,6 +319,6 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,
                training_data_sha256=data_sha256, training_config=cfg,
                test_structures=[s["id"] for s in test], **extra,
-               test_sites=test_site_record(test, targets))  # fmt: skip
+               test_sites=sites_record(test, targets))  # fmt: skip
     log(f"wrote {path} and {out / 'metrics.json'}")
     return path

@@ -22,7 +22,7 @@ from _data import locate
 
 from dynnmr.evaluate import metrics_by_source, predict_samples, split_metrics
 from dynnmr.modelfile import BUNDLED_DIR, load_model, update_metadata
-from dynnmr.samples import recorded_data, recorded_test_samples, test_site_record
+from dynnmr.samples import recorded_data, recorded_test_samples, sites_record
 
 
 def mae(err, digits):
@@ -67,13 +67,13 @@ def main(argv=None):
         metrics = split_metrics(*predict_samples(net, test, info["targets"]))
         print("\n".join(rows(info["name"], metrics)))
         if args.write:
-            update_metadata(info["path"], metrics=metrics, test_sites=test_site_record(test, info["targets"]))
+            update_metadata(info["path"], metrics=metrics, test_sites=sites_record(test, info["targets"]))
             path = BUNDLED_DIR / f"{info['name']}.metrics.json"
             if path.exists():
                 stored = json.loads(path.read_text())
                 stored["test_metrics"] = metrics
                 if "test_metrics_by_source" in stored:
-                    stored["test_metrics_by_source"] = metrics_by_source(net, test, info["targets"])
+                    stored["test_metrics_by_source"].update(metrics_by_source(net, test, info["targets"]))
                 path.write_text(json.dumps(stored, indent=1))
 
 

@@ -390,8 +390,8 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
     assert got["offset_free"] == pytest.approx(info["metrics"]["ms"]["Si"]["offset_free"], nan_ok=True)
 
     # a recorded test label withdrawn later (a site found irregular): an error, unless asked
-    # for what remains, which test_site_record records again
-    from dynnmr.samples import test_site_record
+    # for what remains, which sites_record records again
+    from dynnmr.samples import sites_record
 
     sid, sites = next((k, v) for k, v in info["test_sites"].items() if v["ms"])
     frame = next(a for k, a in enumerate(images) if f"{data.name}:{a.info.get('structure_id', k)}" == sid)
@@ -400,7 +400,7 @@ def test_recorded_test_set_survives_a_growing_label_file(tiny_config, tmp_path):
     with pytest.raises(ValueError, match=f"{sid}: ms labels recorded at training are missing"):
         recorded_test_samples(info, [data])
     left = recorded_test_samples(info, [data], withdrawn_ok=True)
-    record = test_site_record(left, ["ms"])
+    record = sites_record(left, ["ms"])
     assert record[sid]["ms"] == sites["ms"][1:]
     assert sum(len(v["ms"]) for v in record.values()) == sum(len(v["ms"]) for v in info["test_sites"].values()) - 1
 
