@@ -30,7 +30,8 @@ DEFAULTS = {
 
 
 #: The keys a config may hold, per section (None: a value, not a section). ``model`` keys
-#: are :class:`~dynnmr.model.TensorGNN`'s hyperparameters; ``references`` maps an element
+#: are :class:`~dynnmr.model.TensorGNN`'s hyperparameters and ``trunks`` (an
+#: :class:`~dynnmr.model.Ensemble` of that many, :func:`~dynnmr.model.build_model`); ``references`` maps an element
 #: to ``{structure, shift_ppm}``; ``split.site_holdout`` is :func:`dynnmr.samples.hold_out_sites`'s.
 SCHEMA = {
     "base": None,
@@ -39,7 +40,7 @@ SCHEMA = {
     "targets": None,
     "split": {"val", "test", "seed", "site_holdout", "test_structures", "train_fraction"},
     "model": {"channels", "vector_channels", "lmax", "layers", "cutoff", "num_basis", "radial_hidden",
-              "readout_hidden", "products", "heads", "readout", "readout_channels"},
+              "readout_hidden", "products", "heads", "readout", "readout_channels", "trunks"},
     "training": set(DEFAULTS["training"]) | {"bootstrap"},  # bootstrap: absent means true
     "references": None,
 }  # fmt: skip

@@ -20,7 +20,10 @@ A committee for uncertainty: with ``heads`` > 1 every readout has that many memb
 one shared trunk (each trained on its own bootstrap resample of the labelled sites,
 :mod:`dynnmr.samples`); ``forward`` returns the members' mean and :meth:`TensorGNN.members`
 every member, whose spread is the model's uncertainty. The heads cost little: the
-trunk's tensor products dominate, and it runs once.
+trunk's tensor products dominate, and it runs once. An :class:`Ensemble` of ``trunks``
+such networks (each trained on its own, with its own seed) joins all their heads into
+one committee: averaging independently trained networks removes the part of the error
+that changes from one training to the next, at the cost of one forward pass per trunk.
 
 Targets are learned in standardised form, per species and per irrep (the paper's
 scheme): l=0 is shifted and scaled, l=1 and l=2 only scaled (a shift would break
@@ -341,3 +344,48 @@ class TensorGNN(nn.Module):
         comps[..., TARGET_COMPONENTS[target]] = self.to_physical(target, y, idx)
         basis = torch.as_tensor(T.CART_TO_SPH, dtype=y.dtype, device=y.device)
         return (comps @ basis).reshape(*y.shape[:2], 3, 3)
+
+
+class Ensemble(nn.Module):
+    """Several :class:`TensorGNN` trunks, trained independently on the same data, as one
+    committee: their heads are its members (``heads`` = the sum), ``forward`` returns
+    the mean over all members and :meth:`members` every one, in physical units (each
+    trunk keeps its own normalisation). The trunks must agree on species, targets and
+    cutoff, so that one graph serves them all.
+    """
+
+    def __init__(self, trunks):
+        super().__init__()
+        trunks = list(trunks)
+        if not trunks:
+            raise ValueError("an ensemble needs at least one trunk")
+        first = trunks[0]
+        for k, t in enumerate(trunks[1:], 1):
+            if (t.species, t.targets, t.cutoff) != (first.species, first.targets, first.cutoff):
+                raise ValueError(f"trunk {k} has species/targets/cutoff {t.species}/{t.targets}/{t.cutoff}, trunk 0 "
+                                 f"{first.species}/{first.targets}/{first.cutoff}: an ensemble's trunks must agree")  # fmt: skip
+        self.trunks = nn.ModuleList(trunks)
+        self.species, self.targets, self.cutoff = first.species, first.targets, first.cutoff
+        self.heads = sum(t.heads for t in trunks)
+
+    def species_indices(self, numbers, allow_unknown=False):
+        return self.trunks[0].species_indices(numbers, allow_unknown)
+
+    def members(self, graph: Graph, species_idx=None, sites=None):
+        """Every trunk's members, one after another: ``{target: (M, heads, 3, 3)}`` (ppm, au)."""
+        parts = [t.members(graph, species_idx, sites) for t in self.trunks]
+        return {t: torch.cat([p[t] for p in parts], dim=1) for t in self.targets}
+
+    def forward(self, graph: Graph, species_idx=None, sites=None):
+        """The mean over all members of all trunks, ``{target: (M, 3, 3)}`` (ppm, au)."""
+        return {t: m.mean(dim=1) for t, m in self.members(graph, species_idx, sites).items()}
+
+
+def build_model(species, targets=("ms",), trunks=1, **hyperparameters):
+    """A :class:`TensorGNN`, or with ``trunks`` > 1 an :class:`Ensemble` of that many alike
+    (same hyperparameters; the weights come from training or a model file)."""
+    if int(trunks) < 1:
+        raise ValueError(f"trunks must be >= 1, not {trunks}")
+    if int(trunks) == 1:
+        return TensorGNN(species=species, targets=targets, **hyperparameters)
+    return Ensemble(TensorGNN(species=species, targets=targets, **hyperparameters) for _ in range(int(trunks)))

@@ -16,7 +16,7 @@ import torch
 
 from . import DEFAULT_MODEL, __version__  # noqa: F401  (DEFAULT_MODEL: imported from here too)
 from .errors import InputError
-from .model import TARGET_UNITS, TensorGNN
+from .model import TARGET_UNITS, build_model
 
 FORMAT = "dynnmr-model"
 #: Bumped whenever weights or metadata change meaning; files of another version are refused.
@@ -33,7 +33,7 @@ def sha256_files(paths) -> str:
     return h.hexdigest()
 
 
-def save_model(path, model: TensorGNN, hyperparameters: dict, **meta) -> None:
+def save_model(path, model, hyperparameters: dict, **meta) -> None:
     """Write a model file; ``meta`` adds e.g. ``metrics``, ``shift_reference_ppm``."""
     payload = {
         "format": FORMAT,
@@ -98,7 +98,7 @@ def load_model(name_or_path, device="cpu"):
             f"{FORMAT_VERSION}: retrain it or use a matching dynnmr"
         )
     try:
-        model = TensorGNN(species=info["species"], targets=info["targets"], **info["hyperparameters"])
+        model = build_model(info["species"], info["targets"], **info["hyperparameters"])
         model.load_state_dict(info["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:  # damaged or hand-edited: weights that do not fit
         raise InputError(path, f"damaged model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None

@@ -4,7 +4,10 @@ The data side (samples, splits, normalisation, batches) is :mod:`dynnmr.samples`
 test metrics are :mod:`dynnmr.evaluate`'s; this module holds the loss and the loop.
 
 Resumable: a checkpoint is written atomically after every epoch and ``train`` continues
-from it, so a killed job loses at most one epoch. Deterministic on CPU for a given seed
+from it, so a killed job loses at most one epoch. ``model.trunks`` > 1 trains an
+:class:`~dynnmr.model.Ensemble`: the trunks one after another, trunk ``k`` exactly as
+the one-trunk run at seed + ``k`` (its checkpoint in ``trunkK/``, interchangeable with
+that run's), then one evaluation and one calibration of the whole committee. Deterministic on CPU for a given seed
 (the shuffling of epoch ``k`` depends only on ``seed + k``). At the end the best model
 (lowest validation loss) is evaluated on the test split, and the metrics JSON, parity
 plots and the self-describing model file are written to the output folder.
@@ -27,7 +30,7 @@ from . import tensors as T
 from .config import apply_overrides, load_config
 from .evaluate import metrics_by_source, predict_samples, split_metrics
 from .graphs import collate, structure_arrays
-from .model import TARGET_COMPONENTS, TensorGNN, target_irrep_columns
+from .model import TARGET_COMPONENTS, Ensemble, TensorGNN, target_irrep_columns
 from .modelfile import save_model, sha256_files
 from .samples import (
     batch_inputs,
@@ -140,7 +143,10 @@ def log_stderr(message):
     print(message, file=sys.stderr, flush=True)
 
 
-RESUME_MAY_CHANGE = {"training.epochs", "training.threads"}
+#: Settings a resumed run may change: a longer run, another machine, another name for the
+#: output file (so the one-trunk runs at seeds s, s + 1, ... resume as the trunks of an
+#: ensemble run named otherwise).
+RESUME_MAY_CHANGE = {"training.epochs", "training.threads", "name"}
 
 
 def _flat(cfg) -> dict:
@@ -162,6 +168,89 @@ def _config_changes(saved, cfg):
         return []
     a, b = _flat(saved), _flat(cfg)
     return sorted(k for k in a.keys() | b.keys() if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k))
+
+
+def trunk_config(cfg, k):
+    """The config of trunk ``k`` of an ensemble: training seed + ``k``, no ``model.trunks``.
+    Trunk 0 of any run is the one-trunk run at the same seed (and its checkpoint is
+    interchangeable with that run's)."""
+    tcfg = copy.deepcopy(cfg)
+    tcfg["model"].pop("trunks", None)
+    tcfg["training"]["seed"] = int(cfg["training"]["seed"]) + k
+    return tcfg
+
+
+def fit(model, cfg, train_s, val_s, ckpt, data_sha256, config_path="<config>", log=log_stderr) -> dict:
+    """Train one network (resuming from ``ckpt`` when it exists) until ``training.epochs``
+    or early stopping; leaves the best weights (lowest validation loss) in ``model`` and
+    returns the run's state (best and last epoch, loss history). A checkpoint written with
+    another config or other data is refused: resuming would mix two runs."""
+    tr, targets = cfg["training"], cfg["targets"]
+    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"])
+    # validation, early stopping and the saved model use an exponential moving average of
+    # the weights when training.ema (its decay per step, e.g. 0.99) is set: with small
+    # batches the raw weights are noisy
+    ema = WeightAverage(model, float(tr["ema"])) if tr["ema"] else None
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tr["lr_patience"], min_lr=tr["min_lr"])
+    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "history": []}
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=True)  # tensors and plain types only: a crafted file runs no code
+        changed = _config_changes(saved.get("config"), cfg)
+        if changed:
+            raise ValueError(f"{ckpt} was written with another {', '.join(changed)} than {config_path} and the options "
+                             f"now give; resuming would mix two runs: use a new output folder")  # fmt: skip
+        if saved.get("data_sha256", data_sha256) != data_sha256:  # e.g. a label file that grew since
+            raise ValueError(f"{ckpt}: the training data ({', '.join(Path(d['path']).name for d in cfg['data'])}) "
+                             f"changed since this checkpoint was written; resuming would train one model on two "
+                             f"data sets: use a new output folder")  # fmt: skip
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        if ema is not None:
+            ema.state = saved["ema"]
+        state = saved["state"]
+        log(f"resuming from {ckpt} at epoch {state['epoch']}")
+    val_batches = [batch_inputs(b, targets) for b in batches(val_s, range(len(val_s)), 4000)]
+    t_start, e_start = time.time(), state["epoch"]
+    while state["epoch"] < tr["epochs"] and state["epoch"] - state["best_epoch"] < tr["patience"]:
+        epoch = state["epoch"]
+        model.train()
+        order = np.random.default_rng(tr["seed"] + epoch).permutation(len(train_s))
+        total, n = 0.0, 0
+        for batch in batches(train_s, order, tr["batch_atoms"]):
+            graph, sites, labels = batch_inputs(batch, targets)
+            loss = batch_loss(model, graph, sites, labels, tr["loss"], tr["irrep_weights"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                ema.update(model)
+            total, n = total + loss.item(), n + 1
+        model.eval()
+        with torch.no_grad(), ema.swapped_in(model) if ema is not None else contextlib.nullcontext():
+            val = float(np.mean([batch_loss(model, *b, tr["loss"], tr["irrep_weights"]).item() for b in val_batches]))
+            current = copy.deepcopy(model.state_dict())
+        sched.step(val)
+        state["epoch"] = epoch + 1
+        state["history"].append(
+            {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]}
+        )
+        if val < state["best_val"]:
+            state.update(best_val=val, best_epoch=epoch + 1, best_state=current)
+        rate = (time.time() - t_start) / (state["epoch"] - e_start)
+        eta = rate * (tr["epochs"] - state["epoch"])
+        log(f"epoch {state['epoch']}/{tr['epochs']}  train {total / n:.4f}  val {val:.4f}  best {state['best_val']:.4f}"
+            f" (epoch {state['best_epoch']})  lr {opt.param_groups[0]['lr']:.2g}  {rate:.1f} s/epoch  ETA {eta / 60:.1f} min")  # fmt: skip
+        tmp = ckpt.with_name(ckpt.name + ".tmp")
+        saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "state": state, "config": cfg, "data_sha256": data_sha256}  # fmt: skip
+        if ema is not None:
+            saved["ema"] = ema.state
+        torch.save(saved, tmp)
+        tmp.replace(ckpt)
+    model.load_state_dict(state["best_state"])
+    model.eval()
+    return state
 
 
 def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_fraction=None, overrides=None,
@@ -221,81 +310,34 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     species = sorted({int(z) for s in samples for z in s["numbers"]})
     avg_nb = float(np.mean([len(s["dst"]) / len(s["numbers"]) for s in train_s]))
     hp = dict(cfg["model"], avg_neighbours=avg_nb)
-    model = TensorGNN(species=species, targets=targets, **hp)
     resample = tr.get("bootstrap", True)  # default: each committee member on its own resample of the sites
     if not is_resample_mode(resample):
         raise ValueError(f"{config_path}: training.bootstrap must be true, false or bayesian, not {resample!r}")
-    bootstrap_weights(train_s, targets, model.heads, tr["seed"], resample=resample)
-    covered = {}
-    for t in targets:
-        scale, shift, covered[t] = normalisation(train_s, t, species)
-        model.set_normalisation(t, scale, shift)
-    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"])
-    # validation, early stopping and the saved model use an exponential moving average of
-    # the weights when training.ema (its decay per step, e.g. 0.99) is set: with small
-    # batches the raw weights are noisy
-    ema = WeightAverage(model, float(tr["ema"])) if tr["ema"] else None
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tr["lr_patience"], min_lr=tr["min_lr"])
-    state = {"epoch": 0, "best_val": float("inf"), "best_epoch": 0, "best_state": None, "history": []}
-    ckpt = out / "checkpoint.pt"
     data_sha256 = sha256_files([d["path"] for d in cfg["data"]])
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=True)  # tensors and plain types only: a crafted file runs no code
-        changed = _config_changes(saved.get("config"), cfg)
-        if changed:
-            raise ValueError(f"{ckpt} was written with another {', '.join(changed)} than {config_path} and the options "
-                             f"now give; resuming would mix two runs: use a new output folder")  # fmt: skip
-        if saved.get("data_sha256", data_sha256) != data_sha256:  # e.g. a label file that grew since
-            raise ValueError(f"{ckpt}: the training data ({', '.join(Path(d['path']).name for d in cfg['data'])}) "
-                             f"changed since this checkpoint was written; resuming would train one model on two "
-                             f"data sets: use a new output folder")  # fmt: skip
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        if ema is not None:
-            ema.state = saved["ema"]
-        state = saved["state"]
-        log(f"resuming from {ckpt} at epoch {state['epoch']}")
-    val_batches = [batch_inputs(b, targets) for b in batches(val_s, range(len(val_s)), 4000)]
-    t_start, e_start = time.time(), state["epoch"]
-    while state["epoch"] < tr["epochs"] and state["epoch"] - state["best_epoch"] < tr["patience"]:
-        epoch = state["epoch"]
-        model.train()
-        order = np.random.default_rng(tr["seed"] + epoch).permutation(len(train_s))
-        total, n = 0.0, 0
-        for batch in batches(train_s, order, tr["batch_atoms"]):
-            graph, sites, labels = batch_inputs(batch, targets)
-            loss = batch_loss(model, graph, sites, labels, tr["loss"], tr["irrep_weights"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update(model)
-            total, n = total + loss.item(), n + 1
-        model.eval()
-        with torch.no_grad(), ema.swapped_in(model) if ema is not None else contextlib.nullcontext():
-            val = float(np.mean([batch_loss(model, *b, tr["loss"], tr["irrep_weights"]).item() for b in val_batches]))
-            current = copy.deepcopy(model.state_dict())
-        sched.step(val)
-        state["epoch"] = epoch + 1
-        state["history"].append(
-            {"epoch": epoch + 1, "train_loss": total / n, "val_loss": val, "lr": opt.param_groups[0]["lr"]}
-        )
-        if val < state["best_val"]:
-            state.update(best_val=val, best_epoch=epoch + 1, best_state=current)
-        rate = (time.time() - t_start) / (state["epoch"] - e_start)
-        eta = rate * (tr["epochs"] - state["epoch"])
-        log(f"epoch {state['epoch']}/{tr['epochs']}  train {total / n:.4f}  val {val:.4f}  best {state['best_val']:.4f}"
-            f" (epoch {state['best_epoch']})  lr {opt.param_groups[0]['lr']:.2g}  {rate:.1f} s/epoch  ETA {eta / 60:.1f} min")  # fmt: skip
-        tmp = out / "checkpoint.pt.tmp"
-        saved = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "state": state, "config": cfg, "data_sha256": data_sha256}  # fmt: skip
-        if ema is not None:
-            saved["ema"] = ema.state
-        torch.save(saved, tmp)
-        tmp.replace(ckpt)
-    model.load_state_dict(state["best_state"])
-    model.eval()
+    n_trunks = int(hp.pop("trunks", 1))
+    if n_trunks < 1:
+        raise ValueError(f"{config_path}: model.trunks must be >= 1, not {n_trunks}")
+    nets, states, covered = [], [], {}
+    for k in range(n_trunks):  # trunk k is the one-trunk run at seed + k: same checkpoint, same weights
+        tcfg = trunk_config(cfg, k)
+        seed_k = tcfg["training"]["seed"]
+        torch.manual_seed(seed_k)
+        net = TensorGNN(species=species, targets=targets, **hp)
+        bootstrap_weights(train_s, targets, net.heads, seed_k, resample=resample)
+        for t in targets:
+            scale, shift, covered[t] = normalisation(train_s, t, species)
+            net.set_normalisation(t, scale, shift)
+        folder = out if n_trunks == 1 else out / f"trunk{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        say = log if n_trunks == 1 else (lambda m, k=k: log(f"trunk {k + 1}/{n_trunks} (seed {seed_k}): {m}"))
+        states.append(fit(net, tcfg, train_s, val_s, folder / "checkpoint.pt", data_sha256, config_path, say))
+        nets.append(net)
+    if n_trunks > 1:
+        hp["trunks"] = n_trunks
+    model = nets[0] if n_trunks == 1 else Ensemble(nets)
+    runs = {k: [st[k] for st in states] for k in ("best_epoch", "epoch", "history")}
+    if n_trunks == 1:  # one network: plain values; an ensemble: one per trunk, in trunk order
+        runs = {k: v[0] for k, v in runs.items()}
     metrics = split_metrics(*predict_samples(model, test, targets), plot_dir=out, name=cfg["name"])
     by_source = metrics_by_source(model, test, targets)
     if holdout:  # and for the held-out sites alone
@@ -303,17 +345,11 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     refs = shift_references(model, cfg)
     extra = {}
     if model.heads > 1:  # the committee's calibration (validation), thresholds (training), test
-
-        def with_spread(part):
-            pred, ref, species, _, spread = predict_samples(model, part, targets, spreads=True)
-            return pred, ref, species, spread
-
-        extra["uncertainty"] = uncertainty.calibrate(with_spread(val_s), with_spread(test), with_spread(train_s),
-                                                     targets)  # fmt: skip
+        extra["uncertainty"] = committee_calibration(model, train_s, val_s, test, targets)
     summary = {"name": cfg["name"], "test_metrics": metrics, "test_metrics_by_source": by_source,
-               "best_epoch": state["best_epoch"],
-               "epochs_run": state["epoch"], "n_structures": {"train": len(train_s), "val": len(val_s), "test": len(test)},
-               "shift_reference": refs, **extra, "config": cfg, "history": state["history"]}  # fmt: skip
+               "best_epoch": runs["best_epoch"],
+               "epochs_run": runs["epoch"], "n_structures": {"train": len(train_s), "val": len(val_s), "test": len(test)},
+               "shift_reference": refs, **extra, "config": cfg, "history": runs["history"]}  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     path = out / f"{cfg['name']}.pt"
     save_model(path, model, hp, metrics=metrics, shift_reference=refs, covered_species=covered,

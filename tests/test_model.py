@@ -9,7 +9,7 @@ from e3nn import o3
 from dynnmr import tensorfiles
 from dynnmr import tensors as T
 from dynnmr.graphs import build_graph
-from dynnmr.model import TensorGNN, TensorProductReadout
+from dynnmr.model import Ensemble, TensorGNN, TensorProductReadout, build_model
 
 from helpers import random_rotations
 
@@ -87,6 +87,43 @@ def test_committee_members_are_each_equivariant_and_forward_is_their_mean(readou
         rotated = model.members(build_graph([r], model.cutoff, dtype=torch.float64))
     for t in out:
         assert_rel_close(rotated[t].numpy(), rot @ members[t] @ rot.T)
+
+
+def test_ensemble_joins_its_trunks_heads_and_is_equivariant():
+    """An ensemble's members are its trunks' members in trunk order (each in physical units
+    through its own normalisation); ``forward`` is the mean over all of them."""
+    a, b = make_model(heads=2), make_model(heads=3, readout_hidden=8)
+    b.set_normalisation("ms", torch.full((4, 9), 3.0), torch.cat([torch.full((4, 1), 50.0), torch.zeros(4, 8)], 1))
+    ens = Ensemble([a, b]).double().eval()
+    assert ens.heads == 5 and ens.cutoff == a.cutoff and ens.species == a.species
+    atoms = rattled_quartz()
+    graph = build_graph([atoms], ens.cutoff, dtype=torch.float64)
+    with torch.no_grad():
+        members = {t: v.numpy() for t, v in ens.members(graph).items()}
+        parts = [m.members(graph) for m in (a, b)]
+    out = predict(ens, [atoms])
+    for t in out:
+        assert members[t].shape == (len(atoms), 5, 3, 3)
+        assert_rel_close(members[t][:, :2], parts[0][t].numpy())
+        assert_rel_close(members[t][:, 2:], parts[1][t].numpy())
+        assert_rel_close(out[t], (2 * predict(a, [atoms])[t] + 3 * predict(b, [atoms])[t]) / 5)
+    rot = random_rotations(1)[0]
+    r = atoms.copy()
+    r.positions, r.cell = atoms.positions @ rot.T, atoms.cell.array @ rot.T
+    for t, v in predict(ens, [r]).items():
+        assert_rel_close(v, rot @ out[t] @ rot.T)
+
+
+def test_ensemble_trunks_must_share_species_targets_and_cutoff():
+    with pytest.raises(ValueError, match="trunk 1 has species/targets/cutoff"):
+        Ensemble([make_model(), make_model(targets=("ms",))])
+    with pytest.raises(ValueError, match="at least one trunk"):
+        Ensemble([])
+    assert isinstance(build_model([8, 14], ["ms"], channels=4, vector_channels=2), TensorGNN)
+    ens = build_model([8, 14], ["ms"], trunks=3, channels=4, vector_channels=2, heads=2)
+    assert isinstance(ens, Ensemble) and len(ens.trunks) == 3 and ens.heads == 6
+    with pytest.raises(ValueError, match="trunks must be >= 1"):
+        build_model([8], ["ms"], trunks=0)
 
 
 def test_tensor_product_readout_is_an_outer_product_of_learned_vectors():

@@ -41,6 +41,40 @@ def test_training_is_deterministic_and_resumable(tiny_config, tmp_path):
     assert json.loads((tmp_path / "c" / "metrics.json").read_text())["history"] == hist
 
 
+def test_ensemble_trunks_are_the_one_trunk_runs_at_successive_seeds(tiny_config, tmp_path):
+    """``model.trunks: 2`` trains trunk k exactly as the one-trunk run at seed + k; those
+    runs' checkpoints resume as its trunks; the file loads as one committee of all heads."""
+    import shutil
+
+    from dynnmr.model import Ensemble
+
+    cfg = yaml.safe_load(tiny_config.read_text())
+    cfg["data"] = [str(tiny_config.parent / d) for d in cfg["data"]]
+    cfg["name"], cfg["model"]["trunks"] = "tiny-x2", 2
+    (tmp_path / "x2.yaml").write_text(yaml.safe_dump(cfg))
+    quiet = lambda m: None  # noqa: E731
+    singles = [train(tiny_config, tmp_path / f"s{k}", seed=k, log=quiet) for k in (0, 1)]
+    ens_path = train(tmp_path / "x2.yaml", tmp_path / "x2", log=quiet)
+    for k, single in enumerate(singles):
+        for name, v in weights(single).items():
+            assert torch.equal(v, weights(ens_path)[f"trunks.{k}.{name}"]), (k, name)
+    for k in (0, 1):  # the single runs' checkpoints, copied in, resume as the trunks
+        (tmp_path / "joined" / f"trunk{k}").mkdir(parents=True)
+        shutil.copy(tmp_path / f"s{k}" / "checkpoint.pt", tmp_path / "joined" / f"trunk{k}")
+    joined = train(tmp_path / "x2.yaml", tmp_path / "joined", log=quiet)
+    assert all(torch.equal(v, weights(joined)[n]) for n, v in weights(ens_path).items())
+    net, info = modelfile.load_model(ens_path)
+    assert isinstance(net, Ensemble) and net.heads == 2 and info["hyperparameters"]["trunks"] == 2
+    assert "uncertainty" in info  # two one-head trunks are a committee of two
+    metrics = json.loads((tmp_path / "x2" / "metrics.json").read_text())
+    assert metrics["best_epoch"] == [json.loads((tmp_path / f"s{k}" / "metrics.json").read_text())["best_epoch"]
+                                     for k in (0, 1)]  # fmt: skip
+    # a trunk's checkpoint from another seed is refused, as for one-trunk runs
+    shutil.copy(tmp_path / "s0" / "checkpoint.pt", tmp_path / "joined" / "trunk1")
+    with pytest.raises(ValueError, match="another training.seed"):
+        train(tmp_path / "x2.yaml", tmp_path / "joined", epochs=3, log=quiet)
+
+
 def test_split_seed_holds_out_other_structures(tiny_config, tmp_path):
     """`dynnmr train --split-seed`: the model file records the new seed and tests on the
     structures that seed's split holds out; resuming a run under another split is refused."""
