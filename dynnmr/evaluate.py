@@ -191,6 +191,14 @@ def predict_samples(model, samples, targets, batch_atoms=4000, spreads=False):
     return tuple({t: np.concatenate(v) if v else empty[k] for t, v in out[k].items()} for k in keys)
 
 
+def committee_sites(model, samples, targets):
+    """``(pred, ref, species, param_std)`` of a committee on the labelled sites, as
+    :func:`dynnmr.uncertainty.calibrate` and :func:`~dynnmr.uncertainty.score` take them
+    (the spread unscaled)."""
+    pred, ref, species, _, spread = predict_samples(model, samples, targets, spreads=True)
+    return pred, ref, species, spread
+
+
 def predict_label_file(model, path, target="ms", species=(14,)):
     """Model against reference tensors at the ``species`` sites labelled with ``target`` in
     one label file (e.g. the Si-centred B3LYP clusters of ``trajectories/labels``), in file

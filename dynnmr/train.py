@@ -28,7 +28,7 @@ import torch
 from . import tensorfiles, uncertainty
 from . import tensors as T
 from .config import apply_overrides, load_config
-from .evaluate import metrics_by_source, predict_samples, split_metrics
+from .evaluate import committee_sites, metrics_by_source, predict_samples, split_metrics
 from .graphs import collate, structure_arrays
 from .model import TARGET_COMPONENTS, Ensemble, TensorGNN, target_irrep_columns
 from .modelfile import save_model, sha256_files
@@ -84,12 +84,8 @@ def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0,
 
 def committee_calibration(model, train_s, val_s, test, targets) -> dict:
     """:func:`dynnmr.uncertainty.calibrate` of a committee model on its split."""
-
-    def with_spread(part):
-        pred, ref, species, _, spread = predict_samples(model, part, targets, spreads=True)
-        return pred, ref, species, spread
-
-    return uncertainty.calibrate(with_spread(val_s), with_spread(test), with_spread(train_s), targets)
+    val, test, train = (committee_sites(model, part, targets) for part in (val_s, test, train_s))
+    return uncertainty.calibrate(val, test, train, targets)
 
 
 def shift_references(model, cfg):

@@ -8,8 +8,10 @@ sites, MAE of sigma_iso (= of delta_iso: a reference moves both alike), span and
 per irrep (RMSE / standard deviation of the reference components x 100, the seed
 paper's measure) and the spectrum L1 distance.
 ``--write`` stores the metrics in the model's metrics JSON (``test_metrics``, and
-``test_metrics_by_source`` where the test sites come from several files) and file: after
-labels were withdrawn (a site found irregular) the recorded test set is what remains.
+``test_metrics_by_source`` where the test sites come from several files, and a
+committee's calibration scores, ``uncertainty.test``, with its calibration factors as
+they are) and file: after labels were withdrawn (a site found irregular) the recorded
+test set is what remains.
 
     python studies/model_table.py sio2 silicate-29si [--write]
 """
@@ -20,9 +22,10 @@ import json
 import torch
 from _data import locate
 
-from dynnmr.evaluate import metrics_by_source, predict_samples, split_metrics
+from dynnmr.evaluate import committee_sites, metrics_by_source, predict_samples, split_metrics
 from dynnmr.modelfile import BUNDLED_DIR, load_model, update_metadata
 from dynnmr.samples import recorded_data, recorded_test_samples, sites_record
+from dynnmr.uncertainty import score
 
 
 def mae(err, digits):
@@ -67,11 +70,18 @@ def main(argv=None):
         metrics = split_metrics(*predict_samples(net, test, info["targets"]))
         print("\n".join(rows(info["name"], metrics)))
         if args.write:
-            update_metadata(info["path"], metrics=metrics, test_sites=sites_record(test, info["targets"]))
+            changes = {"metrics": metrics, "test_sites": sites_record(test, info["targets"])}
+            if "uncertainty" in info:  # the committee's calibration scores on the same test sites
+                unc = dict(info["uncertainty"])
+                unc["test"] = score(committee_sites(net, test, info["targets"]), unc["scale"], info["targets"])
+                changes["uncertainty"] = unc
+            update_metadata(info["path"], **changes)
             path = BUNDLED_DIR / f"{info['name']}.metrics.json"
             if path.exists():
                 stored = json.loads(path.read_text())
                 stored["test_metrics"] = metrics
+                if "uncertainty" in changes and "uncertainty" in stored:
+                    stored["uncertainty"]["test"] = changes["uncertainty"]["test"]
                 if "test_metrics_by_source" in stored:
                     stored["test_metrics_by_source"].update(metrics_by_source(net, test, info["targets"]))
                 path.write_text(json.dumps(stored, indent=1))
