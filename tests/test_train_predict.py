@@ -66,6 +66,15 @@ def test_ensemble_trunks_are_the_one_trunk_runs_at_successive_seeds(tiny_config,
     net, info = modelfile.load_model(ens_path)
     assert isinstance(net, Ensemble) and net.heads == 2 and info["hyperparameters"]["trunks"] == 2
     assert "uncertainty" in info  # two one-head trunks are a committee of two
+    # predict through the file: the mean of the two one-trunk files' tensors, with a spread
+    from dynnmr.inference import predict
+
+    quartz = tensorfiles.read(modelfile.BUNDLED_DIR.parent / "alpha_quartz.extxyz")[0]
+    both = predict(quartz, model=ens_path)
+    alone = [predict(quartz, model=p).arrays["ms"] for p in singles]
+    si = quartz.numbers == 14
+    np.testing.assert_allclose(both.arrays["ms"][si], np.mean(alone, axis=0)[si], rtol=1e-5, atol=1e-4)
+    assert (both.arrays["ms_std"][si] > 0).any() and both.arrays["ms_param_std"].shape == (len(quartz), 5)
     metrics = json.loads((tmp_path / "x2" / "metrics.json").read_text())
     assert metrics["best_epoch"] == [json.loads((tmp_path / f"s{k}" / "metrics.json").read_text())["best_epoch"]
                                      for k in (0, 1)]  # fmt: skip
