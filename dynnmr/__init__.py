@@ -13,7 +13,17 @@ model, for analyze, predict and the dask workers), spec (AnalysisSpec), cli,
 dataset (a store as xarray: ``dynnmr.open_store(path)``).
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+#: torch's OpenMP threads (libgomp) spin while they wait for each other, by default for
+#: 300,000 turns; where other processes share the cores, a spinning thread holds a core
+#: that a working one needs, and `analyze` ran four to five times slower beside one busy
+#: process. A short spin keeps the speed on an idle machine and avoids the collapse
+#: (benchmarks/README.md, "Sharing the two cores"). It must be set before torch loads
+#: libgomp (torch is imported lazily here); a value already in the environment wins.
+_os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 #: The bundled model used when none is named (dynnmr/data/models/sio2.pt).
 DEFAULT_MODEL = "sio2"

@@ -71,3 +71,19 @@ def test_mdanalysis_analysis_gives_the_engine_tensors(tmp_path, tiny_model):
     assert sub.ms.shape == (2, len(o), 3, 3) and list(sub.frames) == [1, 3]
     np.testing.assert_allclose(sub.ms, res.ms[1::2][:, o.indices], atol=1e-5)
     np.testing.assert_allclose(sub.efg, res.efg[1::2][:, o.indices], atol=1e-5)
+
+
+def test_importing_dynnmr_shortens_openmp_spinning_unless_set():
+    """GOMP_SPINCOUNT defaults to 10,000 when dynnmr is imported before torch (benchmarks:
+    beside one busy process libgomp's 300,000 made analyze 5x slower); a user's value stays."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import dynnmr, os, sys; sys.stdout.write(os.environ['GOMP_SPINCOUNT'])"
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout == "10000"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "GOMP_SPINCOUNT": "5"}, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert out.stdout == "5"
