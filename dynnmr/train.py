@@ -285,7 +285,6 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(tr["threads"]))
-    torch.manual_seed(tr["seed"])
     targets = cfg["targets"]
     samples = load_samples(cfg["data"], targets, cfg["model"]["cutoff"])
     train_s, val_s, test = split_samples(samples, cfg["split"])
