@@ -136,14 +136,17 @@ def data_entry(config_path, entry) -> dict:
     these elements' labels of a target from that file
     (e.g. cluster 29Si shieldings, which sit on another reference level than periodic
     GIPAW, kept out of a joint training); the other labels stay in the file.
+    ``train_only: true``: the file's structures all train and none validates or tests
+    (labels that are not DFT, such as a teacher model's predictions for distillation:
+    early stopping, calibration and test metrics see only the other files' labels).
     """
     from ase.data import atomic_numbers
 
     entry = {"path": entry} if isinstance(entry, str) else dict(entry)
-    unknown = set(entry) - {"path", "scale", "offset", "species"}
+    unknown = set(entry) - {"path", "scale", "offset", "species", "train_only"}
     if "path" not in entry or unknown:
         raise ValueError(f"{config_path}: a data item is a file name or {{path: FILE, scale: {{target: factor}}, "
-                         f"offset: {{target: ppm}}, species: {{target: [elements]}}}}, not {entry!r}")  # fmt: skip
+                         f"offset: {{target: ppm}}, species: {{target: [elements]}}, train_only: BOOL}}, not {entry!r}")  # fmt: skip
     scale = {str(t): float(f) for t, f in (entry.get("scale") or {}).items()}
     offset = {str(t): float(c) for t, c in (entry.get("offset") or {}).items()}
     if "efg" in offset:
@@ -156,8 +159,12 @@ def data_entry(config_path, entry) -> dict:
         raise ValueError(
             f"{config_path}: scale, offset or species for unknown target(s) {sorted(bad)} in data item {entry['path']}"
         )
+    train_only = entry.get("train_only", False)
+    if not isinstance(train_only, bool):
+        raise ValueError(f"{config_path}: train_only is true or false, not {train_only!r} (data item {entry['path']})")
     unknown_el = sorted({str(e) for els in species.values() for e in els} - set(atomic_numbers))
     if unknown_el:
         raise ValueError(f"{config_path}: unknown element(s) {unknown_el} in species of data item {entry['path']}")
     return {"path": str((Path(config_path).parent / entry["path"]).resolve()), "scale": scale, "offset": offset,
-            "species": {t: sorted(atomic_numbers[str(e)] for e in els) for t, els in species.items()}}  # fmt: skip
+            "species": {t: sorted(atomic_numbers[str(e)] for e in els) for t, els in species.items()},
+            "train_only": train_only}  # fmt: skip

@@ -36,6 +36,7 @@ def load_samples(data, targets, cutoff):
             s = structure_arrays(atoms, cutoff, source=path, frame=k)
             s["id"] = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"
             s["source"] = Path(path).name
+            s["train_only"] = bool(entry.get("train_only", False))
             for t in targets:
                 arr = atoms.arrays.get(t)
                 if arr is None:
@@ -76,13 +77,15 @@ def split_samples(samples, split):
     out of active learning's bias) go to the test part whole and are not drawn from.
     ``train_fraction`` (0 < f <= 1) keeps that share of the training structures, drawn
     with ``seed`` so that smaller shares are subsets of larger ones (learning curves);
-    validation and test stay the same."""
+    validation and test stay the same. Structures of ``train_only`` data files (see
+    :func:`dynnmr.config.data_entry`) all train, outside these draws, so adding such a
+    file leaves the other files' split as it was."""
     fixed = list(split.get("test_structures") or [])
     ids = [s["id"] for s in samples]
     missing = sorted(set(fixed) - set(ids))
     if missing:
         raise ValueError(f"split.test_structures not among the data's structures: {', '.join(missing[:5])}")
-    pool = [s for s in samples if s["id"] not in fixed]
+    pool = [s for s in samples if s["id"] not in fixed and not s.get("train_only")]
     parts = split_indices(len(pool), split["val"], split["test"], split["seed"], groups=[s["source"] for s in pool])
     train, val, test = ([pool[i] for i in parts[k]] for k in ("train", "val", "test"))
     fraction = float(split.get("train_fraction", 1.0))
@@ -91,6 +94,7 @@ def split_samples(samples, split):
     if fraction < 1.0:  # one fixed order: the first k of it nest
         order = np.random.default_rng(split["seed"]).permutation(len(train))
         train = [train[i] for i in sorted(order[: max(1, math.ceil(fraction * len(train)))])]
+    train += [s for s in samples if s.get("train_only") and s["id"] not in fixed]
     return train, val, test + [s for s in samples if s["id"] in fixed]
 
 

@@ -1,6 +1,8 @@
 """Training (determinism, resume, masked labels), model files, and `dynnmr predict`."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +128,33 @@ def test_named_test_structures_are_held_out_whole(tiny_config, tmp_path):
     path.write_text(yaml.safe_dump(variant))
     with pytest.raises(ValueError, match="not among the data's structures"):
         train(path, tmp_path / "m", epochs=1, log=lambda m: None)
+
+
+def test_train_only_files_train_and_leave_the_split_alone(tiny_config, tmp_path):
+    """A ``train_only`` data file (teacher labels): all its structures train, none
+    validates or tests, and the other files split exactly as without it."""
+    from dynnmr.config import load_config
+    from dynnmr.samples import load_samples, split_samples
+
+    variant = yaml.safe_load(tiny_config.read_text())
+    data = str(tiny_config.parent / variant["data"][0])
+    before = load_config(tiny_config)
+    shutil.copy(data, tmp_path / "teacher.extxyz")
+    variant["data"] = [data, {"path": str(tmp_path / "teacher.extxyz"), "train_only": True}]
+    path = tmp_path / "teacher.yaml"
+    path.write_text(yaml.safe_dump(variant))
+    cfg = load_config(path)
+    plain = split_samples(load_samples(before["data"], ["ms"], 4.0), before["split"])
+    train_s, val_s, test_s = split_samples(load_samples(cfg["data"], ["ms"], 4.0), cfg["split"])
+    assert [s["source"] for s in val_s + test_s] == ["data.extxyz"] * len(val_s + test_s)
+    assert [[s["id"] for s in part] for part in (val_s, test_s)] == [[s["id"] for s in part] for part in plain[1:]]
+    teacher = [s for s in train_s if s["source"] == "teacher.extxyz"]
+    assert len(teacher) == len(plain[0] + plain[1] + plain[2])
+    assert [s["id"] for s in train_s if s["source"] == "data.extxyz"] == [s["id"] for s in plain[0]]
+    variant["data"][1]["train_only"] = "yes"
+    path.write_text(yaml.safe_dump(variant))
+    with pytest.raises(ValueError, match="train_only is true or false"):
+        load_config(path)
 
 
 def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
@@ -665,3 +694,34 @@ def test_vary_compares_variants_on_one_split(tiny_config, tmp_path, capsys):
     with pytest.raises(SystemExit, match="SECTION.KEY=VALUE"):
         main(["train", str(tiny_config), "-o", str(tmp_path / "bad"), "--vary", "readout=linear"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_teacher_labels_cover_unlabelled_oxygens_only(tmp_path):
+    """studies/distill.py: the teacher's own tensors on O sites, NaN on Si and on the sites
+    a DFT label file already holds for that source frame."""
+    import subprocess
+    import sys
+
+    from dynnmr.inference import predict
+
+    repo = Path(__file__).resolve().parents[1]
+    glass = repo / "trajectories" / "densities" / "glass_2.2gcc.extxyz.gz"
+    atoms = tensorfiles.read(glass, index="1")[0]
+    dft = atoms.copy()
+    dft.arrays["efg"] = np.full((len(atoms), 3, 3), np.nan)
+    oxygens = np.flatnonzero(atoms.numbers == 8)
+    dft.arrays["efg"][oxygens[:2]] = np.eye(3)
+    dft.info.update(source="glass_2.2gcc.extxyz.gz", source_frame=1)
+    tensorfiles.write_extxyz(tmp_path / "dft.extxyz", dft)
+    out = tmp_path / "teacher.extxyz"
+    cmd = [sys.executable, str(repo / "studies" / "distill.py"), "sio2", f"{glass}:1", "-o", str(out),
+           "--exclude", str(tmp_path / "dft.extxyz")]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    (got,) = tensorfiles.read(out)
+    want = predict(atoms, uncertainty=False)
+    labelled = np.isfinite(got.arrays["efg"]).all(axis=(1, 2))
+    assert labelled.sum() == len(oxygens) - 2 and not labelled[oxygens[:2]].any()
+    assert not labelled[atoms.numbers != 8].any()
+    for t in ("ms", "efg"):
+        np.testing.assert_allclose(got.arrays[t][labelled], want.arrays[t][labelled], rtol=1e-6, atol=1e-6)
+    assert got.info["source_frame"] == 1 and "sio2" in got.info["label_method"]
