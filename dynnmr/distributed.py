@@ -14,6 +14,8 @@ written whole or rewritten whole, so the final store equals a single-process run
 Workers need the trajectory, the model file and the store on a shared file system.
 One worker per GPU (``--device cuda``), or CPU workers with a few threads each: give
 them OMP_NUM_THREADS in their environment (:func:`thread_env`); dask sets it to 1.
+A worker that imports torch before dynnmr also needs GOMP_SPINCOUNT there (the short
+OpenMP spin of :mod:`dynnmr`; ``thread_env`` has it).
 """
 
 from __future__ import annotations
@@ -167,9 +169,14 @@ def thread_env(threads) -> dict:
 
     dask starts worker processes with OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1,
     and then ``torch.set_num_threads`` alone does not bring the other cores into play
-    (measured: a 2-thread matrix product ran at 1-thread speed in a worker).
+    (measured: a 2-thread matrix product ran at 1-thread speed in a worker). It also
+    carries this process's GOMP_SPINCOUNT (set on importing dynnmr), which a worker needs
+    before torch loads libgomp: dask's own imports may load torch first.
     """
-    return {k: str(int(threads)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    import os
+
+    env = {k: str(int(threads)) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    return {**env, "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", "10000")}
 
 
 def local_client(n_workers, threads=None):

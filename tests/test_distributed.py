@@ -188,3 +188,22 @@ def test_frame_index_of_a_read_only_folder_goes_to_the_cache(tmp_path, monkeypat
     saved = list(cache.glob("t.extxyz.*.frames.npz"))
     assert len(saved) == 1
     np.testing.assert_array_equal(frame_index(tmp_path / "t.extxyz"), index)  # loaded from there
+
+
+def _worker_env():
+    import os
+
+    return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT")}
+
+
+def test_local_workers_get_the_thread_count_and_the_short_spin(monkeypatch):
+    """Local workers run with the threads asked for and this process's GOMP_SPINCOUNT
+    (needed before torch loads libgomp in the worker)."""
+    from dynnmr.distributed import local_client, thread_env
+
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1234")
+    assert thread_env(3) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3",
+                             "GOMP_SPINCOUNT": "1234"}  # fmt: skip
+    with local_client(1, threads=2) as c:
+        (env,) = c.run(_worker_env).values()
+    assert env == {"OMP_NUM_THREADS": "2", "GOMP_SPINCOUNT": "1234"}
