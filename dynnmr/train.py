@@ -162,6 +162,10 @@ def _config_changes(saved, cfg):
     (``saved`` None) are not checked."""
     if saved is None:
         return []
+    saved = copy.deepcopy(saved)
+    for entry in saved.get("data") or []:  # written before data items had train_only
+        if isinstance(entry, dict):
+            entry.setdefault("train_only", False)
     a, b = _flat(saved), _flat(cfg)
     return sorted(k for k in a.keys() | b.keys() if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k))
 

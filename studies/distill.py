@@ -22,7 +22,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from ase.io import read
 
 from dynnmr import tensorfiles
 from dynnmr.inference import predict_images
@@ -58,7 +57,7 @@ def main():
     for item in args.frames:
         path, _, frames = item.rpartition(":")
         for k in (int(f) for f in frames.split(",")):
-            out = read(path, index=k)
+            (out,) = tensorfiles.read(path, index=str(k))
             predict_images(net, info, [out], uncertainty=False)
             keep = out.numbers == 8
             keep[sorted(done.get((Path(path).name, k), ()))] = False

@@ -177,6 +177,24 @@ def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
     assert [h["epoch"] for h in json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]] == [1, 2]
 
 
+def test_checkpoints_from_before_train_only_resume(tiny_config, tmp_path):
+    """A checkpoint whose config has no ``train_only`` in its data items (written before
+    the option existed) resumes; one with another data option is still refused."""
+    train(tiny_config, tmp_path / "run", epochs=1, log=lambda m: None)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    saved = torch.load(ckpt, weights_only=True)
+    for entry in saved["config"]["data"]:
+        assert entry.pop("train_only") is False
+    torch.save(saved, ckpt)
+    train(tiny_config, tmp_path / "run", epochs=2, log=lambda m: None)
+    assert [h["epoch"] for h in json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]] == [1, 2]
+    saved = torch.load(ckpt, weights_only=True)
+    saved["config"]["data"][0]["train_only"] = True
+    torch.save(saved, ckpt)
+    with pytest.raises(ValueError, match="another data"):
+        train(tiny_config, tmp_path / "run", epochs=3, log=lambda m: None)
+
+
 def test_model_file_is_self_describing(tiny_config, tmp_path):
     path = train(tiny_config, tmp_path / "m", log=lambda m: None)
     model, info = modelfile.load_model(path)
