@@ -25,6 +25,7 @@ import numpy as np
 
 from dynnmr import tensorfiles
 from dynnmr.inference import predict_images
+from dynnmr.label import labelled_atoms
 from dynnmr.modelfile import load_model
 
 
@@ -33,12 +34,8 @@ def labelled_sites(label_files):
     done = {}
     for path in label_files:
         for atoms in tensorfiles.read(path):
-            key = (Path(str(atoms.info["source"])).name, int(atoms.info["source_frame"]))
-            has = np.zeros(len(atoms), bool)
-            for t in ("ms", "efg"):
-                if t in atoms.arrays:
-                    has |= np.isfinite(atoms.arrays[t]).all(axis=(1, 2))
-            done.setdefault(key, set()).update(np.flatnonzero(has).tolist())
+            for source, sites in labelled_atoms([atoms]).items():  # one frame: its own sites
+                done.setdefault((Path(source).name, int(atoms.info["source_frame"])), set()).update(sites)
     return done
 
 
@@ -67,9 +64,8 @@ def main():
             images.append(out)
             print(f"{path} frame {k}: {int(keep.sum())} O sites", flush=True)
     tensorfiles.write_extxyz(args.out, images)
-    print(
-        f"wrote {args.out}: {len(images)} frames, {sum(int(np.isfinite(a.arrays['efg'][:, 0, 0]).sum()) for a in images)} O sites"
-    )
+    n_sites = sum(int(np.isfinite(a.arrays["efg"][:, 0, 0]).sum()) for a in images)
+    print(f"wrote {args.out}: {len(images)} frames, {n_sites} O sites")
 
 
 if __name__ == "__main__":
