@@ -82,12 +82,18 @@ def run_model(net, graph, idx, sites=None, uncertainty=False, info=None):
     """``(tensors, spreads)``: ``{target: (M, 3, 3)}`` on the model's device, and with
     ``uncertainty`` on a committee model ``{target: (tensor_std (M, 9), param_std (M, P))}``
     as numpy (:func:`dynnmr.uncertainty.spread`, times the calibration factors in the
-    model's ``info``, per element; none without ``info``); else ``{}``."""
+    model's ``info``, per element; none without ``info``); else ``{}``. On a GPU the spread
+    is computed there, in float64, and only it comes back (on the CPU NumPy's eigenvalue
+    loop is the faster)."""
     if not uses_committee(net, uncertainty):
         return net(graph, species_idx=idx, sites=sites), {}
     members = net.members(graph, species_idx=idx, sites=sites)
     numbers = (graph.numbers if sites is None else graph.numbers[sites.to(graph.numbers.device)]).cpu().numpy()
-    spreads = {t: spread(t, m.double().cpu().numpy(), site_scales(info or {}, t, numbers)) for t, m in members.items()}
+    spreads = {}
+    for t, m in members.items():
+        m = m.double()
+        sd = spread(t, m.numpy() if m.device.type == "cpu" else m, site_scales(info or {}, t, numbers))
+        spreads[t] = tuple(x.cpu().numpy() if torch.is_tensor(x) else x for x in sd)
     return {t: m.mean(dim=1) for t, m in members.items()}, spreads
 
 

@@ -1,6 +1,10 @@
 """NMR tensor algebra: spherical decomposition, shielding and EFG parameters, orientations.
 
-Pure numpy, vectorised over any leading shape ``(..., 3, 3)``. Every other stage of
+Vectorised over any leading shape ``(..., 3, 3)``, in NumPy float64. The parameter
+functions (:func:`eigenvalues`, :func:`haeberlen`, :func:`herzfeld_berger`,
+:func:`efg_parameters` and what they use) also take torch tensors and compute where the
+tensor lives (the array API, through array-api-compat), so that the engine derives the
+committee's parameter spread on the GPU with these same lines. Every other stage of
 dynnmr (model outputs, parameter tables, averaging, spectra) goes through these
 functions, so each convention is stated once, here.
 
@@ -32,7 +36,10 @@ Conventions
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from array_api_compat import array_namespace, is_torch_array
 
 # Unit conversions -------------------------------------------------------------------
 #: One atomic unit of electric field gradient in V/m^2 (E_h / (e a_0^2)).
@@ -92,9 +99,16 @@ def irrep(tensor, l):
     return to_spherical(tensor)[..., IRREP_SLICES[l]]
 
 
+def _float(tensor):
+    """``(array, namespace)``: a torch tensor as it is (its device and dtype), anything else
+    as a float64 NumPy array."""
+    t = tensor if is_torch_array(tensor) else np.asarray(tensor, dtype=float)
+    return t, array_namespace(t)
+
+
 def symmetric_part(tensor):
-    t = np.asarray(tensor, dtype=float)
-    return 0.5 * (t + np.swapaxes(t, -1, -2))
+    t, xp = _float(tensor)
+    return 0.5 * (t + xp.matrix_transpose(t))
 
 
 def antisymmetric_vector(tensor):
@@ -112,20 +126,37 @@ def antisymmetric_vector(tensor):
 
 def isotropic(tensor):
     """Trace / 3 (for shielding: sigma_iso in ppm)."""
-    return np.trace(np.asarray(tensor, dtype=float), axis1=-2, axis2=-1) / 3.0
+    t, xp = _float(tensor)
+    return xp.linalg.trace(t) / 3.0
 
 
 # Principal frames ------------------------------------------------------------------
+#: Matrices per call of torch's batched eigensolver: on a GPU, cuSOLVER's batched syev
+#: fails on larger batches (an internal error at 396,000 3x3 matrices on an H200; others
+#: report the limit near 32,000); each matrix is solved alone, so chunks change nothing.
+TORCH_EIGEN_BATCH = 16384
+
+
+def _eigvalsh(sym, xp):
+    """Ascending eigenvalues of symmetric ``sym`` (..., 3, 3); torch's in chunks."""
+    n = math.prod(sym.shape[:-2])
+    if not is_torch_array(sym) or n <= TORCH_EIGEN_BATCH:
+        return xp.linalg.eigvalsh(sym)
+    flat, step = xp.reshape(sym, (n, 3, 3)), TORCH_EIGEN_BATCH
+    chunks = [xp.linalg.eigvalsh(flat[i : i + step]) for i in range(0, n, step)]
+    return xp.reshape(xp.concat(chunks), (*sym.shape[:-2], 3))
+
+
 def _eigh(sym, vectors=True):
     """``np.linalg.eigh`` (or ``eigvalsh``) that gives NaN for a non-finite tensor instead of
     failing: NaN rows are the missing-label marker of every tensor array here."""
-    sym = np.asarray(sym, dtype=float)
-    bad = ~np.isfinite(sym).all(axis=(-2, -1))
-    if not bad.any():
-        return np.linalg.eigh(sym) if vectors else np.linalg.eigvalsh(sym)
-    clean = np.where(bad[..., None, None], 0.0, sym)
+    sym, xp = _float(sym)
+    bad = ~xp.all(xp.isfinite(sym), axis=(-2, -1))
+    if not xp.any(bad):
+        return np.linalg.eigh(sym) if vectors else _eigvalsh(sym, xp)
+    clean = xp.where(bad[..., None, None], 0.0, sym)
     if not vectors:
-        return np.where(bad[..., None], np.nan, np.linalg.eigvalsh(clean))
+        return xp.where(bad[..., None], xp.nan, _eigvalsh(clean, xp))
     vals, vecs = np.linalg.eigh(clean)
     return np.where(bad[..., None], np.nan, vals), np.where(bad[..., None, None], np.nan, vecs)
 
@@ -133,7 +164,9 @@ def _eigh(sym, vectors=True):
 def _distance_order(vals, center):
     """Indices sorting ascending eigenvalues by ``|lambda - center|``; a stable sort, so ties
     keep the ascending order and degenerate cases are reproducible."""
-    return np.argsort(np.abs(vals - np.asarray(center)[..., None]), axis=-1, kind="stable")
+    xp = array_namespace(vals)
+    center = center[..., None] if hasattr(center, "shape") else center
+    return xp.argsort(xp.abs(vals - center), axis=-1, stable=True)
 
 
 def _ordered_eigensystem(tensor, center):
@@ -168,19 +201,21 @@ def efg_principal(tensor):
 
 
 def _safe_ratio(num, den, tol):
-    den = np.asarray(den, dtype=float)
-    small = np.abs(den) <= tol
-    return np.where(small, 0.0, np.asarray(num) / np.where(small, 1.0, den))
+    xp = array_namespace(den)
+    small = xp.abs(den) <= tol
+    return xp.where(small, 0.0, num / xp.where(small, 1.0, den))
 
 
-def _scale(tensor):
-    return np.abs(np.asarray(tensor, dtype=float)).max(axis=(-2, -1))
+def _tolerance(tensor, rtol):
+    """``rtol`` times the tensor's largest |component|: below it a ratio's denominator is zero."""
+    t, xp = _float(tensor)
+    return rtol * xp.clip(xp.max(xp.abs(t), axis=(-2, -1)), min=1e-300)
 
 
 # Shielding and shift -----------------------------------------------------------------
 def _by_distance(vals, center):
     """Eigenvalues reordered ascending in ``|lambda - center|``."""
-    return np.take_along_axis(vals, _distance_order(vals, center), axis=-1)
+    return array_namespace(vals).take_along_axis(vals, _distance_order(vals, center), axis=-1)
 
 
 def eigenvalues(tensor):
@@ -203,10 +238,10 @@ def haeberlen(tensor, rtol=1e-10, eigvals=None):
     """
     iso = isotropic(tensor)
     vals = eigenvalues(tensor) if eigvals is None else eigvals
-    yy, xx, zz = np.moveaxis(_by_distance(vals, iso), -1, 0)  # |s_zz - iso| >= |s_xx - iso| >= |s_yy - iso|
+    ordered = _by_distance(vals, iso)  # |s_zz - iso| >= |s_xx - iso| >= |s_yy - iso|
+    yy, xx, zz = ordered[..., 0], ordered[..., 1], ordered[..., 2]
     zeta = zz - iso
-    tol = rtol * np.maximum(_scale(tensor), 1e-300)
-    eta = np.clip(_safe_ratio(yy - xx, zeta, tol), 0.0, 1.0)
+    eta = array_namespace(zeta).clip(_safe_ratio(yy - xx, zeta, _tolerance(tensor, rtol)), 0.0, 1.0)
     return {"iso": iso, "zeta": zeta, "delta_aniso": 1.5 * zeta, "eta": eta}
 
 
@@ -225,8 +260,9 @@ def herzfeld_berger(tensor, rtol=1e-10, shift=False, eigvals=None):
     vals = eigenvalues(tensor) if eigvals is None else eigvals
     iso = isotropic(tensor)
     span = vals[..., 2] - vals[..., 0]
-    tol = rtol * np.maximum(_scale(tensor), 1e-300)
-    skew = np.clip(_safe_ratio(3.0 * (iso - vals[..., 1]), span, tol), -1.0, 1.0)
+    skew = array_namespace(span).clip(
+        _safe_ratio(3.0 * (iso - vals[..., 1]), span, _tolerance(tensor, rtol)), -1.0, 1.0
+    )
     return {"span": span, "skew": -skew if shift else skew}
 
 
@@ -262,16 +298,17 @@ def tensor_from_haeberlen(iso, zeta, eta, euler_deg=(0.0, 0.0, 0.0)):
 
 
 # EFG --------------------------------------------------------------------------------
-def efg_parameters(tensor, rtol=1e-10):
+def efg_parameters(tensor, rtol=1e-10, eigvals=None):
     """``Vzz`` (tensor units) and ``eta_Q`` in [0, 1] (0 where Vzz vanishes).
 
     >>> p = efg_parameters(np.diag([-1.0, -2.0, 3.0]))  # |V_zz| >= |V_yy| >= |V_xx|
     >>> print(float(p["Vzz"]), round(float(p["eta_Q"]), 4))
     3.0 0.3333
     """
-    xx, yy, zz = np.moveaxis(_by_distance(eigenvalues(tensor), 0.0), -1, 0)  # |V_zz| >= |V_yy| >= |V_xx|
-    tol = rtol * np.maximum(_scale(tensor), 1e-300)
-    eta = np.clip(_safe_ratio(xx - yy, zz, tol), 0.0, 1.0)
+    vals = eigenvalues(tensor) if eigvals is None else eigvals
+    ordered = _by_distance(vals, 0.0)  # |V_zz| >= |V_yy| >= |V_xx|
+    xx, yy, zz = ordered[..., 0], ordered[..., 1], ordered[..., 2]
+    eta = array_namespace(zz).clip(_safe_ratio(xx - yy, zz, _tolerance(tensor, rtol)), 0.0, 1.0)
     return {"Vzz": zz, "eta_Q": eta}
 
 
@@ -391,7 +428,7 @@ def shielding_euler(tensor, rtol=1e-8):
     Returns ``(alpha, beta, gamma)`` arrays; see the module docstring for the convention.
     """
     vals, vecs = shielding_principal(tensor)
-    tol = rtol * np.maximum(_scale(tensor), 1e-300)
+    tol = _tolerance(tensor, rtol)
     iso_mask = np.abs(vals[..., 2] - isotropic(tensor)) <= tol
     axial = np.abs(vals[..., 1] - vals[..., 0]) <= tol
     return _canonical_frame(vecs, axial, iso_mask)
@@ -400,7 +437,7 @@ def shielding_euler(tensor, rtol=1e-8):
 def efg_euler(tensor, rtol=1e-8):
     """ZYZ active Euler angles (deg) of the EFG principal frame (|Vzz| >= |Vyy| >= |Vxx|)."""
     vals, vecs = efg_principal(tensor)
-    tol = rtol * np.maximum(_scale(tensor), 1e-300)
+    tol = _tolerance(tensor, rtol)
     iso_mask = np.abs(vals[..., 2]) <= tol
     axial = np.abs(vals[..., 1] - vals[..., 0]) <= tol
     return _canonical_frame(vecs, axial, iso_mask)
@@ -430,7 +467,7 @@ def misorientation_deg(t1, t2, kind="shielding", axial_rtol=1e-3):
         return np.abs(vals[..., 2] - ref)
 
     a1, a2 = _aniso(v1, t1), _aniso(v2, t2)
-    iso_mask = (a1 <= 1e-12 * np.maximum(_scale(t1), 1e-300)) | (a2 <= 1e-12 * np.maximum(_scale(t2), 1e-300))
+    iso_mask = (a1 <= _tolerance(t1, 1e-12)) | (a2 <= _tolerance(t2, 1e-12))
     axial = (np.abs(v1[..., 1] - v1[..., 0]) <= axial_rtol * np.maximum(a1, 1e-300)) | (
         np.abs(v2[..., 1] - v2[..., 0]) <= axial_rtol * np.maximum(a2, 1e-300)
     )

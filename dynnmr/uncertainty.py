@@ -21,6 +21,7 @@ the spread beyond which a site lies outside what the model was trained on.
 from __future__ import annotations
 
 import numpy as np
+from array_api_compat import array_namespace, device, is_torch_array
 
 #: Per target, the parameters whose member spread is stored, in order (units in the names;
 #: the fields of :class:`dynnmr.params.ShieldingParameters` / ``QuadrupolarParameters``).
@@ -31,27 +32,35 @@ MIN_SITES = 5
 KEY_PARAMETER = {"ms": "sigma_iso_ppm", "efg": "Vzz_au"}
 
 
-def parameters(target, tensors) -> np.ndarray:
-    """NMR parameters (..., P) of tensors (..., 3, 3), in :data:`PARAMETERS` order."""
-    from .params import QuadrupolarParameters, ShieldingParameters
+def parameters(target, tensors):
+    """NMR parameters (..., P) of tensors (..., 3, 3), in :data:`PARAMETERS` order: a NumPy
+    array, or a torch tensor on the input's device for a torch input (:mod:`dynnmr.tensors`
+    computes where the tensor lives)."""
+    from . import tensors as T
 
+    vals = T.eigenvalues(tensors)  # one diagonalisation serves every parameter
     if target == "ms":
-        p = ShieldingParameters.of(tensors)
-        return np.stack([p.sigma_iso_ppm, p.zeta_ppm, p.eta, p.span_ppm, p.skew], axis=-1)
-    q = QuadrupolarParameters.of(tensors)
-    return np.stack([q.Vzz_au, q.eta_Q], axis=-1)
+        h, hb = T.haeberlen(tensors, eigvals=vals), T.herzfeld_berger(tensors, eigvals=vals)
+        columns = [h["iso"], h["zeta"], h["eta"], hb["span"], hb["skew"]]
+    else:
+        q = T.efg_parameters(tensors, eigvals=vals)
+        columns = [q["Vzz"], q["eta_Q"]]
+    return array_namespace(vals).stack(columns, axis=-1)
 
 
 def spread(target, members, scale=1.0):
     """``(tensor_std, param_std)`` of members ``(..., heads, 3, 3)``: component-wise
     (..., 9) and per parameter (..., P) standard deviations over the heads (ddof 1),
     times ``scale`` (one number, or one per site, shape (...)). NaN where the members are
-    NaN (sites not covered)."""
-    members = np.asarray(members, dtype=np.float64)
-    scale = np.asarray(scale, dtype=np.float64)[..., None]
-    flat = members.reshape(*members.shape[:-2], 9)
-    tensor_std = flat.std(axis=-2, ddof=1) * scale
-    param_std = parameters(target, members).std(axis=-2, ddof=1) * scale
+    NaN (sites not covered). Members given as a torch tensor give torch tensors, computed
+    on its device (the engine's GPU path); anything else gives float64 NumPy arrays."""
+    if not is_torch_array(members):
+        members = np.asarray(members, dtype=np.float64)
+    xp = array_namespace(members)
+    scale = xp.asarray(np.asarray(scale, dtype=np.float64), dtype=members.dtype, device=device(members))[..., None]
+    flat = xp.reshape(members, (*members.shape[:-2], 9))
+    tensor_std = xp.std(flat, axis=-2, correction=1) * scale
+    param_std = xp.std(parameters(target, members), axis=-2, correction=1) * scale
     return tensor_std, param_std
 
 

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from dynnmr import modelfile, tensorfiles
@@ -42,6 +43,45 @@ def test_spread_of_members_is_the_spread_of_each_members_parameters():
     # NaN members (a site not covered) give NaN, not an error
     _, p = U.spread("efg", np.full((1, 3, 3, 3), np.nan))
     assert np.isnan(p).all()
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])  # fmt: skip
+@pytest.mark.parametrize("target", ["ms", "efg"])
+def test_spread_of_torch_members_equals_numpys(target, device):
+    """The engine's GPU path hands torch tensors to the same code: equal results in float64,
+    on general, axial, isotropic, zero and not-covered (NaN) sites alike."""
+
+    rng = np.random.default_rng(1)
+    members = rng.normal(size=(40, 4, 3, 3)) * 30
+    members[1] = np.diag([5.0, 5.0, -10.0])  # axial: eta 0
+    members[2] = 7.0 * np.eye(3)  # isotropic: zeta 0, eta 0
+    members[3] = 0.0
+    members[4] = np.nan
+    members[5, 2] = np.diag([1.0, 2.0, 3.0])  # one member with distinct, ordered values
+    scale = rng.uniform(0.5, 3.0, 40)
+    ref = U.spread(target, members, scale)
+    got = [x.cpu() for x in U.spread(target, torch.from_numpy(members).to(device), scale)]
+    for r, g in zip(ref, got):
+        assert torch.is_tensor(g) and g.dtype == torch.float64
+        np.testing.assert_allclose(g.numpy(), r, rtol=1e-12, atol=1e-12)
+    assert np.isnan(got[1][4].numpy()).all() and np.isfinite(got[1][:4].numpy()).all()
+    np.testing.assert_allclose(U.parameters(target, torch.from_numpy(members[:4]).to(device)).cpu().numpy(),
+                               U.parameters(target, members[:4]), rtol=1e-12, atol=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])  # fmt: skip
+def test_torch_eigenvalues_of_a_large_batch_come_in_chunks(device, monkeypatch):
+    """A batch beyond what cuSOLVER's batched solver takes (about 32,000 matrices) gives
+    NumPy's eigenvalues; on the CPU the chunking is exercised with a small chunk."""
+    n = 100_000 if device == "cuda" else 1_000
+    if device == "cpu":
+        monkeypatch.setattr(T, "TORCH_EIGEN_BATCH", 64)
+    members = np.random.default_rng(2).normal(size=(n // 4, 4, 3, 3))
+    members[7] = np.nan
+    got = T.eigenvalues(torch.from_numpy(members).to(device)).cpu().numpy()
+    np.testing.assert_allclose(got, T.eigenvalues(members), rtol=1e-10, atol=1e-12)
 
 
 def test_scale_calibration_and_threshold_against_direct_values():
