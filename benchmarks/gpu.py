@@ -7,7 +7,9 @@ Usage: python benchmarks/gpu.py [--model silicate-29si] [--kernel fused|e3nn] [-
    and timed separately; median of 5 runs after a warm-up, with CUDA synchronisation.
 2. `analyze` of the bundled 3,000-atom amorphous SiO2 trajectory, graphs on the GPU
    and in the CPU reader thread.
-3. `analyze` of a 24,000-atom glass (the bundled frames tiled 2x2x2, 300 frames).
+3. `analyze` of a 24,000-atom glass (the bundled frames tiled 2x2x2, 300 frames); for a
+   committee model also with ``uncertainty`` off, graphs on the GPU: the committee's
+   cost factor (spread stored against the members' mean alone, same trunk).
 End-to-end rates count trajectory atoms (frames x atoms per frame) per second of wall
 time, model loading and store creation included; silicate-29si stores the Si sites.
 ``--kernel e3nn`` runs everything on e3nn's tensor product (``tensorproduct.reference``);
@@ -74,12 +76,12 @@ def tiled_glass(path, frames, reps=2):
     return len(src[0].numbers) * len(shifts)
 
 
-def end_to_end(traj, model, graphs, device, frames=None):
+def end_to_end(traj, model, graphs, device, frames=None, uncertainty=True):
     prof = Profile()
     with tempfile.TemporaryDirectory() as tmp:
         analyze(traj, Path(tmp) / "s.zarr", model=model, frames=frames, device=device, graphs=graphs,
-                progress=False, overwrite=True, profile=prof)  # fmt: skip
-    return {"graphs": graphs, "frames": prof.frames, "atoms": prof.atoms, "wall_s": prof.wall,
+                progress=False, overwrite=True, profile=prof, uncertainty=uncertainty)  # fmt: skip
+    return {"graphs": graphs, "uncertainty": uncertainty, "frames": prof.frames, "atoms": prof.atoms, "wall_s": prof.wall,
             "atoms_per_s": prof.atoms / prof.wall, "read_graph_s": prof.read_graph, "model_s": prof.model,
             "store_s": prof.write}  # fmt: skip
 
@@ -115,11 +117,17 @@ def run(args):
         big = Path(tmp) / "glass24k.extxyz"
         res["glass_24000_atoms"] = tiled_glass(big, args.big_frames)
         res["glass_24000"] = [end_to_end(big, args.model, g, dev) for g in ("device", "cpu")]
+        if getattr(model, "heads", 1) > 1:
+            res["glass_24000"].append(end_to_end(big, args.model, "device", dev, uncertainty=False))
+            on, off = res["glass_24000"][0], res["glass_24000"][-1]
+            res["committee_factor"] = off["atoms_per_s"] / on["atoms_per_s"]
     for key in ("glass_3000", "glass_24000"):
         for r in res[key]:
-            print(f"analyze {key} graphs={r['graphs']}: {r['frames']} frames, {r['atoms_per_s']:,.0f} atoms/s "
+            print(f"analyze {key} graphs={r['graphs']} uncertainty={r['uncertainty']}: {r['frames']} frames, {r['atoms_per_s']:,.0f} atoms/s "
                   f"(read+graph {r['read_graph_s']:.1f} s, model {r['model_s']:.1f} s, store {r['store_s']:.1f} s, "
                   f"wall {r['wall_s']:.1f} s)", flush=True)  # fmt: skip
+    if "committee_factor" in res:
+        print(f"committee cost, uncertainty on / off (24,000 atoms, graphs on the GPU): x{res['committee_factor']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
 

@@ -104,7 +104,9 @@ def test_config_is_the_bundled_models_recipe(bundled):
     gipaw = ({"ms": -1.0}, {"ms": 833.0})  # the GIPAW labels are C - sigma: negated, on the B3LYP cluster level
     # 17O EFG labels x 0.957: the basis and cluster limit from theory (configs/sio2.yaml)
     labels = [({"efg": 0.957}, None)] * 2  # the first cluster labels, those of the realistic trajectories
-    assert scales == ([gipaw, *labels] if info["name"].startswith("sio2") else [gipaw])
+    teacher = [(None, None)] if info["name"] == "sio2" else []  # sio2-x2's tensors, train_only (distillation)
+    assert scales == ([gipaw, *labels, *teacher] if info["name"].startswith("sio2") else [gipaw])
+    assert [d["train_only"] for d in cfg["data"]] == [False] * (len(scales) - len(teacher)) + [True] * len(teacher)
 
 
 def test_29si_runs_the_way_shielding_does(bundled, shared_data):
