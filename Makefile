@@ -38,7 +38,7 @@ model: install
 	cp runs/silicate-29si/silicate-29si.pt dynnmr/data/models/
 	cp runs/silicate-29si/metrics.json dynnmr/data/models/silicate-29si.metrics.json
 
-# Retrain the default model sio2 (GIPAW 29Si + the cluster labels, a 4-head committee; about 80 min on 1 thread).
+# Retrain the default model sio2 (GIPAW 29Si + the cluster labels + the teacher file, a 4-head committee; about 2.3 h on 1 thread).
 sio2-model: install
 	$(VENV)/bin/dynnmr train configs/sio2.yaml -o runs/sio2
 	cp runs/sio2/sio2.pt dynnmr/data/models/
