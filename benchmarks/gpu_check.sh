@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU checks, as one script for the device machine (torch and e3nn there; the other
 # packages carried as .whl/ and .cue/cue.tar.xz, made by benchmarks/gpu_wheels.sh):
-# the fused kernel's CUDA test, the default model's speed on the fused kernel and on
-# e3nn (the issue's target), the other CUDA tests, then the small silicate-29si model.
+# the CUDA tests of the fused kernel and of the spread, the spread's cost
+# (benchmarks/gpu_spread.py), the default model's speed on the fused kernel and on e3nn
+# (the issue's target), the other CUDA tests, then the small silicate-29si model.
 # The most wanted numbers come first, so a run stopped at its limit still returns them.
-# Results land in $OUT (pytest.log, gpu.log, gpu-MODEL-KERNEL.json).
+# Results land in $OUT (pytest.log, gpu.log, gpu-spread.json, gpu-MODEL-KERNEL.json).
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 if [ -f .cue/cue.tar.xz ]; then tar -xJf .cue/cue.tar.xz -C /tmp || exit 1; fi
@@ -15,7 +16,10 @@ python3 -c "import torch, e3nn, numba, vesin_torch; print('torch', torch.__versi
 python3 -c "import cuequivariance_ops_torch, cuequivariance_torch" 2>&1 | tail -3 | tee -a "$OUT/gpu.log"
 python3 -c "from dynnmr import tensorproduct; print('cuequivariance kernels:', tensorproduct.cuda_kernels())" | tee -a "$OUT/gpu.log"
 pytest() { python3 -m pytest -q -p no:cacheprovider -ra "$@" 2>&1 | tee -a "$OUT/pytest.log"; }
-pytest tests/test_tensorproduct.py -k cuda
+pytest tests/test_tensorproduct.py tests/test_uncertainty.py -k "cuda or torch"
+# the committee spread's cost on the GPU (the package path against torch's solver alone, a
+# closed-form alternative and NumPy on the host), before the end-to-end runs that include it
+python3 benchmarks/gpu_spread.py --json "$OUT/gpu-spread.json" 2>&1 | tee -a "$OUT/gpu.log"
 # the issue's GPU target: the default model (a committee) with the uncertainty stored,
 # on the fused kernel (cuequivariance, when it came along) and on e3nn
 bench() { python3 benchmarks/gpu.py --model "$1" --kernel "$2" --sizes 7,14 --big-frames 150 --json "$OUT/gpu-$1-$2.json" 2>&1 | tee -a "$OUT/gpu.log"; }
