@@ -19,7 +19,7 @@ from dynnmr.config import load_config
 from dynnmr.evaluate import committee_sites
 from dynnmr.modelfile import load_model
 from dynnmr.samples import load_samples, split_samples
-from dynnmr.uncertainty import parameters
+from dynnmr.uncertainty import fit_scale, parameters
 
 
 def main(models):
@@ -36,8 +36,8 @@ def main(models):
         z = np.abs(err / raw)
         top = np.argsort(z)[-5:]
         print(f"{name}: {o.sum()} validation O shielding sites, sigma_iso MAE {np.abs(err).mean():.2f} ppm, "
-              f"median raw spread {np.median(raw):.3f} ppm; factor {np.sqrt(np.mean(z**2)):.1f} "
-              f"(without the largest |z|: {np.sqrt(np.mean(np.sort(z)[:-1] ** 2)):.1f}; "
+              f"median raw spread {np.median(raw):.3f} ppm; factor {fit_scale(err, raw):.1f} "
+              f"(without the largest |z|: {fit_scale(np.delete(err, top[-1]), np.delete(raw, top[-1])):.1f}; "
               f"median |z| / 0.674: {np.median(z) / 0.674:.1f}); largest |z| {np.round(z[top], 1).tolist()}, "
               f"errors {np.round(np.abs(err[top]), 2).tolist()} ppm, raw spreads {np.round(raw[top], 3).tolist()} ppm")  # fmt: skip
 
