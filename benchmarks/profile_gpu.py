@@ -1,0 +1,69 @@
+"""Where the time of `analyze` goes on the GPU: the engine's stages and torch.profiler's
+operators over a short `analyze` of the 24,000-atom glass (the bundled frames tiled
+2x2x2, as benchmarks/gpu.py), graphs on the GPU, the model's default outputs (a
+committee stores its spread), once per message path (the fused kernel and e3nn).
+
+Usage: python benchmarks/profile_gpu.py [--model sio2] [--frames 12]
+
+Each path runs one unprofiled `analyze` of the same frames first (model load, CUDA
+context, kernel set-up), then the profiled one. Printed per path: the engine's stage
+profile, then the operators with the most GPU time (self) and with the most CPU time
+(total: CPU work launching, converting and waiting, which a GPU-bound run would not
+show). ``--device cpu`` tries the script where no GPU is (CPU operators only).
+"""
+
+import argparse
+import contextlib
+import tempfile
+from pathlib import Path
+
+import torch
+from gpu import tiled_glass  # benchmarks/, beside this script
+from torch.profiler import ProfilerActivity, profile
+
+from dynnmr import tensorproduct
+from dynnmr.engine import Profile, analyze
+
+
+def profiled_analyze(traj, model, device, frames):
+    """``(engine stage report, torch.profiler result)`` of one `analyze`, after an
+    unprofiled warm-up run over the same frames."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        run = dict(model=model, frames=f"0:{frames}", device=device, progress=False, overwrite=True)
+        analyze(traj, Path(tmp) / "warm.zarr", graphs="device", **run)
+        stages = Profile()
+        with profile(activities=activities) as prof:
+            analyze(traj, Path(tmp) / "s.zarr", graphs="device", profile=stages, **run)
+            if device == "cuda":
+                torch.cuda.synchronize()
+    return stages.report(), prof
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="sio2")
+    p.add_argument("--frames", type=int, default=12, help="frames of the 24,000-atom glass per run")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--rows", type=int, default=25)
+    args = p.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    with tempfile.TemporaryDirectory() as tmp:
+        traj = Path(tmp) / "glass24k.extxyz"
+        atoms = tiled_glass(traj, args.frames)
+        for path, context in (("fused", contextlib.nullcontext), ("e3nn", tensorproduct.reference)):
+            with context():
+                stages, prof = profiled_analyze(traj, args.model, args.device, args.frames)
+            events = prof.key_averages()
+            text = [f"{args.model}, {path} path, {args.frames} frames x {atoms} atoms, {args.device}", stages]
+            if args.device == "cuda":
+                text += [
+                    "operators by GPU time (self):",
+                    events.table(sort_by="self_device_time_total", row_limit=args.rows),
+                ]
+            text += ["operators by CPU time (total):", events.table(sort_by="cpu_time_total", row_limit=args.rows)]
+            print("\n".join(text), flush=True)
+
+
+if __name__ == "__main__":
+    main()
