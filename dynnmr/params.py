@@ -24,6 +24,7 @@ import numpy as np
 
 from . import tensors as T
 from .isotopes import isotope_for
+from .uncertainty import parameters
 
 COLUMNS = [
     "structure", "index", "species",
@@ -63,11 +64,11 @@ class ShieldingParameters:
 
     @classmethod
     def of(cls, ms_ppm) -> ShieldingParameters:
-        """From shielding tensors ``(..., 3, 3)`` in ppm."""
-        vals = T.eigenvalues(ms_ppm)  # one diagonalisation serves both conventions
-        h, hb = T.haeberlen(ms_ppm, eigvals=vals), T.herzfeld_berger(ms_ppm, eigvals=vals)
-        return cls(h["iso"], h["zeta"], h["eta"], hb["span"], hb["skew"],
-                   np.linalg.norm(T.antisymmetric_vector(ms_ppm), axis=-1))  # fmt: skip
+        """From shielding tensors ``(..., 3, 3)`` in ppm: the columns of
+        :func:`dynnmr.uncertainty.parameters` (the fields' order) and the antisymmetric norm."""
+        ms_ppm = np.asarray(ms_ppm, dtype=np.float64)
+        columns = np.moveaxis(parameters("ms", ms_ppm), -1, 0)
+        return cls(*columns, np.linalg.norm(T.antisymmetric_vector(ms_ppm), axis=-1))
 
     def delta_iso_ppm(self, sigma_ref_ppm):
         """Isotropic shift against ``sigma_ref_ppm`` (IUPAC: delta = sigma_ref - sigma)."""
