@@ -45,6 +45,9 @@ SCHEMA = {
     "references": None,
 }  # fmt: skip
 REFERENCE_KEYS = {"structure", "shift_ppm"}
+#: What a data item's labels are for besides the split (:func:`data_entry`; both false:
+#: the file is split into training, validation and test structures).
+ROLES = ("train_only", "calibration_only")
 
 
 def _check_keys(path, where, keys, allowed):
@@ -139,14 +142,19 @@ def data_entry(config_path, entry) -> dict:
     ``train_only: true``: the file's structures all train and none validates or tests
     (labels that are not DFT, such as a teacher model's predictions for distillation:
     early stopping, calibration and test metrics see only the other files' labels).
+    ``calibration_only: true``: the file's labels neither train, validate nor test; a
+    committee's calibration factors are fitted on them (independent structures, e.g.
+    glasses quenched from other random starts, whose errors are those a user meets; see
+    :func:`dynnmr.uncertainty.calibrate`).
     """
     from ase.data import atomic_numbers
 
     entry = {"path": entry} if isinstance(entry, str) else dict(entry)
-    unknown = set(entry) - {"path", "scale", "offset", "species", "train_only"}
+    unknown = set(entry) - {"path", "scale", "offset", "species", *ROLES}
     if "path" not in entry or unknown:
         raise ValueError(f"{config_path}: a data item is a file name or {{path: FILE, scale: {{target: factor}}, "
-                         f"offset: {{target: ppm}}, species: {{target: [elements]}}, train_only: BOOL}}, not {entry!r}")  # fmt: skip
+                         f"offset: {{target: ppm}}, species: {{target: [elements]}}, train_only: BOOL, "
+                         f"calibration_only: BOOL}}, not {entry!r}")  # fmt: skip
     scale = {str(t): float(f) for t, f in (entry.get("scale") or {}).items()}
     offset = {str(t): float(c) for t, c in (entry.get("offset") or {}).items()}
     if "efg" in offset:
@@ -159,12 +167,15 @@ def data_entry(config_path, entry) -> dict:
         raise ValueError(
             f"{config_path}: scale, offset or species for unknown target(s) {sorted(bad)} in data item {entry['path']}"
         )
-    train_only = entry.get("train_only", False)
-    if not isinstance(train_only, bool):
-        raise ValueError(f"{config_path}: train_only is true or false, not {train_only!r} (data item {entry['path']})")
+    roles = {role: entry.get(role, False) for role in ROLES}
+    for role, on in roles.items():
+        if not isinstance(on, bool):
+            raise ValueError(f"{config_path}: {role} is true or false, not {on!r} (data item {entry['path']})")
+    if all(roles.values()):
+        raise ValueError(f"{config_path}: a data item is train_only or calibration_only, not both ({entry['path']})")
     unknown_el = sorted({str(e) for els in species.values() for e in els} - set(atomic_numbers))
     if unknown_el:
         raise ValueError(f"{config_path}: unknown element(s) {unknown_el} in species of data item {entry['path']}")
     return {"path": str((Path(config_path).parent / entry["path"]).resolve()), "scale": scale, "offset": offset,
             "species": {t: sorted(atomic_numbers[str(e)] for e in els) for t, els in species.items()},
-            "train_only": train_only}  # fmt: skip
+            **roles}  # fmt: skip

@@ -17,6 +17,7 @@ import torch
 
 from . import tensorfiles
 from . import tensors as T
+from .config import ROLES
 from .graphs import collate, structure_arrays
 from .model import TARGET_COMPONENTS, target_irrep_columns
 
@@ -36,7 +37,7 @@ def load_samples(data, targets, cutoff):
             s = structure_arrays(atoms, cutoff, source=path, frame=k)
             s["id"] = f"{Path(path).name}:{atoms.info.get('structure_id', k)}"
             s["source"] = Path(path).name
-            s["train_only"] = bool(entry.get("train_only", False))
+            s.update({role: bool(entry.get(role, False)) for role in ROLES})
             for t in targets:
                 arr = atoms.arrays.get(t)
                 if arr is None:
@@ -78,14 +79,15 @@ def split_samples(samples, split):
     ``train_fraction`` (0 < f <= 1) keeps that share of the training structures, drawn
     with ``seed`` so that smaller shares are subsets of larger ones (learning curves);
     validation and test stay the same. Structures of ``train_only`` data files (see
-    :func:`dynnmr.config.data_entry`) all train, outside these draws, so adding such a
-    file leaves the other files' split as it was."""
+    :func:`dynnmr.config.data_entry`) all train, outside these draws, and those of
+    ``calibration_only`` files are in no part (:func:`calibration_samples`), so adding
+    such a file leaves the other files' split as it was."""
     fixed = list(split.get("test_structures") or [])
-    ids = [s["id"] for s in samples]
+    ids = [s["id"] for s in samples if not s.get("calibration_only")]
     missing = sorted(set(fixed) - set(ids))
     if missing:
         raise ValueError(f"split.test_structures not among the data's structures: {', '.join(missing[:5])}")
-    pool = [s for s in samples if s["id"] not in fixed and not s.get("train_only")]
+    pool = [s for s in samples if s["id"] not in fixed and not any(s.get(role) for role in ROLES)]
     parts = split_indices(len(pool), split["val"], split["test"], split["seed"], groups=[s["source"] for s in pool])
     train, val, test = ([pool[i] for i in parts[k]] for k in ("train", "val", "test"))
     fraction = float(split.get("train_fraction", 1.0))
@@ -95,7 +97,13 @@ def split_samples(samples, split):
         order = np.random.default_rng(split["seed"]).permutation(len(train))
         train = [train[i] for i in sorted(order[: max(1, math.ceil(fraction * len(train)))])]
     train += [s for s in samples if s.get("train_only") and s["id"] not in fixed]
-    return train, val, test + [s for s in samples if s["id"] in fixed]
+    return train, val, test + [s for s in samples if s["id"] in fixed and not s.get("calibration_only")]
+
+
+def calibration_samples(samples):
+    """The structures of ``calibration_only`` data files (:func:`dynnmr.config.data_entry`),
+    outside :func:`split_samples`' parts: what a committee's spread is calibrated on."""
+    return [s for s in samples if s.get("calibration_only")]
 
 
 def hold_out_sites(sample, targets, axis, slab, buffer_A):

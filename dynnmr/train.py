@@ -27,7 +27,7 @@ import torch
 
 from . import tensorfiles, uncertainty
 from . import tensors as T
-from .config import apply_overrides, load_config
+from .config import ROLES, apply_overrides, load_config
 from .evaluate import committee_sites, metrics_by_source, predict_samples, split_metrics
 from .graphs import collate, structure_arrays
 from .model import TARGET_COMPONENTS, Ensemble, TensorGNN, target_irrep_columns
@@ -36,6 +36,7 @@ from .samples import (
     batch_inputs,
     batches,
     bootstrap_weights,
+    calibration_samples,
     hold_out_sites,
     is_resample_mode,
     load_samples,
@@ -82,10 +83,12 @@ def batch_loss(model, graph, sites, labels, kind="mse", irrep_weights=(1.0, 1.0,
     return torch.stack(losses).mean()
 
 
-def committee_calibration(model, train_s, val_s, test, targets) -> dict:
-    """:func:`dynnmr.uncertainty.calibrate` of a committee model on its split."""
+def committee_calibration(model, train_s, val_s, test, targets, calib_s=None) -> dict:
+    """:func:`dynnmr.uncertainty.calibrate` of a committee model on its split, and on the
+    structures of ``calibration_only`` data (``calib_s``) when there are any."""
     val, test, train = (committee_sites(model, part, targets) for part in (val_s, test, train_s))
-    return uncertainty.calibrate(val, test, train, targets)
+    calib = committee_sites(model, calib_s, targets) if calib_s else None
+    return uncertainty.calibrate(val, test, train, targets, calib)
 
 
 def shift_references(model, cfg):
@@ -163,9 +166,10 @@ def _config_changes(saved, cfg):
     if saved is None:
         return []
     saved = copy.deepcopy(saved)
-    for entry in saved.get("data") or []:  # written before data items had train_only
+    for entry in saved.get("data") or []:  # written before data items had their roles
         if isinstance(entry, dict):
-            entry.setdefault("train_only", False)
+            for role in ROLES:
+                entry.setdefault(role, False)
     a, b = _flat(saved), _flat(cfg)
     return sorted(k for k in a.keys() | b.keys() if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k))
 
@@ -344,7 +348,7 @@ def train(config_path, out_dir, epochs=None, seed=None, split_seed=None, train_f
     refs = shift_references(model, cfg)
     extra = {}
     if model.heads > 1:  # the committee's calibration (validation), thresholds (training), test
-        extra["uncertainty"] = committee_calibration(model, train_s, val_s, test, targets)
+        extra["uncertainty"] = committee_calibration(model, train_s, val_s, test, targets, calibration_samples(samples))
     summary = {"name": cfg["name"], "test_metrics": metrics, "test_metrics_by_source": by_source,
                "best_epoch": runs["best_epoch"],
                "epochs_run": runs["epoch"], "n_structures": {"train": len(train_s), "val": len(val_s), "test": len(test)},

@@ -10,8 +10,9 @@ per member; the prediction is their mean and the uncertainty their spread:
   of the parameter, not a linearised guess from the components.
 
 Both are multiplied by the model's calibration factor (``info["uncertainty"]["scale"]``,
-per target and element, fitted on the validation split by :func:`fit_scale` so that the
-errors there have unit variance in units of the predicted spread: one factor per element
+per target and element, fitted by :func:`fit_scale` on calibration sites (independent
+structures) where the training config names them, else on the validation split, so that
+the errors there have unit variance in units of the predicted spread: one factor per element
 because the labels of different elements come from different sources with different
 errors, e.g. periodic GIPAW for 29Si and B3LYP clusters for 17O). :func:`calibration` measures how well the
 spread ranks and bounds the actual errors on held-out sites; :func:`flag_threshold` sets
@@ -94,7 +95,8 @@ def calibration(errors, stds) -> dict:
 
     ``spearman``: rank correlation between spread and |error| (does a larger spread mean a
     larger error?); ``within_1sd``/``within_2sd``: fractions of |error| <= 1 and 2 spreads
-    (0.683 and 0.954 for calibrated Gaussian errors); ``n`` sites.
+    (0.683 and 0.954 for calibrated Gaussian errors); ``n`` sites. ``spearman`` is None
+    where it is undefined: fewer than 3 sites, or all spreads or all errors equal.
     """
     from scipy.stats import spearmanr
 
@@ -104,7 +106,7 @@ def calibration(errors, stds) -> dict:
     out = {"n": int(len(err))}
     if len(err) < 3:
         return {**out, "spearman": None, "within_1sd": None, "within_2sd": None}
-    rho = spearmanr(sd, err).statistic
+    rho = spearmanr(sd, err).statistic if np.ptp(sd) > 0 and np.ptp(err) > 0 else np.nan
     return {**out, "spearman": None if not np.isfinite(rho) else float(rho),
             "within_1sd": float(np.mean(err <= sd)), "within_2sd": float(np.mean(err <= 2 * sd))}  # fmt: skip
 
@@ -136,38 +138,61 @@ def flagged(target, param_std, numbers, info) -> dict:
     return out
 
 
-def calibrate(val, test, train, targets) -> dict:
+def calibrate(val, test, train, targets, calib=None) -> dict:
     """The committee's calibration, from ``(pred, ref, species, param_std)`` of the
     validation, test and training sites (each ``{target: array over sites}``, the spread
-    unscaled, as :func:`dynnmr.evaluate.predict_samples` gives it with ``spreads=True``).
+    unscaled, as :func:`dynnmr.evaluate.predict_samples` gives it with ``spreads=True``),
+    and optionally of calibration sites ``calib`` (labels of ``calibration_only`` data:
+    independent structures, none in training, validation or test).
 
-    Per target and element: ``scale`` fitted on the validation errors of the key
-    parameter (:data:`KEY_PARAMETER`; an element with fewer than ``MIN_SITES`` validation
-    sites takes the factor of all the target's sites); ``flag_threshold`` from the
-    training sites' scaled spread (:func:`flag_threshold`); ``test`` the
-    :func:`calibration` of every parameter on the test sites, with the scaled spread. The
-    model file and the metrics JSON keep this dict (``uncertainty``).
+    Per target and element: ``scale`` fitted on the errors of the key parameter
+    (:data:`KEY_PARAMETER`) of the calibration sites where ``calib`` has at least
+    ``MIN_SITES`` of that element, else of the validation sites (an element with fewer
+    than ``MIN_SITES`` there takes the factor of all the target's validation sites);
+    ``scale_sites`` says which sites and how many set each factor. Validation
+    structures are drawn from the same runs as the training ones, so their errors can be
+    smaller than an independent structure's: the calibration sites are the better
+    measure where they exist. ``flag_threshold`` from the training sites' scaled spread
+    (:func:`flag_threshold`); ``test`` the :func:`calibration` of every parameter on the
+    test sites, with the scaled spread. The model file and the metrics JSON keep this
+    dict (``uncertainty``).
     """
     from ase.data import chemical_symbols
 
-    out = {"scale": {}, "flag_threshold": {}, "test": {}}
+    parts = (val, test, train) if calib is None else (val, test, train, calib)
+    out = {"scale": {}, "scale_sites": {}, "flag_threshold": {}, "test": {}}
     for t in targets:
         key = PARAMETERS[t].index(KEY_PARAMETER[t])
-        pred, ref, species, sd = (x[t] for x in val)
-        err = parameters(t, pred)[:, key] - parameters(t, ref)[:, key]
-        everyone = fit_scale(err, sd[:, key]) if len(sd) else 1.0
-        elements = np.unique(np.concatenate([x[2][t] for x in (val, test, train)]))
-        scale = {}
+        v_species, v_err, v_sd = _key_errors(val, t)
+        c_species, c_err, c_sd = _key_errors(calib, t) if calib is not None else (np.zeros(0), None, None)
+        everyone = fit_scale(v_err, v_sd) if len(v_sd) else 1.0
+        elements = np.unique(np.concatenate([x[2][t] for x in parts]))
+        scale, sites = {}, {}
         for z in elements:
-            m = species == z
-            scale[chemical_symbols[int(z)]] = fit_scale(err[m], sd[m, key]) if m.sum() >= MIN_SITES else everyone
-        out["scale"][t] = scale
+            el, c, v = chemical_symbols[int(z)], c_species == z, v_species == z
+            if c.sum() >= MIN_SITES:
+                scale[el], sites[el] = fit_scale(c_err[c], c_sd[c]), {"split": "calibration", "n": int(c.sum())}
+            elif v.sum() >= MIN_SITES:
+                scale[el], sites[el] = fit_scale(v_err[v], v_sd[v]), {"split": "validation", "n": int(v.sum())}
+            else:
+                scale[el], sites[el] = everyone, {"split": "validation, all elements", "n": int(len(v_sd))}
+        out["scale"][t], out["scale_sites"][t] = scale, sites
         _, _, species, sd = (x[t] for x in train)
         out["flag_threshold"][t] = {chemical_symbols[int(z)]: flag_threshold(scale[chemical_symbols[int(z)]]
                                                                              * sd[species == z, key])
                                     for z in np.unique(species)}  # fmt: skip
     out["test"] = score(test, out["scale"], targets)
     return out
+
+
+def _key_errors(part, target):
+    """``(species, error, raw spread)`` of the key parameter (:data:`KEY_PARAMETER`) over
+    the sites of ``part`` (as :func:`calibrate` takes them)."""
+    pred, ref, species, sd = (x[target] for x in part)
+    if not len(sd):
+        return species, np.zeros(0), np.zeros(0)
+    key = PARAMETERS[target].index(KEY_PARAMETER[target])
+    return species, parameters(target, pred)[:, key] - parameters(target, ref)[:, key], sd[:, key]
 
 
 def score(part, scale, targets) -> dict:

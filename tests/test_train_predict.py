@@ -157,6 +157,39 @@ def test_train_only_files_train_and_leave_the_split_alone(tiny_config, tmp_path)
         load_config(path)
 
 
+def test_calibration_only_files_are_in_no_part_and_calibrate_the_committee(tiny_config, tmp_path):
+    """A ``calibration_only`` data file: none of its structures trains, validates or tests,
+    the other files split exactly as without it, and a committee's calibration factor is
+    fitted on its sites (recorded as such)."""
+    from dynnmr.config import load_config
+    from dynnmr.samples import calibration_samples, load_samples, split_samples
+
+    variant = yaml.safe_load(tiny_config.read_text())
+    data = str(tiny_config.parent / variant["data"][0])
+    before = load_config(tiny_config)
+    shutil.copy(data, tmp_path / "calib.extxyz")
+    variant["data"] = [data, {"path": str(tmp_path / "calib.extxyz"), "calibration_only": True}]
+    variant["model"]["heads"] = 2
+    path = tmp_path / "calib.yaml"
+    path.write_text(yaml.safe_dump(variant))
+    cfg = load_config(path)
+    samples = load_samples(cfg["data"], ["ms"], 4.0)
+    plain = split_samples(load_samples(before["data"], ["ms"], 4.0), before["split"])
+    parts = split_samples(samples, cfg["split"])
+    assert [[s["id"] for s in part] for part in parts] == [[s["id"] for s in part] for part in plain]
+    assert {s["source"] for s in calibration_samples(samples)} == {"calib.extxyz"}
+    assert len(calibration_samples(samples)) == len(plain[0] + plain[1] + plain[2])
+    info = modelfile.load_model(train(path, tmp_path / "run", epochs=1, log=lambda m: None))[1]
+    n_calib = sum(len(s["ms"][0]) for s in calibration_samples(samples))
+    assert info["uncertainty"]["scale_sites"]["ms"]["Si"] == {"split": "calibration", "n": n_calib}
+    for bad, match in (({"calibration_only": "yes"}, "calibration_only is true or false"),
+                       ({"calibration_only": True, "train_only": True}, "not both")):  # fmt: skip
+        variant["data"][1] = {"path": str(tmp_path / "calib.extxyz"), **bad}
+        path.write_text(yaml.safe_dump(variant))
+        with pytest.raises(ValueError, match=match):
+            load_config(path)
+
+
 def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
     """A label file that grew after a run started is not mixed into it on resume."""
     import shutil

@@ -94,7 +94,40 @@ def test_scale_calibration_and_threshold_against_direct_values():
     assert c["spearman"] > 0.2  # a larger spread does mean a larger error here
     assert U.calibration(rng.normal(0, 1, 5000), sd[:5000])["spearman"] == pytest.approx(0.0, abs=0.05)
     assert U.calibration([1.0], [1.0])["spearman"] is None  # too few to say
+    assert U.calibration([1.0, 2.0, 3.0], [0.5, 0.5, 0.5])["spearman"] is None  # no ranking in equal spreads
     assert U.flag_threshold(np.arange(101.0)) == pytest.approx(3 * 99.0)
+
+
+def _sites(err, sd, element=8):
+    """``(pred, ref, species, param_std)`` of sites whose sigma_iso errs by ``err`` (ppm)
+    with raw spread ``sd``, as :func:`dynnmr.uncertainty.calibrate` takes them."""
+    n = len(err)
+    ref = np.broadcast_to(np.diag([300.0, 310.0, 320.0]), (n, 3, 3)).copy()
+    pred = ref + np.asarray(err)[:, None, None] * np.eye(3)
+    param_std = np.zeros((n, len(U.PARAMETERS["ms"])))
+    param_std[:, 0] = sd
+    return ({"ms": pred}, {"ms": ref}, {"ms": np.full(n, element)}, {"ms": param_std})
+
+
+def test_calibration_sites_set_the_factor_where_there_are_enough():
+    """Errors twice the spread on the validation sites and five times on independent
+    calibration sites: the factor is 5 with enough calibration sites, 2 without them."""
+    rng = np.random.default_rng(2)
+    sd = rng.uniform(0.5, 2.0, 40)
+    sign = rng.choice([-1.0, 1.0], 40)
+    val, test, train = _sites(2 * sd * sign, sd), _sites(sd, sd), _sites(sd, sd)
+    plain = U.calibrate(val, test, train, ["ms"])
+    assert plain["scale"]["ms"]["O"] == pytest.approx(2.0)
+    assert plain["scale_sites"]["ms"]["O"] == {"split": "validation", "n": 40}
+    calib = _sites(5 * sd[: U.MIN_SITES] * sign[: U.MIN_SITES], sd[: U.MIN_SITES])
+    out = U.calibrate(val, test, train, ["ms"], calib)
+    assert out["scale"]["ms"]["O"] == pytest.approx(5.0)
+    assert out["scale_sites"]["ms"]["O"] == {"split": "calibration", "n": U.MIN_SITES}
+    # the flag threshold follows the factor; the test sites are scored with it
+    assert out["flag_threshold"]["ms"]["O"] == pytest.approx(2.5 * plain["flag_threshold"]["ms"]["O"])
+    assert out["test"]["ms"]["O"]["sigma_iso_ppm"]["within_1sd"] == 1.0  # errors of one raw spread
+    few = _sites(5 * sd[: U.MIN_SITES - 1], sd[: U.MIN_SITES - 1])
+    assert U.calibrate(val, test, train, ["ms"], few)["scale"]["ms"]["O"] == pytest.approx(2.0)
 
 
 def test_bootstrap_weights_are_fixed_poisson_resamples():
