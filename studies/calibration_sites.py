@@ -1,11 +1,23 @@
-"""Which validation sites set a committee's 17O shielding calibration factor.
+"""Which validation sites set a committee's 17O calibration factors, and whether the
+validation split can set them at all.
 
 The factor is the maximum-likelihood scale sqrt(mean(z^2)), z = error / raw spread over
-the validation sites (dynnmr.uncertainty.fit_scale). Prints, per model, the number of
-validation O shielding sites, their sigma_iso MAE (ppm), the median raw spread, the
-factor, the robust alternative median(|z|) / 0.674 (equal for Gaussian z), and the five
-largest |z| with their errors (ppm), on the split of studies/active/distill.yaml (the
-DFT labels of git 48ffa2e; recreate /tmp/snap5 as that file says).
+the validation sites (dynnmr.uncertainty.fit_scale). Prints, per model:
+
+1. the number of validation O shielding sites, their sigma_iso MAE (ppm), the median raw
+   spread, the factor, the robust alternative median(|z|) / 0.674 (equal for Gaussian
+   z), and the five largest |z| with their errors (ppm);
+2. per key parameter of the 17O tensors (sigma_iso, V_zz, eta_Q): the rms error on the
+   validation sites and on the independent test glasses
+   (trajectories/labels/test_glass.extxyz, EFG scaled as the model's cluster labels),
+   the factor fitted on that parameter on the validation sites (a model fits one per
+   target, on sigma_iso and V_zz) and the one the test glasses would need, and
+   the fractions of test errors within 1 and 2 calibrated spreads for that validation
+   factor and for a two-parameter alternative fitted on the validation sites too,
+   sd^2 = (a raw)^2 + floor^2 (a spread floor; maximum likelihood).
+
+The split is that of studies/active/distill.yaml (the DFT labels of git 48ffa2e;
+recreate /tmp/snap5 as that file says).
 
     python studies/calibration_sites.py OLD.pt sio2
 """
@@ -19,7 +31,50 @@ from dynnmr.config import load_config
 from dynnmr.evaluate import committee_sites
 from dynnmr.modelfile import load_model
 from dynnmr.samples import load_samples, split_samples
-from dynnmr.uncertainty import fit_scale, parameters
+from dynnmr.uncertainty import calibration, fit_scale, parameters
+
+TEST_GLASS = "trajectories/labels/test_glass.extxyz"
+
+
+def o_sites(net, samples, target, column):
+    """``(error, raw spread)`` of one parameter column over the labelled O sites."""
+    pred, ref, species, sd = committee_sites(net, samples, [target])
+    o = species[target] == 8
+    err = parameters(target, pred[target][o])[:, column] - parameters(target, ref[target][o])[:, column]
+    return err, sd[target][o, column]
+
+
+def scale_and_floor(err, raw):
+    """``(a, floor)`` maximising the Gaussian likelihood of ``err`` with variance
+    (a raw)^2 + floor^2."""
+    from scipy.optimize import minimize
+
+    def nll(p):
+        var = (np.exp(p[0]) * raw) ** 2 + np.exp(p[1]) ** 2
+        return 0.5 * np.sum(np.log(var) + err**2 / var)
+
+    best = minimize(nll, [np.log(fit_scale(err, raw)), np.log(np.std(err) / 3)], method="Nelder-Mead")
+    return tuple(np.exp(best.x))
+
+
+def independent(net, info, val):
+    """Part 2 of the module doc, for one model."""
+    efg_scale = next((d["scale"]["efg"] for d in info["training_config"]["data"] if "efg" in d.get("scale", {})), 1.0)
+    test = load_samples([{"path": TEST_GLASS, "scale": {"efg": efg_scale}}], ["ms", "efg"], net.cutoff)
+    for target, column, name, unit in (
+        ("ms", 0, "sigma_iso", "ppm"),
+        ("efg", 0, "V_zz", "au"),
+        ("efg", 1, "eta_Q", ""),
+    ):
+        (ev, rv), (et, rt) = o_sites(net, val, target, column), o_sites(net, test, target, column)
+        s, (a, floor) = fit_scale(ev, rv), scale_and_floor(ev, rv)
+        one = calibration(et, s * rt)
+        two = calibration(et, np.sqrt((a * rt) ** 2 + floor**2))
+        rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
+        print(f"  17O {name}: rms error {rms(ev):.3g} {unit} on {len(ev)} validation sites, {rms(et):.3g} on "
+              f"{len(et)} test-glass sites; factor {s:.2f} (the test glasses would need {fit_scale(et, rt):.2f}): "
+              f"test within 1 / 2 sd {one['within_1sd']:.2f} / {one['within_2sd']:.2f}; with a floor (a {a:.2f}, "
+              f"floor {floor:.3g} {unit}): {two['within_1sd']:.2f} / {two['within_2sd']:.2f}")  # fmt: skip
 
 
 def main(models):
@@ -28,7 +83,7 @@ def main(models):
     samples = load_samples(cfg["data"], cfg["targets"], cfg["model"]["cutoff"])
     _, val, _ = split_samples(samples, cfg["split"])
     for name in models:
-        net, _ = load_model(name)
+        net, info = load_model(name)
         pred, ref, species, sd = committee_sites(net, val, ["ms"])
         o = species["ms"] == 8
         err = parameters("ms", pred["ms"][o])[:, 0] - parameters("ms", ref["ms"][o])[:, 0]
@@ -40,6 +95,7 @@ def main(models):
               f"(without the largest |z|: {fit_scale(np.delete(err, top[-1]), np.delete(raw, top[-1])):.1f}; "
               f"median |z| / 0.674: {np.median(z) / 0.674:.1f}); largest |z| {np.round(z[top], 1).tolist()}, "
               f"errors {np.round(np.abs(err[top]), 2).tolist()} ppm, raw spreads {np.round(raw[top], 3).tolist()} ppm")  # fmt: skip
+        independent(net, info, val)
 
 
 if __name__ == "__main__":
