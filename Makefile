@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install lint test test-fast demo trajectories model sio2-model sio2-evaluate labels labels-md notebooks clean
+.PHONY: install lint test test-fast demo trajectories model sio2-model sio2-evaluate labels labels-md labels-calibration notebooks clean
 
 install: $(VENV)/.installed
 
@@ -72,6 +72,10 @@ labels: install
 # Labels on the realistic trajectories, the committee choosing the sites (rerun to resume).
 labels-md: install
 	bash trajectories/labels/run_md.sh
+
+# Labels on the calibration glasses, random sites, for the committee's calibration (rerun to resume).
+labels-calibration: install
+	bash trajectories/labels/run_calibration.sh
 
 # Run the notebooks and save them with their outputs and figures (after a model changes).
 notebooks: install
