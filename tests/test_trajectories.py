@@ -21,6 +21,7 @@ EXPECTED = {
     "amorphous_sio2.extxyz.gz": (20, 3000, 0.1, 300.0),
     **{f"densities/glass_{d}gcc.extxyz.gz": (5, 648, 2.0, 300.0) for d in ("2.0", "2.2", "2.4", "2.6")},
     **{f"densities/test_glass_{d}gcc.extxyz.gz": (5, 648, 2.0, 300.0) for d in ("2.2", "2.6")},
+    **{f"densities/calibration_glass_{d}gcc.extxyz.gz": (5, 648, 2.0, 300.0) for d in ("2.2", "2.4")},
 }
 
 
@@ -76,21 +77,34 @@ def test_glass_is_a_connected_network_at_its_density():
 
 @pytest.mark.parametrize(
     ("name", "density"),
-    [*(("glass", d) for d in ("2.0", "2.2", "2.4", "2.6")), *(("test_glass", d) for d in ("2.2", "2.6"))],
+    [
+        *(("glass", d) for d in ("2.0", "2.2", "2.4", "2.6")),
+        *(("test_glass", d) for d in ("2.2", "2.6")),
+        *(("calibration_glass", d) for d in ("2.2", "2.4")),
+    ],
 )
 def test_density_series(name, density):
-    """The small glasses, the test glasses among them: at their density and regular."""
+    """The small glasses, the test and calibration glasses among them: at their density
+    and regular."""
     net = _network(f"densities/{name}_{density}gcc.extxyz.gz", frame=4)
     assert net["density_g_cm3"] == pytest.approx(float(density), abs=0.005)
     assert net["si_4fold"] >= 0.95 and 1.60 < net["si_o_mean_A"] < 1.64
 
 
-@pytest.mark.parametrize("density", ["2.2", "2.6"])
-def test_test_glass_is_another_network(density):
-    """A test glass: another quench (another random start) than its density-series twin,
-    not the same atoms in the same places."""
-    name = f"test_glass_{density}gcc.extxyz.gz"
-    a, b = (next(iread_extxyz(TRAJ / "densities" / n)) for n in (name, f"glass_{density}gcc.extxyz.gz"))
+@pytest.mark.parametrize(
+    ("name", "twin"),
+    [
+        ("test_glass_2.2gcc", "glass_2.2gcc"),
+        ("test_glass_2.6gcc", "glass_2.6gcc"),
+        ("calibration_glass_2.2gcc", "glass_2.2gcc"),
+        ("calibration_glass_2.2gcc", "test_glass_2.2gcc"),
+        ("calibration_glass_2.4gcc", "glass_2.4gcc"),
+    ],
+)
+def test_test_glass_is_another_network(name, twin):
+    """A test or calibration glass: another quench (another random start) than the other
+    glasses of its density, not the same atoms in the same places."""
+    a, b = (next(iread_extxyz(TRAJ / "densities" / f"{n}.extxyz.gz")) for n in (name, twin))
     d = np.linalg.solve(a.cell.T, (a.positions - b.positions).T).T
     assert np.median(np.linalg.norm(d - np.round(d), axis=1)) > 0.2  # random: about 0.48 of the cell
 
