@@ -14,7 +14,8 @@ End-to-end rates count trajectory atoms (frames x atoms per frame) per second of
 time, model loading and store creation included; silicate-29si stores the Si sites.
 ``--kernel e3nn`` runs everything on e3nn's tensor product (``tensorproduct.reference``);
 ``fused`` (default) uses cuequivariance's kernel where it is installed (see
-``tensorproduct.cuda_kernels``, recorded in the JSON), so two calls compare the paths.
+``tensorproduct.cuda_kernels``, recorded in the JSON), ``fused-padded`` the same with
+the edges padded to a few lengths (``tensorproduct.PAD_EDGES``), so calls compare the paths.
 """
 
 import argparse
@@ -94,8 +95,10 @@ def main():
     p.add_argument("--glass-frames", help="start:stop:step of the 3,000-atom glass (default all)")
     p.add_argument("--sizes", default="7,14,22", help="quartz supercell repeats for the forward pass")
     p.add_argument("--device", default="cuda", help="cuda (cpu only to try the script)")
-    p.add_argument("--kernel", default="fused", choices=["fused", "e3nn"], help="message path (e3nn: the reference)")
+    p.add_argument("--kernel", default="fused", choices=["fused", "fused-padded", "e3nn"],
+                   help="message path (e3nn: the reference)")  # fmt: skip
     args = p.parse_args()
+    tensorproduct.PAD_EDGES = args.kernel == "fused-padded"
     with tensorproduct.reference() if args.kernel == "e3nn" else contextlib.nullcontext():
         run(args)
 

@@ -1,7 +1,8 @@
 """Where the time of `analyze` goes on the GPU: the engine's stages and torch.profiler's
 operators over a short `analyze` of the 24,000-atom glass (the bundled frames tiled
 2x2x2, as benchmarks/gpu.py), graphs on the GPU, the model's default outputs (a
-committee stores its spread), once per message path (the fused kernel and e3nn).
+committee stores its spread), once per message path: the fused kernel, the fused kernel
+with its edges padded to a few lengths (``tensorproduct.PAD_EDGES``), and e3nn.
 
 Usage: python benchmarks/profile_gpu.py [--model sio2] [--frames 12]
 
@@ -23,6 +24,16 @@ from torch.profiler import ProfilerActivity, profile
 
 from dynnmr import tensorproduct
 from dynnmr.engine import Profile, analyze
+
+
+@contextlib.contextmanager
+def padded_edges():
+    """Within this context the fused kernel pads its edges (``tensorproduct.PAD_EDGES``)."""
+    before, tensorproduct.PAD_EDGES = tensorproduct.PAD_EDGES, True
+    try:
+        yield
+    finally:
+        tensorproduct.PAD_EDGES = before
 
 
 def profiled_analyze(traj, model, device, frames):
@@ -51,7 +62,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         traj = Path(tmp) / "glass24k.extxyz"
         atoms = tiled_glass(traj, args.frames)
-        for path, context in (("fused", contextlib.nullcontext), ("e3nn", tensorproduct.reference)):
+        for path, context in (("fused", contextlib.nullcontext), ("fused, padded edges", padded_edges),
+                              ("e3nn", tensorproduct.reference)):  # fmt: skip
             with context():
                 stages, prof = profiled_analyze(traj, args.model, args.device, args.frames)
             events = prof.key_averages()

@@ -45,6 +45,12 @@ from e3nn import o3
 
 _state = threading.local()
 
+#: On the GPU, append zero-weight edges to each block's edge list up to
+#: :func:`padded_length`, so that the batches of a trajectory share a few edge counts:
+#: cuequivariance compiles its kernels at run time and may key them on the batch size.
+#: Off until a measurement shows it pays (``benchmarks/profile_gpu.py`` runs both).
+PAD_EDGES = False
+
 
 @contextlib.contextmanager
 def reference():
@@ -158,6 +164,23 @@ def cuda_polynomial(tp: o3.TensorProduct):
     return cue.SegmentedPolynomial.eval_last_operand(stp)
 
 
+def padded_length(n: int) -> int:
+    """``n`` rounded up to a multiple of 2^(bit_length(n) - 5): at most 1/16 more, and 16
+    possible lengths between n and 2n."""
+    step = 1 << max(n.bit_length() - 5, 0)
+    return -(-n // step) * step
+
+
+def _padded_edges(w, sh, src, dst):
+    """The edge arrays with zero-weight edges (atom 0 to atom 0, adding exact zeros)
+    appended up to :func:`padded_length`."""
+    extra = padded_length(len(src)) - len(src)
+    if not extra:
+        return w, sh, src, dst
+    return (torch.cat([w, w.new_zeros(extra, w.shape[1])]), torch.cat([sh, sh.new_zeros(extra, sh.shape[1])]),
+            torch.cat([src, src.new_zeros(extra)]), torch.cat([dst, dst.new_zeros(extra)]))  # fmt: skip
+
+
 class FusedMessages(torch.nn.Module):
     """One block's summed messages, computed by a fused path from the e3nn tensor
     product ``tp`` it replaces (same instructions, path weights and weight layout): the
@@ -214,9 +237,10 @@ class FusedMessages(torch.nn.Module):
         cuequivariance)."""
         return self._build_polynomial()
 
-    def polynomial_forward(self, x, sh, w, src, dst, n_atoms, method="uniform_1d"):
+    def polynomial_forward(self, x, sh, w, src, dst, n_atoms, method="uniform_1d", pad=None):
         """The summed messages by cuequivariance (``method``: ``uniform_1d`` on the GPU,
-        ``naive``, plain PyTorch, anywhere)."""
+        ``naive``, plain PyTorch, anywhere); ``pad`` (default :data:`PAD_EDGES`): pad
+        the edges to :func:`padded_length` first."""
         key = (method, x.device)
         if key not in self._operations:
             import cuequivariance_torch as cuet
@@ -225,6 +249,8 @@ class FusedMessages(torch.nn.Module):
             self._operations[key] = (op, self.columns_in.to(x.device), self.columns_out.to(x.device))
         op, columns_in, columns_out = self._operations[key]  # column orders moved to the device once
         x = x.index_select(1, columns_in)
+        if PAD_EDGES if pad is None else pad:
+            w, sh, src, dst = _padded_edges(w, sh, src, dst)
         (out,) = op(
             [w.contiguous(), x, sh.contiguous()],
             input_indices={1: src},

@@ -41,11 +41,21 @@ def test_block_sums_equal_e3nn_in_float64(irreps_in):
         ref = reference_sums(tp, x, sh, w, src, dst, n)
         cpu = fused(x, sh, w, src, dst, n)
         polynomial = fused.polynomial_forward(x, sh, w, src, dst, n, method="naive")
-    for out in (cpu, polynomial):
+        padded = fused.polynomial_forward(x, sh, w, src, dst, n, method="naive", pad=True)
+    for out in (cpu, polynomial, padded):
         assert out.dtype == torch.float64
         assert_rel_close(out.numpy(), ref.numpy(), rtol=1e-13)
         assert out[-3:].abs().max() == 0 and ref[:-3].abs().max() > 0
+    assert torch.equal(padded, polynomial)  # the zero-weight edges add exact zeros
     assert fused.state_dict() == {}  # nothing of either path enters a model file
+
+
+def test_padded_edge_counts_are_few_and_close():
+    """Padding takes an edge count up by at most 1/16, to one of 16 lengths per octave."""
+    lengths = [tensorproduct.padded_length(n) for n in range(1, 5000)]
+    assert all(n <= m <= n + max(n // 16, 1) for n, m in zip(range(1, 5000), lengths))
+    assert len({tensorproduct.padded_length(n) for n in range(100_001, 200_001)}) == 17
+    assert tensorproduct.padded_length(0) == 0 and tensorproduct.padded_length(3_000_000) % 2**16 == 0
 
 
 def test_gpu_polynomial_has_one_channel_width():
