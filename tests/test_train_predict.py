@@ -190,6 +190,37 @@ def test_calibration_only_files_are_in_no_part_and_calibrate_the_committee(tiny_
             load_config(path)
 
 
+def test_recalibrating_a_model_file_equals_training_with_the_calibration_file(tiny_config, tmp_path):
+    """studies/recalibrate.py --calibration: a committee trained without calibration data
+    and refitted on a calibration file gets the factors of the same training with that
+    file as a ``calibration_only`` item, which trains nothing (same weights)."""
+    import subprocess
+    import sys
+
+    variant = yaml.safe_load(tiny_config.read_text())
+    data = tiny_config.parent / variant["data"][0]
+    shutil.copy(data, tmp_path / "calib.extxyz")
+    variant["model"]["heads"] = 2
+    variant["data"] = [str(data)]
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(variant))
+    variant["data"].append({"path": str(tmp_path / "calib.extxyz"), "calibration_only": True})
+    (tmp_path / "with.yaml").write_text(yaml.safe_dump(variant))
+    plain = train(tmp_path / "plain.yaml", tmp_path / "p", epochs=1, log=lambda m: None)
+    with_file = train(tmp_path / "with.yaml", tmp_path / "w", epochs=1, log=lambda m: None)
+    before = modelfile.load_model(plain)[1]["uncertainty"]
+    assert before["scale_sites"]["ms"]["Si"]["split"] == "validation"
+    repo = Path(__file__).parents[1]
+    script = [sys.executable, str(repo / "studies" / "recalibrate.py"), str(plain), "--labels", str(data.parent),
+              "--calibration", str(tmp_path / "calib.extxyz")]  # fmt: skip
+    subprocess.run(script, check=True, cwd=repo, capture_output=True)
+    (net_a, a), (net_b, b) = (modelfile.load_model(p) for p in (plain, with_file))
+    assert all(torch.equal(x, y) for x, y in zip(net_a.state_dict().values(), net_b.state_dict().values()))
+    assert a["uncertainty"]["scale_sites"] == b["uncertainty"]["scale_sites"]
+    assert a["uncertainty"]["scale_sites"]["ms"]["Si"]["split"] == "calibration"
+    assert a["uncertainty"]["scale"]["ms"]["Si"] == pytest.approx(b["uncertainty"]["scale"]["ms"]["Si"], rel=1e-6)
+    assert a["uncertainty"]["calibration_files"] == ["calib.extxyz"]
+
+
 def test_resume_refuses_changed_training_data(tiny_config, tmp_path):
     """A label file that grew after a run started is not mixed into it on resume."""
     import shutil
