@@ -423,6 +423,26 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         return text if shown else f"{text} (default: %(default)s)"
 
 
+def _inference_options(q):
+    """The options of ``predict`` and ``analyze`` that choose the model and how it runs."""
+    from . import DEFAULT_MODEL
+
+    q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
+    q.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the model runs; auto: a GPU when one is visible",
+    )
+    q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
+    q.add_argument(
+        "--no-uncertainty",
+        dest="uncertainty",
+        action="store_false",
+        help="skip the committee spread (ms_std, efg_std, *_param_std) of a committee model",
+    )
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="dynnmr", description="Dynamic solid-state NMR from molecular dynamics.")
     from . import __version__
@@ -469,25 +489,10 @@ def build_parser():
                    help="training seeds per share with --learning-curve or --vary (default 0 1 2)")  # fmt: skip
     q.set_defaults(func=cmd_train)
 
-    from . import DEFAULT_MODEL
-
     q = sub.add_parser("predict", help="predict ms/efg tensors for structures; writes extended XYZ")
     q.add_argument("input", help="any structure file ase reads, or a dynnmr tensor format")
     q.add_argument("-o", "--output", required=True, help="output extended XYZ (ms ppm, efg au; 9 columns each)")
-    q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
-    q.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="where the model runs; auto: a GPU when one is visible",
-    )
-    q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
-    q.add_argument(
-        "--no-uncertainty",
-        dest="uncertainty",
-        action="store_false",
-        help="skip the committee spread (ms_std, efg_std, *_param_std) of a committee model",
-    )
+    _inference_options(q)
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser(
@@ -497,7 +502,7 @@ def build_parser():
     )
     q.add_argument("trajectory", help="extended XYZ (.gz too), DCD/XTC/TRR (+ --topology), ASE .traj, LAMMPS dump")
     q.add_argument("-o", "--output", help="store path (default TRAJ.nmr.zarr)")
-    q.add_argument("--model", default=DEFAULT_MODEL, help=f"bundled model name or model file (default {DEFAULT_MODEL})")
+    _inference_options(q)
     q.add_argument("--frames", type=_frames, help="start:stop:step of the file's frames (default all)")
     q.add_argument("--dt", type=POSITIVE, help="ps between the file's frames, when the file has no times")
     q.add_argument(
@@ -506,12 +511,6 @@ def build_parser():
     q.add_argument("--species", type=_elements, help="elements to store, e.g. Si,O (default: all the model covers)")
     q.add_argument("--chunk-frames", type=COUNT, default=64, help="frames per store chunk (default 64)")
     q.add_argument("--batch-atoms", type=COUNT, help="atoms per inference batch (default 4000 on CPU, 100000 on GPU)")
-    q.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="where the model runs; auto: a GPU when one is visible",
-    )
     q.add_argument(
         "--graphs",
         default="auto",
@@ -525,13 +524,6 @@ def build_parser():
     q.add_argument("--resume", action="store_true", help="continue an interrupted run into the same store")
     q.add_argument("--overwrite", action="store_true", help="replace an existing store")
     q.add_argument("--save-positions", action="store_true", help="also store the selected sites' positions")
-    q.add_argument("--allow-unknown", action="store_true", help="NaN for elements the model has never seen")
-    q.add_argument(
-        "--no-uncertainty",
-        dest="uncertainty",
-        action="store_false",
-        help="skip the committee spread (ms_std, efg_std, *_param_std) of a committee model",
-    )
     q.add_argument(
         "--correlate",
         action="store_true",
