@@ -16,7 +16,9 @@ time, model loading and store creation included; silicate-29si stores the Si sit
 ``--kernel e3nn`` runs everything on e3nn's tensor product (``tensorproduct.reference``);
 ``fused`` (default) uses cuequivariance's kernel where it is installed (see
 ``tensorproduct.cuda_kernels``, recorded in the JSON), ``fused-padded`` the same with
-the edges padded to a few lengths (``tensorproduct.PAD_EDGES``), so calls compare the paths.
+the edges padded to a few lengths (``tensorproduct.PAD_EDGES``), so calls compare the paths;
+``--eigen closed`` takes the committee spread's eigenvalues in closed form
+(``tensors.TORCH_EIGEN``; default: torch's solver).
 """
 
 import argparse
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 from inference_cpu import quartz_supercell, time_forward  # benchmarks/, beside this script
 
-from dynnmr import tensorproduct
+from dynnmr import tensorproduct, tensors
 from dynnmr.engine import Profile, analyze
 from dynnmr.graphs import collate_on_device
 from dynnmr.modelfile import load_model
@@ -101,8 +103,13 @@ def main():
     p.add_argument("--device", default="cuda", help="cuda (cpu only to try the script)")
     p.add_argument("--kernel", default="fused", choices=["fused", "fused-padded", "e3nn"],
                    help="message path (e3nn: the reference)")  # fmt: skip
+    p.add_argument("--device-graphs-only", action="store_true",
+                   help="analyze rows with graphs on the GPU only (skip the CPU reader-thread rows)")  # fmt: skip
+    p.add_argument("--eigen", default="solver", choices=["solver", "closed"],
+                   help="eigenvalues of the committee spread on the GPU (tensors.TORCH_EIGEN)")  # fmt: skip
     args = p.parse_args()
     tensorproduct.PAD_EDGES = args.kernel == "fused-padded"
+    tensors.TORCH_EIGEN = args.eigen
     with tensorproduct.reference() if args.kernel == "e3nn" else contextlib.nullcontext():
         run(args)
 
@@ -112,20 +119,21 @@ def run(args):
     dev = args.device
     name = torch.cuda.get_device_name() if dev == "cuda" else "cpu"
     res = {"device": name, "torch": torch.__version__, "model": args.model, "date": time.strftime("%Y-%m-%d"),
-           "kernel": args.kernel, "cuequivariance": tensorproduct.cuda_kernels()}  # fmt: skip
+           "kernel": args.kernel, "eigen": args.eigen, "cuequivariance": tensorproduct.cuda_kernels()}  # fmt: skip
     model, info = load_model(args.model, device=dev)
     res["forward"] = [forward(model, int(n), dev) for n in args.sizes.split(",")]
     for r in res["forward"]:
         print(f"forward {r['atoms']:>6} atoms: graph {r['graph_ms']:.1f} ms, model {r['model_ms']:.1f} ms, "
               f"{r['model_atoms_per_s']:,.0f} atoms/s (model), {r['graph_plus_model_atoms_per_s']:,.0f} (graph+model), "
               f"peak {r['peak_gpu_mb']:.0f} MB", flush=True)  # fmt: skip
-    res["glass_3000"] = [end_to_end(GLASS, args.model, g, dev, args.glass_frames) for g in ("device", "cpu")]
+    graphs = ("device",) if args.device_graphs_only else ("device", "cpu")
+    res["glass_3000"] = [end_to_end(GLASS, args.model, g, dev, args.glass_frames) for g in graphs]
     big = Path(tempfile.gettempdir()) / f"dynnmr-glass24k-{args.big_frames}.extxyz"  # written once per machine
     if not big.exists():
         tiled_glass(big.with_suffix(".part"), args.big_frames)
         big.with_suffix(".part").rename(big)
     res["glass_24000_atoms"] = 8 * len(next(iread(GLASS)).numbers)  # tiled 2x2x2
-    res["glass_24000"] = [end_to_end(big, args.model, g, dev) for g in ("device", "cpu")]
+    res["glass_24000"] = [end_to_end(big, args.model, g, dev) for g in graphs]
     if getattr(model, "heads", 1) > 1:
         res["glass_24000"].append(end_to_end(big, args.model, "device", dev, uncertainty=False))
         on, off = res["glass_24000"][0], res["glass_24000"][-1]

@@ -10,12 +10,11 @@ that size in float64:
 
 * the package path: :func:`dynnmr.uncertainty.spread` on device tensors, whose
   eigenvalues come from torch's batched solver (cuSOLVER on a GPU) in chunks of
-  ``tensors.TORCH_EIGEN_BATCH``;
+  ``tensors.TORCH_EIGEN_BATCH``, and the same with ``tensors.TORCH_EIGEN = "closed"``;
 * torch's solver alone, chunked as the package does;
-* the closed-form eigenvalues of a symmetric 3x3 matrix (the trigonometric solution of
-  the characteristic cubic, O. K. Smith, Commun. ACM 4, 168 (1961)), elementwise, for
-  comparison only: its largest difference from NumPy's LAPACK eigenvalues is printed,
-  since near-degenerate pairs lose digits in the arccos;
+* the closed-form eigenvalues alone (:func:`dynnmr.tensors.closed_form_eigvalsh`,
+  elementwise): its largest difference from NumPy's LAPACK eigenvalues is printed, since
+  near-degenerate pairs lose digits in the arccos;
 * NumPy on the host (the path before the spread moved to the GPU).
 
 Median of 5 runs after a warm-up, with CUDA synchronisation.
@@ -23,7 +22,6 @@ Median of 5 runs after a warm-up, with CUDA synchronisation.
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -35,19 +33,13 @@ from dynnmr import tensors as T
 from dynnmr import uncertainty as U
 
 
-def closed_form_eigvalsh(a: torch.Tensor) -> torch.Tensor:
-    """Ascending eigenvalues of symmetric (..., 3, 3) ``a`` by Smith's trigonometric formula."""
-    q = torch.diagonal(a, dim1=-2, dim2=-1).sum(-1) / 3
-    off = a[..., 0, 1] ** 2 + a[..., 0, 2] ** 2 + a[..., 1, 2] ** 2
-    d = torch.diagonal(a, dim1=-2, dim2=-1) - q[..., None]
-    p = torch.sqrt(((d**2).sum(-1) + 2 * off) / 6)
-    safe = torch.where(p > 0, p, torch.ones_like(p))
-    b = (a - q[..., None, None] * torch.eye(3, dtype=a.dtype, device=a.device)) / safe[..., None, None]
-    r = torch.clamp(torch.linalg.det(b) / 2, -1.0, 1.0)
-    phi = torch.arccos(r) / 3
-    hi = q + 2 * p * torch.cos(phi)
-    lo = q + 2 * p * torch.cos(phi + 2 * math.pi / 3)
-    return torch.stack([lo, 3 * q - hi - lo, hi], dim=-1)
+def closed(fn):
+    """``fn()`` with the package's torch eigenvalues taken in closed form (``tensors.TORCH_EIGEN``)."""
+    before, T.TORCH_EIGEN = T.TORCH_EIGEN, "closed"
+    try:
+        return fn()
+    finally:
+        T.TORCH_EIGEN = before
 
 
 def timed(fn, device, runs=5):
@@ -84,10 +76,11 @@ def main():
            "spread_ms_package_s": timed(lambda: U.spread("ms", dev), args.device),
            "spread_efg_package_s": timed(lambda: U.spread("efg", dev), args.device),
            "eigvalsh_torch_chunked_s": timed(lambda: T._eigvalsh(dev, array_namespace(dev)), args.device),
-           "eigvalsh_closed_form_s": timed(lambda: closed_form_eigvalsh(dev), args.device),
+           "eigvalsh_closed_form_s": timed(lambda: T.closed_form_eigvalsh(dev), args.device),
+           "spread_ms_package_closed_form_s": timed(lambda: closed(lambda: U.spread("ms", dev)), args.device),
            "spread_ms_numpy_host_s": timed(lambda: U.spread("ms", host), "cpu", runs=2)}  # fmt: skip
     ref = np.linalg.eigvalsh(host)
-    res["closed_form_max_abs_diff"] = float(np.abs(closed_form_eigvalsh(dev).cpu().numpy() - ref).max())
+    res["closed_form_max_abs_diff"] = float(np.abs(T.closed_form_eigvalsh(dev).cpu().numpy() - ref).max())
     res["torch_max_abs_diff"] = float(np.abs(T.eigenvalues(dev).cpu().numpy() - ref).max())
     for k, v in res.items():
         print(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}", flush=True)

@@ -135,11 +135,42 @@ def isotropic(tensor):
 #: fails on larger batches (an internal error at 396,000 3x3 matrices on an H200; others
 #: report the limit near 32,000); each matrix is solved alone, so chunks change nothing.
 TORCH_EIGEN_BATCH = 16384
+#: How the eigenvalues of torch tensors are taken: ``"solver"``, torch's batched solver
+#: (cuSOLVER on a GPU) in chunks of :data:`TORCH_EIGEN_BATCH`; ``"closed"``, the closed
+#: form of :func:`closed_form_eigvalsh` (elementwise, no solver call). NumPy arrays always
+#: take LAPACK's. Which is faster on a GPU is measured by ``benchmarks/gpu_spread.py``.
+TORCH_EIGEN = "solver"
+
+
+def closed_form_eigvalsh(sym):
+    """Ascending eigenvalues of symmetric 3x3 tensors ``sym`` (..., 3, 3), NumPy or torch:
+    the trigonometric roots of the characteristic cubic (O. K. Smith, Commun. ACM 4, 168
+    (1961)), a few elementwise operations on any device. Where two eigenvalues meet it
+    loses digits: about 4e-8 of the anisotropy for an axial tensor in float64 (LAPACK:
+    1e-15), far below any NMR parameter's precision.
+
+    >>> print(np.round(closed_form_eigvalsh(np.diag([40.0, 10.0, 20.0])), 9))
+    [10. 20. 40.]
+    """
+    xp = array_namespace(sym)
+    diag = xp.stack([sym[..., 0, 0], sym[..., 1, 1], sym[..., 2, 2]], axis=-1)
+    q = xp.sum(diag, axis=-1) / 3
+    d = diag - q[..., None]
+    a01, a02, a12 = sym[..., 0, 1], sym[..., 0, 2], sym[..., 1, 2]
+    p = xp.sqrt((xp.sum(d**2, axis=-1) + 2 * (a01**2 + a02**2 + a12**2)) / 6)  # rms anisotropy
+    s = xp.where(p > 0, p, xp.ones_like(p))
+    b0, b1, b2, b01, b02, b12 = d[..., 0] / s, d[..., 1] / s, d[..., 2] / s, a01 / s, a02 / s, a12 / s
+    det = b0 * (b1 * b2 - b12**2) - b01 * (b01 * b2 - b12 * b02) + b02 * (b01 * b12 - b1 * b02)  # of (A - q)/p
+    phi = xp.acos(xp.clip(det / 2, -1.0, 1.0)) / 3
+    hi, lo = q + 2 * p * xp.cos(phi), q + 2 * p * xp.cos(phi + 2 * math.pi / 3)
+    return xp.stack([lo, 3 * q - hi - lo, hi], axis=-1)
 
 
 def _eigvalsh(sym, xp):
-    """Ascending eigenvalues of symmetric ``sym`` (..., 3, 3); torch's in chunks."""
+    """Ascending eigenvalues of symmetric ``sym`` (..., 3, 3); torch's by :data:`TORCH_EIGEN`."""
     n = math.prod(sym.shape[:-2])
+    if is_torch_array(sym) and TORCH_EIGEN == "closed":
+        return closed_form_eigvalsh(sym)
     if not is_torch_array(sym) or n <= TORCH_EIGEN_BATCH:
         return xp.linalg.eigvalsh(sym)
     flat, step = xp.reshape(sym, (n, 3, 3)), TORCH_EIGEN_BATCH
