@@ -4,6 +4,7 @@ Usage (from the repository root; see trajectories/README.md)::
 
     make trajectories                 # or, by hand:
     python trajectories/make.py all   # ramp, isotherms, glass, density series (hours on 1 core)
+    python trajectories/make.py calibration-glass   # one stage: the calibration glasses (25 min)
     python trajectories/make.py amorphous --atoms 24000 --out big   # on demand, not committed
 
 Potentials (``potentials.py``; chosen by measurement, see README.md and ``compare.py``):
