@@ -24,6 +24,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -33,13 +34,10 @@ from dynnmr import tensors as T
 from dynnmr import uncertainty as U
 
 
-def closed(fn):
-    """``fn()`` with the package's torch eigenvalues taken in closed form (``tensors.TORCH_EIGEN``)."""
-    before, T.TORCH_EIGEN = T.TORCH_EIGEN, "closed"
-    try:
-        return fn()
-    finally:
-        T.TORCH_EIGEN = before
+def closed_form(fn, *args):
+    """``fn(*args)`` with the package's torch eigenvalues in closed form (``tensors.TORCH_EIGEN``)."""
+    with mock.patch.object(T, "TORCH_EIGEN", "closed"):
+        return fn(*args)
 
 
 def timed(fn, device, runs=5):
@@ -77,7 +75,7 @@ def main():
            "spread_efg_package_s": timed(lambda: U.spread("efg", dev), args.device),
            "eigvalsh_torch_chunked_s": timed(lambda: T._eigvalsh(dev, array_namespace(dev)), args.device),
            "eigvalsh_closed_form_s": timed(lambda: T.closed_form_eigvalsh(dev), args.device),
-           "spread_ms_package_closed_form_s": timed(lambda: closed(lambda: U.spread("ms", dev)), args.device),
+           "spread_ms_package_closed_form_s": timed(lambda: closed_form(U.spread, "ms", dev), args.device),
            "spread_ms_numpy_host_s": timed(lambda: U.spread("ms", host), "cpu", runs=2)}  # fmt: skip
     ref = np.linalg.eigvalsh(host)
     res["closed_form_max_abs_diff"] = float(np.abs(T.closed_form_eigvalsh(dev).cpu().numpy() - ref).max())

@@ -19,7 +19,9 @@ show). ``--device cpu`` tries the script where no GPU is (CPU operators only).
 import argparse
 import contextlib
 import tempfile
+from functools import partial
 from pathlib import Path
+from unittest import mock
 
 import torch
 from gpu import tiled_glass  # benchmarks/, beside this script
@@ -28,17 +30,7 @@ from torch.profiler import ProfilerActivity, profile
 from dynnmr import tensorproduct
 from dynnmr.engine import Profile, analyze
 
-
-@contextlib.contextmanager
-def padded_edges():
-    """Within this context the fused kernel pads its edges (``tensorproduct.PAD_EDGES``)."""
-    before, tensorproduct.PAD_EDGES = tensorproduct.PAD_EDGES, True
-    try:
-        yield
-    finally:
-        tensorproduct.PAD_EDGES = before
-
-
+padded_edges = partial(mock.patch.object, tensorproduct, "PAD_EDGES", True)  # the fused kernel pads its edges
 WARM = 4  # frames of the warm-up run: one GPU batch of the 24,000-atom glass
 
 

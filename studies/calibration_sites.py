@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 import torch
+from md_holdout import cluster_efg_scale  # studies/, beside this script
 
 from dynnmr.config import load_config
 from dynnmr.evaluate import committee_sites
@@ -36,9 +37,10 @@ from dynnmr.uncertainty import calibration, fit_scale, parameters
 TEST_GLASS = "trajectories/labels/test_glass.extxyz"
 
 
-def o_sites(net, samples, target, column):
-    """``(error, raw spread)`` of one parameter column over the labelled O sites."""
-    pred, ref, species, sd = committee_sites(net, samples, [target])
+def o_sites(sites, target, column):
+    """``(error, raw spread)`` of one parameter column over the labelled O sites of
+    ``sites`` (:func:`dynnmr.evaluate.committee_sites` of one sample set)."""
+    pred, ref, species, sd = sites
     o = species[target] == 8
     err = parameters(target, pred[target][o])[:, column] - parameters(target, ref[target][o])[:, column]
     return err, sd[target][o, column]
@@ -57,16 +59,16 @@ def scale_and_floor(err, raw):
     return tuple(np.exp(best.x))
 
 
-def independent(net, info, val):
-    """Part 2 of the module doc, for one model."""
-    efg_scale = next((d["scale"]["efg"] for d in info["training_config"]["data"] if "efg" in d.get("scale", {})), 1.0)
-    test = load_samples([{"path": TEST_GLASS, "scale": {"efg": efg_scale}}], ["ms", "efg"], net.cutoff)
+def independent(net, info, val_sites):
+    """Part 2 of the module doc, for one model (``val_sites``: its validation sites)."""
+    test = load_samples([{"path": TEST_GLASS, "scale": {"efg": cluster_efg_scale(info)}}], ["ms", "efg"], net.cutoff)
+    test_sites = committee_sites(net, test, ["ms", "efg"])
     for target, column, name, unit in (
         ("ms", 0, "sigma_iso", "ppm"),
         ("efg", 0, "V_zz", "au"),
         ("efg", 1, "eta_Q", ""),
     ):
-        (ev, rv), (et, rt) = o_sites(net, val, target, column), o_sites(net, test, target, column)
+        (ev, rv), (et, rt) = o_sites(val_sites, target, column), o_sites(test_sites, target, column)
         s, (a, floor) = fit_scale(ev, rv), scale_and_floor(ev, rv)
         one = calibration(et, s * rt)
         two = calibration(et, np.sqrt((a * rt) ** 2 + floor**2))
@@ -84,18 +86,16 @@ def main(models):
     _, val, _ = split_samples(samples, cfg["split"])
     for name in models:
         net, info = load_model(name)
-        pred, ref, species, sd = committee_sites(net, val, ["ms"])
-        o = species["ms"] == 8
-        err = parameters("ms", pred["ms"][o])[:, 0] - parameters("ms", ref["ms"][o])[:, 0]
-        raw = sd["ms"][o, 0]
+        val_sites = committee_sites(net, val, ["ms", "efg"])
+        err, raw = o_sites(val_sites, "ms", 0)
         z = np.abs(err / raw)
         top = np.argsort(z)[-5:]
-        print(f"{name}: {o.sum()} validation O shielding sites, sigma_iso MAE {np.abs(err).mean():.2f} ppm, "
+        print(f"{name}: {len(err)} validation O shielding sites, sigma_iso MAE {np.abs(err).mean():.2f} ppm, "
               f"median raw spread {np.median(raw):.3f} ppm; factor {fit_scale(err, raw):.1f} "
               f"(without the largest |z|: {fit_scale(np.delete(err, top[-1]), np.delete(raw, top[-1])):.1f}; "
               f"median |z| / 0.674: {np.median(z) / 0.674:.1f}); largest |z| {np.round(z[top], 1).tolist()}, "
               f"errors {np.round(np.abs(err[top]), 2).tolist()} ppm, raw spreads {np.round(raw[top], 3).tolist()} ppm")  # fmt: skip
-        independent(net, info, val)
+        independent(net, info, val_sites)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ calibration labels that came after it: ``--calibration FILE`` adds a label file 
 ``calibration_only`` data item (independent structures that set the factors where they
 hold enough sites; its labels taken as the model's cluster label files were: the same
 EFG scale and elements). The split is rebuilt from the recorded config and must give
-the recorded test structures; ``--labels DIR`` looks for the recorded label files there first (a snapshot of them as
-they were when the model trained, e.g. ``git show COMMIT:trajectories/labels/FILE``).
+the recorded test structures; ``--labels DIR`` looks for the recorded label files there
+first (a snapshot of them as they were when the model trained, e.g. ``git show
+COMMIT:trajectories/labels/FILE``).
 
     python studies/recalibrate.py dynnmr/data/models/sio2.pt \\
         --metrics dynnmr/data/models/sio2.metrics.json \\
