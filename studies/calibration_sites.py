@@ -14,7 +14,13 @@ the validation sites (dynnmr.uncertainty.fit_scale). Prints, per model:
    target, on sigma_iso and V_zz) and the one the test glasses would need, and
    the fractions of test errors within 1 and 2 calibrated spreads for that validation
    factor and for a two-parameter alternative fitted on the validation sites too,
-   sd^2 = (a raw)^2 + floor^2 (a spread floor; maximum likelihood).
+   sd^2 = (a raw)^2 + floor^2 (a spread floor; maximum likelihood);
+3. the same parameters on the calibration glasses
+   (trajectories/labels/calibration_glass.extxyz: two more independent glasses, the
+   sites studies/recalibrate.py --calibration fits on): their rms error, the factor they
+   give, its robust alternative beside the test glasses' (how much the scale of the
+   spread varies from glass to glass), and the fractions of test-glass errors within 1
+   and 2 spreads calibrated by them.
 
 The split is that of studies/active/distill.yaml (the DFT labels of git 48ffa2e;
 recreate /tmp/snap5 as that file says).
@@ -35,6 +41,7 @@ from dynnmr.samples import load_samples, split_samples
 from dynnmr.uncertainty import calibration, fit_scale, parameters
 
 TEST_GLASS = "trajectories/labels/test_glass.extxyz"
+CALIBRATION_GLASS = "trajectories/labels/calibration_glass.extxyz"
 
 
 def o_sites(sites, target, column):
@@ -59,10 +66,22 @@ def scale_and_floor(err, raw):
     return tuple(np.exp(best.x))
 
 
+def glass_sites(net, info, path):
+    """The committee's sites of a cluster label file, its EFG scaled as the model's
+    cluster labels were."""
+    glass = load_samples([{"path": path, "scale": {"efg": cluster_efg_scale(info)}}], ["ms", "efg"], net.cutoff)
+    return committee_sites(net, glass, ["ms", "efg"])
+
+
+def robust_scale(err, raw):
+    """median(|z|) / 0.674: the factor for Gaussian z, unmoved by a few large |z|."""
+    return float(np.median(np.abs(err / raw)) / 0.674)
+
+
 def independent(net, info, val_sites):
-    """Part 2 of the module doc, for one model (``val_sites``: its validation sites)."""
-    test = load_samples([{"path": TEST_GLASS, "scale": {"efg": cluster_efg_scale(info)}}], ["ms", "efg"], net.cutoff)
-    test_sites = committee_sites(net, test, ["ms", "efg"])
+    """Parts 2 and 3 of the module doc, for one model (``val_sites``: its validation sites)."""
+    test_sites, cal_sites = (glass_sites(net, info, path) for path in (TEST_GLASS, CALIBRATION_GLASS))
+    rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
     for target, column, name, unit in (
         ("ms", 0, "sigma_iso", "ppm"),
         ("efg", 0, "V_zz", "au"),
@@ -72,11 +91,17 @@ def independent(net, info, val_sites):
         s, (a, floor) = fit_scale(ev, rv), scale_and_floor(ev, rv)
         one = calibration(et, s * rt)
         two = calibration(et, np.sqrt((a * rt) ** 2 + floor**2))
-        rms = lambda x: float(np.sqrt(np.mean(x**2)))  # noqa: E731
         print(f"  17O {name}: rms error {rms(ev):.3g} {unit} on {len(ev)} validation sites, {rms(et):.3g} on "
               f"{len(et)} test-glass sites; factor {s:.2f} (the test glasses would need {fit_scale(et, rt):.2f}): "
               f"test within 1 / 2 sd {one['within_1sd']:.2f} / {one['within_2sd']:.2f}; with a floor (a {a:.2f}, "
               f"floor {floor:.3g} {unit}): {two['within_1sd']:.2f} / {two['within_2sd']:.2f}")  # fmt: skip
+        ec, rc = o_sites(cal_sites, target, column)
+        sc = fit_scale(ec, rc)
+        three = calibration(et, sc * rt)
+        print(f"    calibration glasses: rms error {rms(ec):.3g} {unit} on {len(ec)} sites; factor {sc:.2f} "
+              f"(median |z| / 0.674 {robust_scale(ec, rc):.1f}, the test glasses' {robust_scale(et, rt):.1f}; "
+              f"largest |z| {np.abs(ec / rc).max():.0f} and {np.abs(et / rt).max():.0f}): "
+              f"test within 1 / 2 sd {three['within_1sd']:.2f} / {three['within_2sd']:.2f}")  # fmt: skip
 
 
 def main(models):
@@ -93,7 +118,7 @@ def main(models):
         print(f"{name}: {len(err)} validation O shielding sites, sigma_iso MAE {np.abs(err).mean():.2f} ppm, "
               f"median raw spread {np.median(raw):.3f} ppm; factor {fit_scale(err, raw):.1f} "
               f"(without the largest |z|: {fit_scale(np.delete(err, top[-1]), np.delete(raw, top[-1])):.1f}; "
-              f"median |z| / 0.674: {np.median(z) / 0.674:.1f}); largest |z| {np.round(z[top], 1).tolist()}, "
+              f"median |z| / 0.674: {robust_scale(err, raw):.1f}); largest |z| {np.round(z[top], 1).tolist()}, "
               f"errors {np.round(np.abs(err[top]), 2).tolist()} ppm, raw spreads {np.round(raw[top], 3).tolist()} ppm")  # fmt: skip
         independent(net, info, val_sites)
 
