@@ -2,6 +2,8 @@
 ensemble of two trunks): self-description, their test metrics reproduce, shift
 references, the committee's spread, and the 17O models against experiment."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -105,8 +107,17 @@ def test_config_is_the_bundled_models_recipe(bundled):
     # 17O EFG labels x 0.957: the basis and cluster limit from theory (configs/sio2.yaml)
     labels = [({"efg": 0.957}, None)] * 2  # the first cluster labels, those of the realistic trajectories
     teacher = [(None, None)] if info["name"] == "sio2" else []  # sio2-x2's tensors, train_only (distillation)
-    assert scales == ([gipaw, *labels, *teacher] if info["name"].startswith("sio2") else [gipaw])
-    assert [d["train_only"] for d in cfg["data"]] == [False] * (len(scales) - len(teacher)) + [True] * len(teacher)
+    calibration = [Path(d["path"]).name for d in cfg["data"] if d["calibration_only"]]
+    # the calibration glasses, labelled as the cluster files are; the bundled file's factors
+    # were fitted on them, in training or afterwards (studies/recalibrate.py --calibration)
+    fitted = (info.get("uncertainty") or {}).get("calibration_files", [])
+    fitted += [Path(d["path"]).name for d in trained["data"] if d.get("calibration_only")]
+    assert calibration == fitted
+    calibrated = labels[:1] * len(calibration)
+    assert scales == ([gipaw, *labels, *teacher, *calibrated] if info["name"].startswith("sio2") else [gipaw])
+    roles = [(d["train_only"], d["calibration_only"]) for d in cfg["data"]]
+    plain = len(scales) - len(teacher) - len(calibrated)
+    assert roles == [(False, False)] * plain + [(True, False)] * len(teacher) + [(False, True)] * len(calibrated)
 
 
 def test_29si_runs_the_way_shielding_does(bundled, shared_data):
