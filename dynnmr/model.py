@@ -132,13 +132,15 @@ class Interaction(nn.Module):
         self.irreps_out = self.gate.irreps_out
         self.product = Product(irreps_sorted.simplify(), self.gate.irreps_in, products) if products else None
 
-    def forward(self, h, sh, radial, src, dst, edge_order=None):
+    def forward(self, h, sh, radial, src, dst, edge_order=None, bond=None):
+        """``radial``: the radial basis per bond, ``bond`` (E,) each edge's bond (None: one
+        bond per edge); the radial network runs once per bond."""
         x = self.linear_up(h)
         weights = self.radial(radial)
         if tensorproduct.usable(x, sh, weights):
-            agg = self.fused(x, sh, weights, src, dst, h.shape[0], edge_order)
+            agg = self.fused(x, sh, weights, src, dst, h.shape[0], edge_order, bond)
         else:
-            messages = self.tp(x[src], sh, weights)
+            messages = self.tp(x[src], sh, weights if bond is None else weights[bond])
             agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
             agg.index_add_(0, dst, messages)
         agg = agg * self.norm
@@ -302,7 +304,8 @@ class TensorGNN(nn.Module):
         idx = idx.clamp(min=0)
         vec = graph.edge_vectors()
         sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
-        radial = self.radial_basis(vec.norm(dim=1))
+        bond = graph.edge_bond  # an edge and its reverse share their distance: radial terms once per bond
+        radial = self.radial_basis((vec if bond is None else vec[graph.bond_edge]).norm(dim=1))
         src, dst = graph.edge_src, graph.edge_dst
         h = self.embedding(idx) * known[:, None]
         edge_order = tensorproduct.EdgeOrder(dst, h.shape[0])  # the blocks on the same edges share it
@@ -311,9 +314,10 @@ class TensorGNN(nn.Module):
                 keep = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
                 keep[sites] = True
                 e = keep[dst]
-                sh, radial, src, dst = sh[e], radial[e], src[e], dst[e]
+                radial = radial[e] if bond is None else radial[bond[e]]  # one row per kept edge
+                sh, src, dst, bond = sh[e], src[e], dst[e], None
                 edge_order = tensorproduct.EdgeOrder(dst, h.shape[0])
-            h = block(h, sh, radial, src, dst, edge_order)
+            h = block(h, sh, radial, src, dst, edge_order, bond)
         if sites is not None:
             h, idx = h[sites], idx[sites]
         out = {t: self.readouts[t](h).reshape(h.shape[0], self.heads, -1) for t in self.targets}

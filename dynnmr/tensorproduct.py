@@ -103,9 +103,10 @@ class EdgeOrder:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _accumulate(out, first, last, x, sh, w, src, order, ptr, g_in, g_w, g_u, g_k, k_out, k_j, j_sh, j_c):
+def _accumulate(out, first, last, x, sh, w, src, row, order, ptr, g_in, g_w, g_u, g_k, k_out, k_j, j_sh, j_c):
     """Rows ``first:last`` of ``out``: each atom's sum over its incoming edges of the
-    tensor-product messages (component-major layouts, see the module docstring)."""
+    tensor-product messages (component-major layouts, see the module docstring); edge e
+    takes its weights from ``w[row[e]]``."""
     wx = np.empty(x.shape[1], dtype=x.dtype)
     zero = j_c[0] * 0  # a zero of the features' type
     for n in range(first, last):
@@ -113,7 +114,7 @@ def _accumulate(out, first, last, x, sh, w, src, order, ptr, g_in, g_w, g_u, g_k
         for idx in range(ptr[n], ptr[n + 1]):
             e = order[idx]
             xs = x[src[e]]
-            we = w[e]
+            we = w[row[e]]
             she = sh[e]
             for g in range(g_in.shape[0]):  # one (path, input component a)
                 n_u = g_u[g]
@@ -188,7 +189,8 @@ class FusedMessages(torch.nn.Module):
 
     Called as ``(x, sh, w, src, dst, n_atoms) -> (n_atoms, tp.irreps_out.dim)``, where e3nn
     would compute ``zeros.index_add_(0, dst, tp(x[src], sh, w))``; ``edge_order`` (an
-    :class:`EdgeOrder` of ``dst``) shares the grouping of the edges between blocks. A module without
+    :class:`EdgeOrder` of ``dst``) shares the grouping of the edges between blocks; with
+    ``bond`` (E,), ``w`` has one row per bond and edge e takes row ``bond[e]``. A module without
     parameters or buffers (nothing of it enters a model file), so that profilers see it.
     """
 
@@ -259,14 +261,15 @@ class FusedMessages(torch.nn.Module):
         )
         return out.index_select(1, columns_out)
 
-    def forward(self, x, sh, w, src, dst, n_atoms, edge_order=None):
+    def forward(self, x, sh, w, src, dst, n_atoms, edge_order=None, bond=None):
         if x.device.type == "cuda":
-            return self.polynomial_forward(x, sh, w, src, dst, n_atoms)
+            return self.polynomial_forward(x, sh, w if bond is None else w.index_select(0, bond), src, dst, n_atoms)
         x = x.index_select(1, self.columns_in).contiguous()
         order, ptr = (edge_order or EdgeOrder(dst, n_atoms)).arrays
+        row = torch.arange(len(src)) if bond is None else bond
         out = np.zeros((n_atoms, self.dim_out), dtype=x.numpy().dtype)
-        args = (x.numpy(), sh.contiguous().numpy(), w.contiguous().numpy(), src.numpy(), order.numpy(),
-                ptr.numpy(), *self.plan, self.coefficients.astype(out.dtype))  # fmt: skip
+        args = (x.numpy(), sh.contiguous().numpy(), w.contiguous().numpy(), src.numpy(), row.numpy(),
+                order.numpy(), ptr.numpy(), *self.plan, self.coefficients.astype(out.dtype))  # fmt: skip
         threads = max(1, min(torch.get_num_threads(), n_atoms // 64))
         bounds = np.linspace(0, n_atoms, threads + 1).astype(int)
         if threads == 1:

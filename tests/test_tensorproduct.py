@@ -42,6 +42,9 @@ def test_block_sums_equal_e3nn_in_float64(irreps_in):
         cpu = fused(x, sh, w, src, dst, n)
         polynomial = fused.polynomial_forward(x, sh, w, src, dst, n, method="naive")
         padded = fused.polynomial_forward(x, sh, w, src, dst, n, method="naive", pad=True)
+        bond = torch.randint(0, e, (e,))  # edges sharing weight rows (an edge and its reverse)
+        shared = fused(x, sh, w, src, dst, n, bond=bond)
+        assert_rel_close(shared.numpy(), reference_sums(tp, x, sh, w[bond], src, dst, n).numpy(), rtol=1e-13)
     for out in (cpu, polynomial, padded):
         assert out.dtype == torch.float64
         assert_rel_close(out.numpy(), ref.numpy(), rtol=1e-13)
