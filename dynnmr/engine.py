@@ -32,7 +32,9 @@ from .store import StoreLock, TensorStore, check_output, open_store, source_attr
 @dataclass
 class Profile:
     """Seconds spent per stage (reading and graphs, and the store writes, run in threads of
-    their own, overlapped with the model)."""
+    their own, overlapped with the model). ``startup`` is the part of ``wall`` before the
+    first chunk: checks, loading the model (building its modules), creating the store; a
+    long trajectory pays it once, so the rate after it is the run's throughput."""
 
     read_graph: float = 0.0
     model: float = 0.0
@@ -40,12 +42,18 @@ class Profile:
     frames: int = 0
     atoms: int = 0
     wall: float = 0.0
+    startup: float = 0.0
+
+    def rate(self, startup=True) -> float:
+        """Atoms per second over the whole call, or (``startup`` False) after start-up."""
+        seconds = self.wall if startup else self.wall - self.startup
+        return self.atoms / seconds if seconds > 0 else 0.0
 
     def report(self) -> str:
-        rate = self.atoms / self.wall if self.wall else 0.0
-        return (f"profile: {self.frames} frames, {self.atoms} atoms in {self.wall:.2f} s ({rate:,.0f} atoms/s); "
-                f"read+graph {self.read_graph:.2f} s (reader thread), model {self.model:.2f} s, "
-                f"store {self.write:.2f} s (writer thread)")  # fmt: skip
+        return (f"profile: {self.frames} frames, {self.atoms} atoms in {self.wall:.2f} s ({self.rate():,.0f} atoms/s; "
+                f"{self.rate(startup=False):,.0f} after {self.startup:.2f} s start-up); read+graph "
+                f"{self.read_graph:.2f} s (reader thread), model {self.model:.2f} s, store {self.write:.2f} s "
+                f"(writer thread)")  # fmt: skip
 
 
 class _Progress:
@@ -208,6 +216,7 @@ def _analyze_locked(spec: AnalysisSpec, net, info, dev, batch_atoms, expected, p
     error = None
     position = done
     writer = _Writer(store, output, prof)
+    prof.startup = time.perf_counter() - t_wall
     try:
         while True:
             kind, payload = q.get()

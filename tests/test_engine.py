@@ -201,6 +201,21 @@ def test_dcd_with_topology_matches_extxyz(tmp_path, tiny_model):
         run(tmp_path / "t.dcd", tmp_path / "c.zarr", tiny_model)
 
 
+def test_profile_separates_start_up_from_throughput(tmp_path, tiny_model):
+    """The profile's start-up (model load, store creation) is part of the wall time, and
+    the rate after it counts the same atoms over the rest."""
+    from dynnmr.engine import Profile
+
+    make_traj(tmp_path / "t.extxyz", n_frames=6)
+    prof = Profile()
+    run(tmp_path / "t.extxyz", tmp_path / "s.zarr", tiny_model, profile=prof)
+    assert prof.frames == 6 and prof.atoms == 6 * 72
+    assert 0 < prof.startup < prof.wall
+    assert prof.rate(startup=False) == pytest.approx(prof.atoms / (prof.wall - prof.startup))
+    assert prof.rate() == pytest.approx(prof.atoms / prof.wall) and prof.rate(startup=False) > prof.rate()
+    assert f"{prof.startup:.2f} s start-up" in prof.report()
+
+
 def test_device_graphs_match_reader_thread_graphs(tmp_path, tiny_model):
     """The on-device (vesin torch) graph path, used on GPUs, gives the same store as the CPU path."""
     make_traj(tmp_path / "t.extxyz", n_frames=7)
