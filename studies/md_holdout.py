@@ -81,10 +81,19 @@ def held_out_frames(infos, labels, images) -> list[int]:
     return sorted(frames)
 
 
+#: The 17O cluster label files, labelled alike (B3LYP clusters, one EFG scale).
+CLUSTER_LABELS = ("sio2_clusters.extxyz", "sio2_md.extxyz")
+
+
+def cluster_item(info) -> dict:
+    """The data item (scale, species) a model recorded for the cluster labels ({} if none):
+    new cluster labels are read as it read those."""
+    return trained_item(info, CLUSTER_LABELS) or {}
+
+
 def cluster_efg_scale(info) -> float:
     """The EFG scale this model applied to the cluster labels (1 when it recorded none)."""
-    item = trained_item(info, ("sio2_clusters.extxyz", "sio2_md.extxyz")) or {}
-    return float(item.get("scale", {}).get("efg", 1.0))
+    return float(cluster_item(info).get("scale", {}).get("efg", 1.0))
 
 
 def site_atoms(samples, images, target) -> list[tuple[str, int]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from _data import locate
+from md_holdout import cluster_item  # studies/, beside this script
 
 from dynnmr.modelfile import load_model, update_metadata
 from dynnmr.samples import calibration_samples, load_samples, recorded_data, split_samples
@@ -44,7 +45,7 @@ def main(argv=None):
         else locate
     )
     data = recorded_data(info, find)
-    cluster = next((d for d in data if "efg" in d.get("scale", {})), {})  # label as the cluster files were
+    cluster = cluster_item(info)  # label as the cluster files were
     data += [{"path": p, "scale": cluster.get("scale", {}), "species": cluster.get("species", {}),
               "calibration_only": True} for p in args.calibration]  # fmt: skip
     samples = load_samples(data, targets, info["hyperparameters"]["cutoff"])
