@@ -529,7 +529,7 @@ def build_parser():
         action="store_true",
         help="multiple-tau autocorrelations per irrep into the store's analysis/ group, once it is written",
     )
-    q.add_argument("--profile", action="store_true", help="print time per stage at the end")
+    q.add_argument("--profile", action="store_true", help="print time per stage at the end (start-up apart)")
     q.add_argument(
         "--scheduler",
         metavar="ADDRESS",
