@@ -166,10 +166,13 @@ class Product(nn.Module):
         # A'_i A'_j = A'_j A'_i up to a sign: one of each pair (j >= i)
         sorted_irreps, instr = _paths(mid, mid, irreps_out, "uuu", upper_only=True)
         self.tp = o3.TensorProduct(mid, mid, sorted_irreps, instr)
+        self.fused = tensorproduct.FusedProduct(self.tp)  # the same product, for CPU inference
         self.post = o3.Linear(sorted_irreps.simplify(), irreps_out)
 
     def forward(self, agg):
         a = self.pre(agg)
+        if a.device.type == "cpu" and tensorproduct.usable(a, self.tp.weight):
+            return self.post(self.fused(a, self.tp.weight))
         return self.post(self.tp(a, a))
 
 

@@ -16,6 +16,11 @@ products w_e[p, u] x[u, a] are formed once, and each output component k adds
 are laid out component-major inside each irrep block (``[a, u]``, channels contiguous)
 for that loop, and put back in e3nn's order (``[u, a]``) afterwards.
 
+The body-order product of each atom's summed messages with themselves
+(:class:`dynnmr.model.Product`, e3nn's ``uuu`` tensor product with shared weights) has
+a kernel of its own, :class:`FusedProduct`, on the same plan (:func:`_plan`): e3nn runs
+it as one batch of small contractions per path, each with its own intermediate array.
+
 On the GPU the same sums are one segmented polynomial of cuequivariance (NVIDIA's
 equivariance kernels, the ``gpu`` extra): the messages' gather by sender, product and
 scatter-add by receiver in its ``uniform_1d`` CUDA kernel, which needs every channel
@@ -26,7 +31,8 @@ normalisation cannot drift; the tests evaluate that very polynomial with cuequiv
 plain-PyTorch method on the CPU against e3nn in float64.
 
 e3nn stays the reference and the training path: :func:`usable` sends anything that
-needs gradients (and GPU tensors when cuequivariance's kernels are not installed) to it.
+needs gradients (and GPU tensors when cuequivariance's kernels are not installed) to it;
+the product runs e3nn's on the GPU.
 :func:`reference` switches the fused paths off (benchmarks measure both in one run).
 """
 
@@ -139,6 +145,46 @@ def _component_major(irreps: o3.Irreps) -> np.ndarray:
     return np.asarray(cols, dtype=np.int64)
 
 
+def _plan(tp: o3.TensorProduct, mode: str):
+    """The kernels' plan of the weighted ``mode`` paths of ``tp`` (``uvu``: the second
+    input one copy of each irrep, the harmonics; ``uuu``: as many channels as the first,
+    component-major): per (path, first-input component a) the first input's block
+    ``g_in``, the weights' offset ``g_w``, the channels ``g_u`` and the outputs
+    ``g_k[g]:g_k[g + 1]``; per output component its block ``k_out`` and its terms
+    ``k_j[k]:k_j[k + 1]``, each the second input's column ``j_in`` (its block for uuu)
+    and the coefficient ``j_c`` (Wigner 3j symbol times the path weight). The int64
+    arrays, then the float64 coefficients."""
+    i1, i2, io = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
+    sl1, sl2, slo = i1.slices(), i2.slices(), io.slices()
+    g_in, g_w, g_u, g_k, k_out, k_j, j_in, j_c = [], [], [], [0], [], [0], [], []
+    offset = 0  # into the flat weights, in e3nn's instruction order
+    for ins in tp.instructions:
+        if ins.connection_mode != mode or not ins.has_weight:
+            raise ValueError(f"the fused kernel computes weighted {mode!r} paths, not {ins}")
+        mul, ir1 = i1[ins.i_in1]
+        mul2, ir2 = i2[ins.i_in2]
+        mul3, ir3 = io[ins.i_out]
+        cg = (o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64) * ins.path_weight).numpy()
+        nonzero = np.abs(cg) > 1e-12
+        for a in range(ir1.dim):
+            ks = [k for k in range(ir3.dim) if nonzero[a, :, k].any()]
+            if not ks:
+                continue
+            g_in.append(sl1[ins.i_in1].start + a * mul)
+            g_w.append(offset)
+            g_u.append(mul)
+            for k in ks:
+                k_out.append(slo[ins.i_out].start + k * mul3)
+                for j in np.flatnonzero(nonzero[a, :, k]):
+                    j_in.append(sl2[ins.i_in2].start + j * (mul2 if mode == "uuu" else 1))
+                    j_c.append(cg[a, j, k])
+                k_j.append(len(j_in))
+            g_k.append(len(k_out))
+        offset += math.prod(ins.path_shape)
+    as_int = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    return (*(as_int(v) for v in (g_in, g_w, g_u, g_k, k_out, k_j, j_in)), np.asarray(j_c, dtype=np.float64))
+
+
 def cuda_polynomial(tp: o3.TensorProduct):
     """The e3nn ``uvu`` tensor product ``tp`` as a cuequivariance segmented polynomial,
     inputs (weights, x, Y) -> messages, the features component-major (``[a, u]`` blocks)
@@ -196,37 +242,10 @@ class FusedMessages(torch.nn.Module):
 
     def __init__(self, tp: o3.TensorProduct):
         super().__init__()
-        i1, i2, io = tp.irreps_in1, tp.irreps_in2, tp.irreps_out
-        if any(m != 1 for m, _ in i2):
+        i1, io = tp.irreps_in1, tp.irreps_out
+        if any(m != 1 for m, _ in tp.irreps_in2):
             raise ValueError("the fused kernel takes one copy of each spherical harmonic")
-        sl1, sl2, slo = i1.slices(), i2.slices(), io.slices()
-        g_in, g_w, g_u, g_k, k_out, k_j, j_sh, j_c = [], [], [], [0], [], [0], [], []
-        offset = 0  # into the flat weights, in e3nn's instruction order
-        for ins in tp.instructions:
-            if ins.connection_mode != "uvu" or not ins.has_weight:
-                raise ValueError(f"the fused kernel computes weighted 'uvu' paths, not {ins}")
-            mul, ir1 = i1[ins.i_in1]
-            mul3, ir3 = io[ins.i_out]
-            cg = (o3.wigner_3j(ir1.l, i2[ins.i_in2].ir.l, ir3.l, dtype=torch.float64) * ins.path_weight).numpy()
-            nonzero = np.abs(cg) > 1e-12
-            for a in range(ir1.dim):
-                ks = [k for k in range(ir3.dim) if nonzero[a, :, k].any()]
-                if not ks:
-                    continue
-                g_in.append(sl1[ins.i_in1].start + a * mul)
-                g_w.append(offset)
-                g_u.append(mul)
-                for k in ks:
-                    k_out.append(slo[ins.i_out].start + k * mul3)
-                    for j in np.flatnonzero(nonzero[a, :, k]):
-                        j_sh.append(sl2[ins.i_in2].start + j)
-                        j_c.append(cg[a, j, k])
-                    k_j.append(len(j_sh))
-                g_k.append(len(k_out))
-            offset += math.prod(ins.path_shape)
-        as_int = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-        self.plan = tuple(as_int(v) for v in (g_in, g_w, g_u, g_k, k_out, k_j, j_sh))
-        self.coefficients = np.asarray(j_c, dtype=np.float64)
+        *self.plan, self.coefficients = _plan(tp, "uvu")
         self.columns_in = torch.from_numpy(_component_major(i1))
         self.columns_out = torch.from_numpy(np.argsort(_component_major(io)))
         self.dim_out = io.dim
@@ -270,11 +289,62 @@ class FusedMessages(torch.nn.Module):
         out = np.zeros((n_atoms, self.dim_out), dtype=x.numpy().dtype)
         args = (x.numpy(), sh.contiguous().numpy(), w.contiguous().numpy(), src.numpy(), row.numpy(),
                 order.numpy(), ptr.numpy(), *self.plan, self.coefficients.astype(out.dtype))  # fmt: skip
-        threads = max(1, min(torch.get_num_threads(), n_atoms // 64))
-        bounds = np.linspace(0, n_atoms, threads + 1).astype(int)
-        if threads == 1:
-            _accumulate(out, 0, n_atoms, *args)
-        else:  # the kernel releases the GIL: each thread fills its own rows
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda k: _accumulate(out, bounds[k], bounds[k + 1], *args), range(threads)))
+        _by_rows(_accumulate, out, args)
+        return torch.from_numpy(out).index_select(1, self.columns_out)
+
+
+def _by_rows(kernel, out, args):
+    """``kernel(out, first, last, *args)`` over the rows of ``out``, split among torch's
+    threads (the kernels release the GIL; each thread fills its own rows)."""
+    n = len(out)
+    threads = max(1, min(torch.get_num_threads(), n // 64))
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    if threads == 1:
+        kernel(out, 0, n, *args)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda k: kernel(out, bounds[k], bounds[k + 1], *args), range(threads)))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _products(out, first, last, x1, x2, w, g_in, g_w, g_u, g_k, k_out, k_j, j_in, j_c):
+    """Rows ``first:last`` of ``out``: each atom's weighted ``uuu`` tensor product of its
+    own features ``x1`` and ``x2`` (component-major, shared weights ``w``)."""
+    wx = np.empty(x1.shape[1], dtype=x1.dtype)
+    for n in range(first, last):
+        acc, xa, xb = out[n], x1[n], x2[n]
+        for g in range(g_in.shape[0]):  # one (path, first-input component a)
+            n_u = g_u[g]
+            for u in range(n_u):
+                wx[u] = w[g_w[g] + u] * xa[g_in[g] + u]
+            for kk in range(g_k[g], g_k[g + 1]):  # the output components k it reaches
+                a = acc[k_out[kk] : k_out[kk] + n_u]
+                for jj in range(k_j[kk], k_j[kk + 1]):  # the second input's components b
+                    c, b = j_c[jj], xb[j_in[jj] : j_in[jj] + n_u]
+                    for u in range(n_u):
+                        a[u] += c * wx[u] * b[u]
+
+
+class FusedProduct(torch.nn.Module):
+    """An atom's features' weighted ``uuu`` tensor product with themselves, shared
+    weights (the body-order product of :class:`dynnmr.model.Product`), computed by a
+    numba kernel on the CPU from the e3nn tensor product ``tp`` it replaces (same
+    instructions, path weights and weights): ``(x, weight) -> tp(x, x)`` with ``tp.weight``. e3nn's generated code runs each path as its
+    own batch of small contractions, with an intermediate array per path; the kernel
+    walks each atom once. Without parameters or buffers, as :class:`FusedMessages`."""
+
+    def __init__(self, tp: o3.TensorProduct):
+        super().__init__()
+        *self.plan, self.coefficients = _plan(tp, "uuu")
+        if tp.irreps_in1 != tp.irreps_in2:
+            raise ValueError("the fused product takes one set of features twice")
+        self.columns_in = torch.from_numpy(_component_major(tp.irreps_in1))
+        self.columns_out = torch.from_numpy(np.argsort(_component_major(tp.irreps_out)))
+        self.dim_out = tp.irreps_out.dim
+
+    def forward(self, x, weight):
+        w = weight.detach().to(x.dtype).contiguous().numpy()
+        x = x.index_select(1, self.columns_in).numpy()
+        out = np.zeros((len(x), self.dim_out), dtype=x.dtype)
+        _by_rows(_products, out, (x, x, w, *self.plan, self.coefficients.astype(out.dtype)))
         return torch.from_numpy(out).index_select(1, self.columns_out)

@@ -53,6 +53,28 @@ def test_block_sums_equal_e3nn_in_float64(irreps_in):
     assert fused.state_dict() == {}  # nothing of either path enters a model file
 
 
+@pytest.mark.parametrize("irreps_agg", ["8x0e+4x1o+4x2e", "3x0e+2x1o+2x1e+2x2e+2x3o"])
+def test_fused_product_equals_e3nn_in_float64(irreps_agg):
+    """The body-order product's kernel: every uuu path of an atom's features with
+    themselves, as e3nn computes it, for more than the kernel's 64 atoms a thread."""
+    from dynnmr.model import Product
+
+    torch.manual_seed(2)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        product = Product(o3.Irreps(irreps_agg), hidden_irreps(8, 3, 4), 5)
+    finally:
+        torch.set_default_dtype(old)
+    x = torch.randn(300, product.tp.irreps_in1.dim, dtype=torch.float64)
+    with torch.no_grad():
+        ref = product.tp(x, x)
+        fused = product.fused(x, product.tp.weight)
+    assert fused.dtype == torch.float64 and ref.abs().max() > 0
+    assert_rel_close(fused.numpy(), ref.numpy(), rtol=1e-13)
+    assert product.fused.state_dict() == {}
+
+
 def test_padded_edge_counts_are_few_and_close():
     """Padding takes an edge count up by at most 1/16, to one of 16 lengths per octave."""
     lengths = [tensorproduct.padded_length(n) for n in range(1, 5000)]
