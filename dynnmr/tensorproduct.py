@@ -307,20 +307,20 @@ def _by_rows(kernel, out, args):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _products(out, first, last, x1, x2, w, g_in, g_w, g_u, g_k, k_out, k_j, j_in, j_c):
+def _products(out, first, last, x, w, g_in, g_w, g_u, g_k, k_out, k_j, j_in, j_c):
     """Rows ``first:last`` of ``out``: each atom's weighted ``uuu`` tensor product of its
-    own features ``x1`` and ``x2`` (component-major, shared weights ``w``)."""
-    wx = np.empty(x1.shape[1], dtype=x1.dtype)
+    features ``x`` with themselves (component-major, shared weights ``w``)."""
+    wx = np.empty(x.shape[1], dtype=x.dtype)
     for n in range(first, last):
-        acc, xa, xb = out[n], x1[n], x2[n]
+        acc, xn = out[n], x[n]
         for g in range(g_in.shape[0]):  # one (path, first-input component a)
             n_u = g_u[g]
             for u in range(n_u):
-                wx[u] = w[g_w[g] + u] * xa[g_in[g] + u]
+                wx[u] = w[g_w[g] + u] * xn[g_in[g] + u]
             for kk in range(g_k[g], g_k[g + 1]):  # the output components k it reaches
                 a = acc[k_out[kk] : k_out[kk] + n_u]
                 for jj in range(k_j[kk], k_j[kk + 1]):  # the second input's components b
-                    c, b = j_c[jj], xb[j_in[jj] : j_in[jj] + n_u]
+                    c, b = j_c[jj], xn[j_in[jj] : j_in[jj] + n_u]
                     for u in range(n_u):
                         a[u] += c * wx[u] * b[u]
 
@@ -329,15 +329,16 @@ class FusedProduct(torch.nn.Module):
     """An atom's features' weighted ``uuu`` tensor product with themselves, shared
     weights (the body-order product of :class:`dynnmr.model.Product`), computed by a
     numba kernel on the CPU from the e3nn tensor product ``tp`` it replaces (same
-    instructions, path weights and weights): ``(x, weight) -> tp(x, x)`` with ``tp.weight``. e3nn's generated code runs each path as its
-    own batch of small contractions, with an intermediate array per path; the kernel
-    walks each atom once. Without parameters or buffers, as :class:`FusedMessages`."""
+    instructions, path weights and weights): ``(x, tp.weight) -> tp(x, x)``. e3nn's
+    generated code runs each path as its own batch of small contractions, with an
+    intermediate array per path; the kernel walks each atom once. Without parameters or
+    buffers, as :class:`FusedMessages`."""
 
     def __init__(self, tp: o3.TensorProduct):
         super().__init__()
-        *self.plan, self.coefficients = _plan(tp, "uuu")
         if tp.irreps_in1 != tp.irreps_in2:
             raise ValueError("the fused product takes one set of features twice")
+        *self.plan, self.coefficients = _plan(tp, "uuu")
         self.columns_in = torch.from_numpy(_component_major(tp.irreps_in1))
         self.columns_out = torch.from_numpy(np.argsort(_component_major(tp.irreps_out)))
         self.dim_out = tp.irreps_out.dim
@@ -346,5 +347,5 @@ class FusedProduct(torch.nn.Module):
         w = weight.detach().to(x.dtype).contiguous().numpy()
         x = x.index_select(1, self.columns_in).numpy()
         out = np.zeros((len(x), self.dim_out), dtype=x.dtype)
-        _by_rows(_products, out, (x, x, w, *self.plan, self.coefficients.astype(out.dtype)))
+        _by_rows(_products, out, (x, w, *self.plan, self.coefficients.astype(out.dtype)))
         return torch.from_numpy(out).index_select(1, self.columns_out)
