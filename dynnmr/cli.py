@@ -85,10 +85,10 @@ def cmd_train(args):
 
 def cmd_predict(args):
     from . import tensorfiles
-    from .inference import predict_images
+    from .inference import predict_images, resolve_device
     from .modelfile import load_model
 
-    model, info = load_model(args.model)
+    model, info = load_model(args.model, device=resolve_device(args.device))
     images = tensorfiles.read(args.input)
     for atoms in images:  # predictions replace any tensors already in the file
         for t in info["targets"]:

@@ -155,8 +155,9 @@ def predict(atoms, model=None, device="cpu", allow_unknown=False, uncertainty=Tr
 
     single = not isinstance(atoms, (list, tuple))
     images = [a.copy() for a in ([atoms] if single else atoms)]
-    net, info = load_model(model or DEFAULT_MODEL)
-    predict_images(net, info, images, device=device, allow_unknown=allow_unknown, uncertainty=uncertainty)
+    dev = resolve_device(device) if isinstance(device, str) else device
+    net, info = load_model(model or DEFAULT_MODEL, device=dev)
+    predict_images(net, info, images, device=dev, allow_unknown=allow_unknown, uncertainty=uncertainty)
     return images[0] if single else images
 
 

@@ -32,8 +32,10 @@ equivariance). ``forward`` returns physical tensors (ppm, au).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
+import e3nn
 import torch
 from e3nn import nn as e3nn_nn
 from e3nn import o3
@@ -386,6 +388,18 @@ class Ensemble(nn.Module):
     def forward(self, graph: Graph, species_idx=None, sites=None):
         """The mean over all members of all trunks, ``{target: (M, 3, 3)}`` (ppm, au)."""
         return {t: m.mean(dim=1) for t, m in self.members(graph, species_idx, sites).items()}
+
+
+@contextlib.contextmanager
+def e3nn_options(**options):
+    """e3nn's global optimisation defaults (``e3nn.set_optimization_defaults``) set to
+    ``options`` while modules are built inside the block, restored after it."""
+    saved = e3nn.get_optimization_defaults()
+    e3nn.set_optimization_defaults(**options)
+    try:
+        yield
+    finally:
+        e3nn.set_optimization_defaults(**{k: saved[k] for k in options})
 
 
 def build_model(species, targets=("ms",), trunks=1, **hyperparameters):

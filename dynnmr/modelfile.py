@@ -16,7 +16,7 @@ import torch
 
 from . import DEFAULT_MODEL, __version__  # noqa: F401  (DEFAULT_MODEL: imported from here too)
 from .errors import InputError
-from .model import TARGET_UNITS, build_model
+from .model import TARGET_UNITS, build_model, e3nn_options
 
 FORMAT = "dynnmr-model"
 #: Bumped whenever weights or metadata change meaning; files of another version are refused.
@@ -97,8 +97,14 @@ def load_model(name_or_path, device="cpu"):
             f"{info.get('dynnmr_version')}), but this dynnmr ({__version__}) reads version "
             f"{FORMAT_VERSION}: retrain it or use a matching dynnmr"
         )
+    # On CPU the fused kernels (dynnmr.tensorproduct) run the message and product sums;
+    # e3nn's search for the best contraction order of the rest (linears, gates, readouts)
+    # costs most of the load time (2.1 -> 0.7 s for sio2) and gained nothing measurable
+    # in the forward pass (benchmarks/README, "Start-up").
+    fast_load = {"optimize_einsums": False} if torch.device(device).type == "cpu" else {}
     try:
-        model = build_model(info["species"], info["targets"], **info["hyperparameters"])
+        with e3nn_options(**fast_load):
+            model = build_model(info["species"], info["targets"], **info["hyperparameters"])
         model.load_state_dict(info["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:  # damaged or hand-edited: weights that do not fit
         raise InputError(path, f"damaged model file ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None

@@ -186,3 +186,28 @@ def test_committee_model_spread_is_calibrated_and_symmetric():
     assert np.isnan(out.arrays["efg_param_std"][~o]).all()  # no EFG for Si: no spread either
     assert (out.arrays["ms_param_std"][:, 0] < np.array([u["flag_threshold"]["ms"][s] for s in
                                                          QUARTZ.get_chemical_symbols()])).all()  # fmt: skip
+
+
+def test_cpu_load_skips_einsum_search_and_keeps_the_numbers():
+    """A model loaded for CPU is built without e3nn's contraction-order search (start-up
+    time); its tensors equal, in float64, those of the model built with e3nn's defaults,
+    and e3nn's global defaults are as they were after the load."""
+    import e3nn
+    import torch
+    from e3nn import o3
+
+    from dynnmr.graphs import collate, structure_arrays
+    from dynnmr.model import build_model
+
+    before = e3nn.get_optimization_defaults()
+    model, info = load_model("sio2", device="cpu")
+    assert e3nn.get_optimization_defaults() == before and before["optimize_einsums"]
+    searched = build_model(info["species"], info["targets"], **info["hyperparameters"])
+    searched.load_state_dict(info["state_dict"])
+    assert {m._optimize_einsums for m in model.modules() if isinstance(m, o3.Linear)} == {False}
+    assert {m._optimize_einsums for m in searched.modules() if isinstance(m, o3.Linear)} == {True}
+    graph = collate([structure_arrays(QUARTZ, model.cutoff)], dtype=torch.float64)
+    with torch.no_grad():
+        got, want = model.double().eval()(graph), searched.double().eval()(graph)
+    for t in info["targets"]:
+        np.testing.assert_allclose(got[t].numpy(), want[t].numpy(), rtol=0, atol=1e-9 * want[t].abs().max().item())
