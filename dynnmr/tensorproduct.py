@@ -114,7 +114,6 @@ def _accumulate(out, first, last, x, sh, w, src, row, order, ptr, g_in, g_w, g_u
     tensor-product messages (component-major layouts, see the module docstring); edge e
     takes its weights from ``w[row[e]]``."""
     wx = np.empty(x.shape[1], dtype=x.dtype)
-    zero = j_c[0] * 0  # a zero of the features' type
     for n in range(first, last):
         acc = out[n]
         for idx in range(ptr[n], ptr[n + 1]):
@@ -129,8 +128,11 @@ def _accumulate(out, first, last, x, sh, w, src, row, order, ptr, g_in, g_w, g_u
                 for u in range(n_u):
                     wx[u] = wv[u] * xv[u]
                 for kk in range(g_k[g], g_k[g + 1]):  # the output components k it reaches
-                    c = zero
-                    for jj in range(k_j[kk], k_j[kk + 1]):
+                    # sum_j C_ajk Y_j; every k has a term, and the first sets the sum's type:
+                    # a literal zero (an int64) would promote float32 sums to float64
+                    jj = k_j[kk]
+                    c = j_c[jj] * she[j_sh[jj]]
+                    for jj in range(k_j[kk] + 1, k_j[kk + 1]):
                         c += j_c[jj] * she[j_sh[jj]]
                     a = acc[k_out[kk] : k_out[kk] + n_u]
                     for u in range(n_u):

@@ -75,6 +75,33 @@ def test_fused_product_equals_e3nn_in_float64(irreps_agg):
     assert product.fused.state_dict() == {}
 
 
+def test_float32_kernels_compute_in_float32(monkeypatch):
+    """With float32 features no number in either kernel becomes float64 (a float64
+    intermediate halves the vector width and converts on every store): the kernels'
+    inferred types, compiled afresh (cached code keeps none)."""
+    import numba
+
+    torch.manual_seed(3)
+    block = Interaction(o3.Irreps("8x0e+4x1o+4x2e"), hidden_irreps(8, 2, 4), o3.Irreps.spherical_harmonics(2),
+                        8, 16, 10.0, products=4)  # fmt: skip
+    kernels = {}
+    for name in ("_accumulate", "_products"):
+        kernels[name] = numba.njit(nogil=True, fastmath=True)(getattr(tensorproduct, name).py_func)
+        monkeypatch.setattr(tensorproduct, name, kernels[name])
+    n, e = 30, 200
+    x = torch.randn(n, block.tp.irreps_in1.dim)
+    sh = o3.spherical_harmonics(block.tp.irreps_in2, torch.randn(e, 3), normalize=True)
+    with torch.no_grad():
+        agg = block.fused(x, sh, torch.randn(e, block.tp.weight_numel), torch.randint(0, n, (e,)),
+                          torch.randint(0, n, (e,)), n)  # fmt: skip
+        block.product.fused(block.product.pre(agg), block.product.tp.weight)
+    for name, kernel in kernels.items():
+        (sig,) = kernel.signatures
+        assert sig[0].dtype == numba.float32  # the features
+        types = kernel.overloads[sig].type_annotation.typemap
+        assert not [v for v, t in types.items() if t == numba.float64], name
+
+
 def test_padded_edge_counts_are_few_and_close():
     """Padding takes an edge count up by at most 1/16, to one of 16 lengths per octave."""
     lengths = [tensorproduct.padded_length(n) for n in range(1, 5000)]
