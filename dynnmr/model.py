@@ -302,7 +302,8 @@ class TensorGNN(nn.Module):
         """Standardised spherical components per target and member, ``{t: (M, heads, k)}``.
 
         ``sites`` (indices) restricts the output to those atoms; the last block then
-        runs only on edges into them (training needs only the labelled atoms).
+        runs only on edges into them (training needs only the labelled atoms), with its
+        radial network once per bond or once per kept edge, whichever are fewer.
         """
         idx = self.species_indices(graph.numbers) if species_idx is None else species_idx
         known = idx >= 0  # -1 marks a species the model has never seen (zero embedding)
@@ -319,9 +320,16 @@ class TensorGNN(nn.Module):
                 keep = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
                 keep[sites] = True
                 e = keep[dst]
-                radial = radial[e] if bond is None else radial[bond[e]]  # one row per kept edge
-                sh, src, dst, bond = sh[e], src[e], dst[e], None
-                edge_order = tensorproduct.EdgeOrder(dst, h.shape[0])
+                kept = int(e.sum())
+                if kept < len(e):  # else every atom is a site (inference): the whole graph serves
+                    sh, src, dst = sh[e], src[e], dst[e]
+                    if bond is None:
+                        radial = radial[e]
+                    elif kept < len(radial):  # fewer kept edges than bonds: a radial row each
+                        radial, bond = radial[bond[e]], None
+                    else:  # the radial network stays once per bond
+                        bond = bond[e]
+                    edge_order = tensorproduct.EdgeOrder(dst, h.shape[0])
             h = block(h, sh, radial, src, dst, edge_order, bond)
         if sites is not None:
             h, idx = h[sites], idx[sites]

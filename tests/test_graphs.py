@@ -62,18 +62,26 @@ def test_device_graph_is_the_reader_graph():
 
 def test_radial_weights_once_per_bond_give_the_per_edge_answer():
     """The model on a graph with bonds (radial network once per bond) and on the same
-    graph without (once per edge), all atoms and a subset of sites, in float64."""
+    graph without (once per edge), in float64: all atoms, and as sites a few atoms (fewer
+    kept edges than bonds), most atoms (more) and every atom (the whole graph kept)."""
     model = make_model(layers=3, products=4)
     graph = build_graph([rattled_quartz(seed=2, repeat=(2, 1, 1)), molecule("CH4")], model.cutoff, dtype=torch.float64)
     per_edge = build_graph(
         [rattled_quartz(seed=2, repeat=(2, 1, 1)), molecule("CH4")], model.cutoff, dtype=torch.float64
     )
     per_edge.edge_bond = per_edge.bond_edge = None
-    sites = torch.tensor([0, 3, 20])
+    n = len(graph.numbers)
+    few, most, every = torch.tensor([0, 3, 20]), torch.arange(1, n - 1), torch.arange(n)
+    bonds = len(graph.bond_edge)
+    assert (graph.edge_dst[:, None] == few).any(1).sum() < bonds < (graph.edge_dst[:, None] == most).any(1).sum()
     with torch.no_grad():
-        for a, b in (
-            (model(graph), model(per_edge)),
-            (model.members(graph, sites=sites), model.members(per_edge, sites=sites)),
-        ):
+        whole = model.members(graph)
+        for sites in (few, most, every):
+            a, b = model.members(graph, sites=sites), model.members(per_edge, sites=sites)
             for t in a:
                 np.testing.assert_allclose(a[t].numpy(), b[t].numpy(), rtol=1e-12, atol=1e-12 * b[t].abs().max().item())
+                np.testing.assert_allclose(a[t].numpy(), whole[t][sites].numpy(), rtol=1e-12,
+                                           atol=1e-12 * b[t].abs().max().item())  # fmt: skip
+        a, b = model(graph), model(per_edge)
+        for t in a:
+            np.testing.assert_allclose(a[t].numpy(), b[t].numpy(), rtol=1e-12, atol=1e-12 * b[t].abs().max().item())
