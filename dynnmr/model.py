@@ -321,7 +321,7 @@ class TensorGNN(nn.Module):
                 keep[sites] = True
                 e = keep[dst]
                 kept = int(e.sum())
-                if kept < len(e):  # else every atom is a site (inference): the whole graph serves
+                if kept < len(e):  # else every edge leads into a site (inference): the whole graph serves
                     sh, src, dst = sh[e], src[e], dst[e]
                     if bond is None:
                         radial = radial[e]

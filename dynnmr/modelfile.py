@@ -99,8 +99,8 @@ def load_model(name_or_path, device="cpu"):
         )
     # On CPU the fused kernels (dynnmr.tensorproduct) run the message and product sums;
     # e3nn's search for the best contraction order of the rest (linears, gates, readouts)
-    # costs most of the load time (2.1 -> 0.7 s for sio2) and gained nothing measurable
-    # in the forward pass (benchmarks/README, "Start-up").
+    # is most of the load time and gains nothing measurable in the forward pass there
+    # (benchmarks/README.md, "Start-up without the contraction search").
     fast_load = {"optimize_einsums": False} if torch.device(device).type == "cpu" else {}
     try:
         with e3nn_options(**fast_load):
