@@ -88,13 +88,14 @@ def cmd_predict(args):
     from .inference import predict_images, resolve_device
     from .modelfile import load_model
 
-    model, info = load_model(args.model, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    model, info = load_model(args.model, device=device)
     images = tensorfiles.read(args.input)
     for atoms in images:  # predictions replace any tensors already in the file
         for t in info["targets"]:
             for name in (t, f"{t}_std", f"{t}_param_std"):
                 atoms.arrays.pop(name, None)
-    predict_images(model, info, images, device=args.device, allow_unknown=args.allow_unknown, source=args.input,
+    predict_images(model, info, images, device=device, allow_unknown=args.allow_unknown, source=args.input,
                    uncertainty=args.uncertainty)  # fmt: skip
     tensorfiles.write_extxyz(args.output, images)
     n = sum(len(a) for a in images)
